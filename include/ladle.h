@@ -1,0 +1,208 @@
+/*
+ * ladle — weight-space model merging.
+ *
+ * This header is the whole library API. Layers, each using only the ones
+ * below it:
+ *
+ *   plan + engine   "output tensor T = method(params, input tensors)", streamed
+ *   methods         pure per-chunk kernels over fp32 (fp64 for F64 tensors)
+ *   formats         safetensors files, sharded indexes, Hugging Face folders
+ *   core            errors, dtypes and their conversions, small utilities
+ *
+ * Every fallible function returns 0 on success or -1 with a message in a
+ * caller-provided lad_error; nothing here prints or exits.
+ */
+#ifndef LADLE_H
+#define LADLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LADLE_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+typedef struct lad_error {
+    char msg[2048];
+    bool interrupted; /* the failure is a user interrupt (SIGINT/SIGTERM) */
+} lad_error;
+
+/* Sets err->msg with printf formatting; returns -1 so callers can
+ * `return lad_fail(err, ...)`. */
+int lad_fail(lad_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prepends context ("file: ") to an existing message; returns -1. */
+int lad_fail_prefix(lad_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------- dtypes */
+
+/* Every dtype the reference safetensors crate knows. */
+typedef enum lad_dtype {
+    LAD_BOOL, LAD_F4, LAD_F6_E2M3, LAD_F6_E3M2, LAD_U8, LAD_I8,
+    LAD_F8_E5M2, LAD_F8_E4M3, LAD_F8_E8M0, LAD_I16, LAD_U16, LAD_F16,
+    LAD_BF16, LAD_I32, LAD_U32, LAD_F32, LAD_F64, LAD_C64, LAD_I64, LAD_U64,
+    LAD_DTYPE_COUNT
+} lad_dtype;
+
+const char *lad_dtype_name(lad_dtype t);          /* "BF16" */
+const char *lad_dtype_torch_name(lad_dtype t);    /* "bfloat16", or NULL */
+int lad_dtype_parse(const char *name, lad_dtype *out); /* file names: "BF16" */
+int lad_dtype_parse_user(const char *name, lad_dtype *out); /* "bf16", "f32" */
+unsigned lad_dtype_bits(lad_dtype t);
+/* F16, BF16, F32, F64: the dtypes ladle merges. Others are copied. */
+bool lad_dtype_mergeable(lad_dtype t);
+
+/* Scalar conversions: round-to-nearest-even, NaN/Inf preserved, subnormals
+ * kept. These are the reference the bulk (SIMD) kernels are tested against. */
+float lad_bf16_to_f32(uint16_t h);
+float lad_f16_to_f32(uint16_t h);
+uint16_t lad_f32_to_bf16(float f);
+uint16_t lad_f32_to_f16(float f);
+
+/* Bulk conversions between a mergeable dtype's bytes and fp32/fp64.
+ * The fast paths are chosen at run time from the CPU's features. */
+void lad_load_f32(lad_dtype src, const void *in, float *out, size_t n);
+void lad_store_f32(lad_dtype dst, const float *in, void *out, size_t n);
+void lad_load_f64(lad_dtype src, const void *in, double *out, size_t n);
+void lad_store_f64(lad_dtype dst, const double *in, void *out, size_t n);
+/* Disable the SIMD paths (tests compare both against each other). */
+void lad_convert_force_scalar(bool on);
+const char *lad_convert_impl(void); /* "avx2+f16c" or "scalar" */
+
+/* ---------------------------------------------------------------- models */
+
+#define LAD_MAX_DIMS 16
+
+typedef struct lad_file {
+    char *path;
+    int fd;
+    uint64_t size;
+    uint64_t data_start;   /* 8 + header length */
+    void *metadata;        /* json_t object of __metadata__, or NULL */
+} lad_file;
+
+typedef struct lad_tensor {
+    char *name;
+    lad_dtype dtype;
+    int ndim;
+    uint64_t shape[LAD_MAX_DIMS];
+    uint64_t nelem;
+    uint64_t nbytes;
+    const lad_file *file;
+    uint64_t offset;       /* absolute byte offset in file */
+} lad_tensor;
+
+typedef struct lad_model {
+    char *ref;             /* as the user named it */
+    char *dir;             /* Hugging Face folder, or NULL for a bare file */
+    lad_file *files;
+    size_t nfiles;
+    lad_tensor *tensors;   /* file order, then offset order */
+    size_t ntensors;
+    lad_tensor **by_name;  /* sorted by name, for lookup */
+    void *config;          /* json_t of config.json, or NULL */
+    uint64_t total_bytes;  /* bytes of all files */
+} lad_model;
+
+/* Opens and fully validates a model: a .safetensors file, or a folder with
+ * model.safetensors or model.safetensors.index.json plus shards. */
+int lad_model_open(const char *ref, lad_model **out, lad_error *err);
+void lad_model_close(lad_model *m);
+const lad_tensor *lad_model_find(const lad_model *m, const char *name);
+
+/* Validates one safetensors file already opened on fd (size bytes). The
+ * tensors are appended to *tensors; the file keeps its fd. */
+int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors,
+                          lad_error *err);
+
+/* ---------------------------------------------------------------- methods */
+
+struct lad_op;
+
+typedef struct lad_method {
+    const char *name;
+    /* out[i] = f(in[0][i], ..., in[k-1][i]) for i < n, in fp32 / fp64. */
+    void (*chunk_f32)(const struct lad_op *op, float *out,
+                      const float *const *in, size_t n);
+    void (*chunk_f64)(const struct lad_op *op, double *out,
+                      const double *const *in, size_t n);
+} lad_method;
+
+/* A method with its resolved parameters. What the parameters mean, and the
+ * order of the inputs, is documented in each method's file. */
+typedef struct lad_op {
+    const lad_method *method;
+    size_t ninputs;
+    double param[64];      /* method-specific, as the user gave them */
+    float paramf[64];      /* the same rounded once to fp32 for fp32 math */
+    size_t nparam;
+} lad_op;
+
+extern const lad_method lad_method_linear;          /* lerp, soup, ckpt */
+extern const lad_method lad_method_task_arithmetic; /* task vectors */
+
+/* ---------------------------------------------------------------- plans */
+
+typedef enum lad_tensor_kind { LAD_MERGE, LAD_COPY } lad_tensor_kind;
+
+typedef struct lad_plan_tensor {
+    const char *name;
+    lad_tensor_kind kind;
+    lad_dtype out_dtype;
+    int ndim;
+    uint64_t shape[LAD_MAX_DIMS];
+    uint64_t nelem, nbytes;
+    const lad_tensor **in;     /* one per model; COPY uses in[0] */
+    size_t nin;
+    const lad_op *op;
+    size_t shard;              /* output file index */
+    uint64_t offset;           /* within the shard's data area */
+} lad_plan_tensor;
+
+typedef struct lad_merge_request {
+    const char *command;       /* the command line, for the recipe */
+    const char *method_label;  /* "lerp", "soup", ... for the card */
+    lad_model **models;        /* inputs, in the method's order */
+    const char **roles;        /* per model: "A", "base", "model", ... */
+    size_t nmodels;
+    size_t template_model;     /* config, tokenizer, non-float tensors */
+    lad_op op;
+    void *params_json;         /* json_t object describing parameters */
+    const char *output;
+    bool has_out_dtype;
+    lad_dtype out_dtype;
+    uint64_t shard_size;       /* 0 = never shard */
+    int threads;
+    bool force;
+    bool quiet;
+    bool progress;             /* draw a progress bar on stderr */
+} lad_merge_request;
+
+typedef struct lad_plan lad_plan;
+
+/* Checks everything that can be checked (tensor sets, shapes, dtypes, the
+ * output path) before a byte is written. */
+int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err);
+void lad_plan_free(lad_plan *p);
+size_t lad_plan_ntensors(const lad_plan *p);
+const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i);
+
+typedef struct lad_run_stats {
+    uint64_t bytes_read, bytes_written;
+    double seconds;
+    size_t nshards;
+} lad_run_stats;
+
+/* Streams the plan to the output; the output appears complete or not at all. */
+int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err);
+
+/* ---------------------------------------------------------------- process */
+
+/* SIGINT/SIGTERM set a flag that long operations poll. */
+void lad_interrupt_install(void);
+bool lad_interrupted(void);
+
+#endif

@@ -1,0 +1,91 @@
+/* The command-line layer: the only code that prints or picks exit codes. */
+#ifndef LADLE_CLI_H
+#define LADLE_CLI_H
+
+#include "ladle.h"
+
+#include <getopt.h>
+#include <jansson.h>
+
+enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
+
+/* Option ids past the printable characters used for short options. */
+enum {
+    OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_JSON, OPT_ALPHA, OPT_EXTRAPOLATE,
+    OPT_WEIGHTS, OPT_BASE, OPT_ADD, OPT_ONTO, OPT_LAMBDA, OPT_LAST,
+};
+
+#define COMMON_MERGE_OPTIONS                                                                  \
+    {"output", required_argument, 0, 'o'}, {"dtype", required_argument, 0, OPT_DTYPE},       \
+        {"threads", required_argument, 0, 'j'},                                               \
+        {"shard-size", required_argument, 0, OPT_SHARD_SIZE},                                 \
+        {"force", no_argument, 0, OPT_FORCE}, {"quiet", no_argument, 0, 'q'},                 \
+        {"help", no_argument, 0, 'h'}
+#define COMMON_MERGE_SHORT "o:j:qh"
+
+#define COMMON_MERGE_HELP                                                                     \
+    "  -o, --output OUT      where to write: NAME.safetensors for one file, anything else\n"  \
+    "                        for a Hugging Face folder (config, tokenizer, model card)\n"     \
+    "      --dtype T         output dtype: f32, f16 or bf16 (default: each input tensor's)\n" \
+    "  -j, --threads N       worker threads (default: all cores)\n"                           \
+    "      --shard-size S    largest shard of a folder output, e.g. 2GB, 500MB; 0 = never\n"  \
+    "                        shard (default 5GB, decimal units as transformers uses them)\n"  \
+    "      --force           replace OUT if it exists\n"                                     \
+    "  -q, --quiet           no progress or summary on stderr\n"                             \
+    "  -h, --help            this help\n"
+
+typedef struct merge_opts {
+    const char *output;
+    bool has_dtype;
+    lad_dtype dtype;
+    int threads;
+    uint64_t shard_size;
+    bool force, quiet;
+} merge_opts;
+
+void merge_opts_init(merge_opts *o);
+/* Handles a common option; returns 1 if it was one, 0 if not, -1 on a bad
+ * value (message printed). */
+int merge_opts_take(merge_opts *o, const char *cmd, int id, const char *arg);
+
+/* Everything a merge command hands over once it has parsed its arguments. */
+typedef struct merge_job {
+    const char *cmd;            /* "lerp" */
+    const char *const *refs;    /* model references in the method's input order */
+    const char *const *roles;
+    size_t nmodels;
+    size_t template_model;
+    lad_op op;
+    json_t *params;             /* stolen */
+} merge_job;
+
+/* Opens the models, plans, runs, prints a summary; returns the exit code. */
+int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv);
+
+/* Parses argv with getopt_long (options and positionals in any order).
+ * Common merge options go to `common` (when not NULL), --help prints `help`,
+ * anything else to `take`, which returns 0 or an exit code after printing.
+ * Returns true to go on, with the positionals in argv[*first..argc);
+ * false with *exit_code set. */
+typedef int (*opt_handler)(void *ctx, int id, const char *arg);
+bool parse_args(const char *cmd, const char *help, int argc, char **argv,
+                const struct option *longopts, const char *shortopts, merge_opts *common,
+                opt_handler take, void *ctx, int *first, int *exit_code);
+
+/* Printing and parsing helpers. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int report(const lad_error *err); /* prints "ladle: error: ..." and returns the exit code */
+void note(bool quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int parse_double(const char *s, double *out);
+int parse_int(const char *s, long min, long max, long *out);
+/* "0.3,0.7" -> values; returns count or -1. */
+int parse_list(const char *s, double *out, int max);
+char *command_line(int argc, char **argv);
+
+int cmd_info(int argc, char **argv);
+int cmd_lerp(int argc, char **argv);
+int cmd_soup(int argc, char **argv);
+int cmd_task(int argc, char **argv);
+int cmd_ckpt(int argc, char **argv);
+
+#endif

@@ -1,0 +1,125 @@
+/* ladle info MODEL [--json]: what a model holds. */
+#include "cli.h"
+#include "../core/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char HELP[] =
+    "usage: ladle info MODEL [--json]\n"
+    "\n"
+    "Validates MODEL (a .safetensors file or a Hugging Face folder, sharded or not)\n"
+    "and lists its tensors with dtype, shape and bytes, totals per dtype, and the\n"
+    "files' __metadata__.\n"
+    "\n"
+    "      --json            print the same as JSON\n"
+    "  -h, --help            this help\n";
+
+static int take(void *ctx, int id, const char *arg)
+{
+    (void)arg;
+    if (id == OPT_JSON)
+        *(bool *)ctx = true;
+    return 0;
+}
+
+static json_t *shape_json(const lad_tensor *t)
+{
+    json_t *a = json_array();
+    for (int d = 0; d < t->ndim; d++)
+        json_array_append_new(a, json_integer((json_int_t)t->shape[d]));
+    return a;
+}
+
+static void print_text(const lad_model *m)
+{
+    uint64_t bytes[LAD_DTYPE_COUNT] = {0}, elems[LAD_DTYPE_COUNT] = {0}, params = 0;
+    printf("%-60s %-8s %-24s %14s\n", "tensor", "dtype", "shape", "bytes");
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const lad_tensor *t = &m->tensors[i];
+        char shape[128];
+        int o = snprintf(shape, sizeof shape, "[");
+        for (int d = 0; d < t->ndim && o < (int)sizeof shape; d++)
+            o += snprintf(shape + o, sizeof shape - (size_t)o, "%s%llu", d ? ", " : "",
+                          (unsigned long long)t->shape[d]);
+        if (o < (int)sizeof shape)
+            snprintf(shape + o, sizeof shape - (size_t)o, "]");
+        printf("%-60s %-8s %-24s %14llu\n", t->name, lad_dtype_name(t->dtype), shape,
+               (unsigned long long)t->nbytes);
+        bytes[t->dtype] += t->nbytes;
+        elems[t->dtype] += t->nelem;
+        params += t->nelem;
+    }
+    char total[32];
+    lad_format_bytes(m->total_bytes, total, sizeof total);
+    printf("\n%zu tensors, %llu parameters, %zu file%s, %s on disk\n", m->ntensors,
+           (unsigned long long)params, m->nfiles, m->nfiles == 1 ? "" : "s", total);
+    for (int t = 0; t < LAD_DTYPE_COUNT; t++)
+        if (elems[t] || bytes[t])
+            printf("  %-8s %14llu elements %16llu bytes\n", lad_dtype_name((lad_dtype)t),
+                   (unsigned long long)elems[t], (unsigned long long)bytes[t]);
+    for (size_t f = 0; f < m->nfiles; f++) {
+        const char *k;
+        json_t *v;
+        if (!m->files[f].metadata)
+            continue;
+        printf("\nmetadata of %s:\n", m->files[f].path);
+        json_object_foreach((json_t *)m->files[f].metadata, k, v)
+            printf("  %s: %s\n", k, json_string_value(v));
+    }
+}
+
+static int print_json(const lad_model *m)
+{
+    json_t *tensors = json_array(), *files = json_array();
+    uint64_t params = 0;
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const lad_tensor *t = &m->tensors[i];
+        params += t->nelem;
+        json_array_append_new(tensors,
+                              json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", t->name, "dtype",
+                                        lad_dtype_name(t->dtype), "shape", shape_json(t),
+                                        "bytes", (json_int_t)t->nbytes, "file", t->file->path));
+    }
+    for (size_t f = 0; f < m->nfiles; f++)
+        json_array_append_new(files, json_pack("{s:s, s:I, s:O}", "path", m->files[f].path,
+                                               "bytes", (json_int_t)m->files[f].size,
+                                               "metadata",
+                                               m->files[f].metadata ? m->files[f].metadata
+                                                                    : json_null()));
+    json_t *root = json_pack("{s:s, s:I, s:I, s:o, s:o}", "model", m->ref, "parameters",
+                             (json_int_t)params, "bytes", (json_int_t)m->total_bytes, "files",
+                             files, "tensors", tensors);
+    if (!root)
+        return -1;
+    json_dumpf(root, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+    json_decref(root);
+    return 0;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"json", no_argument, 0, OPT_JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    bool as_json = false;
+    int first, code;
+    if (!parse_args("info", HELP, argc, argv, longopts, "h", NULL, take, &as_json, &first,
+                    &code))
+        return code;
+    if (argc - first != 1)
+        return usage_error("info", "expected one MODEL");
+    lad_model *m;
+    lad_error err = {0};
+    if (lad_model_open(argv[first], &m, &err) != 0)
+        return report(&err);
+    int rc = 0;
+    if (as_json)
+        rc = print_json(m) ? report(&(lad_error){.msg = "out of memory"}) : 0;
+    else
+        print_text(m);
+    lad_model_close(m);
+    if (fflush(stdout) != 0)
+        rc = 1;
+    return rc;
+}

@@ -1,0 +1,119 @@
+/* ladle task --base BASE --add l:MODEL ... [--onto C] [--lambda S] -o OUT
+ * Task arithmetic: theta = C + S * sum_i l_i (theta_i - theta_BASE). */
+#include "cli.h"
+#include "../core/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char HELP[] =
+    "usage: ladle task --base BASE --add L:MODEL [--add L:MODEL ...] -o OUT\n"
+    "                  [--onto C] [--lambda S] [options]\n"
+    "\n"
+    "Task arithmetic (Ilharco et al. 2023): task vectors tau_i = theta_i - theta_BASE,\n"
+    "combined as theta = C + S * sum_i L_i * tau_i, in fp32 (fp64 for F64 tensors).\n"
+    "  - a negative L removes a capability (negation);\n"
+    "  - --onto C gives the analogy form, C + S * sum L_i * tau_i (default C = BASE).\n"
+    "Config, tokenizer and non-float tensors come from C (BASE without --onto).\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --add L:MODEL     a fine-tune and the weight L of its task vector (repeatable)\n"
+    "      --onto C          add the task vectors to C instead of BASE\n"
+    "      --lambda S        scale of the summed task vectors (default 1)\n" COMMON_MERGE_HELP;
+
+#define MAX_ADDS 60
+
+typedef struct task_args {
+    const char *base, *onto;
+    const char *model[MAX_ADDS];
+    double weight[MAX_ADDS];
+    int nadd;
+    double scale;
+} task_args;
+
+static int take(void *ctx, int id, const char *arg)
+{
+    task_args *a = ctx;
+    switch (id) {
+    case OPT_BASE:
+        a->base = arg;
+        return 0;
+    case OPT_ONTO:
+        a->onto = arg;
+        return 0;
+    case OPT_LAMBDA:
+        if (parse_double(arg, &a->scale) != 0)
+            return usage_error("task", "--lambda takes a number, not '%s'", arg);
+        return 0;
+    case OPT_ADD: {
+        const char *colon = strchr(arg, ':');
+        if (a->nadd == MAX_ADDS)
+            return usage_error("task", "at most %d --add", MAX_ADDS);
+        char num[64];
+        size_t len = colon ? (size_t)(colon - arg) : 0;
+        if (!colon || len == 0 || len >= sizeof num || !colon[1])
+            return usage_error("task", "--add takes WEIGHT:MODEL (e.g. 0.5:ft-math), not '%s'",
+                               arg);
+        memcpy(num, arg, len);
+        num[len] = 0;
+        if (parse_double(num, &a->weight[a->nadd]) != 0)
+            return usage_error("task", "--add '%s': '%s' is not a number", arg, num);
+        a->model[a->nadd++] = colon + 1;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+int cmd_task(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        COMMON_MERGE_OPTIONS,
+        {"base", required_argument, 0, OPT_BASE},
+        {"add", required_argument, 0, OPT_ADD},
+        {"onto", required_argument, 0, OPT_ONTO},
+        {"lambda", required_argument, 0, OPT_LAMBDA},
+        {0, 0, 0, 0}};
+    merge_opts o;
+    merge_opts_init(&o);
+    task_args a = {.scale = 1.0};
+    int first, code;
+    if (!parse_args("task", HELP, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a, &first,
+                    &code))
+        return code;
+    if (first != argc)
+        return usage_error("task", "unexpected argument '%s' (models are given with --base, "
+                                   "--add and --onto)",
+                           argv[first]);
+    if (!a.base)
+        return usage_error("task", "--base BASE is required");
+    if (a.nadd == 0)
+        return usage_error("task", "at least one --add L:MODEL is required");
+
+    const char *refs[MAX_ADDS + 2], *roles[MAX_ADDS + 2];
+    size_t n = 0;
+    refs[n] = a.base;
+    roles[n++] = "base";
+    json_t *adds = json_array();
+    for (int i = 0; i < a.nadd; i++) {
+        refs[n] = a.model[i];
+        roles[n++] = "task";
+        json_array_append_new(adds, json_pack("{s:s, s:f}", "model", a.model[i], "weight",
+                                              a.weight[i]));
+    }
+    if (a.onto) {
+        refs[n] = a.onto;
+        roles[n++] = "onto";
+    }
+    merge_job job = {.cmd = "task", .refs = refs, .roles = roles, .nmodels = n,
+                     .template_model = a.onto ? n - 1 : 0};
+    job.op.method = &lad_method_task_arithmetic;
+    job.op.param[0] = a.scale;
+    job.op.param[1] = a.onto ? 1 : 0;
+    for (int i = 0; i < a.nadd; i++)
+        job.op.param[2 + i] = a.weight[i];
+    job.op.nparam = 2 + (size_t)a.nadd;
+    job.params = json_pack("{s:f, s:o, s:s?}", "lambda", a.scale, "add", adds, "onto", a.onto);
+    return run_merge(&o, &job, argc, argv);
+}

@@ -1,0 +1,257 @@
+/* What every merge command shares: common options, opening the models,
+ * planning, running, and the one-line error and summary output. */
+#include "cli.h"
+#include "../core/util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ladle: error: %s%s%s (see 'ladle %s%s--help')\n", cmd ? cmd : "",
+            cmd ? ": " : "", msg, cmd ? cmd : "", cmd ? " " : "");
+    return EXIT_USAGE;
+}
+
+int report(const lad_error *err)
+{
+    fprintf(stderr, "ladle: error: %s\n", err->msg);
+    return err->interrupted ? EXIT_INTERRUPTED : 1;
+}
+
+void note(bool quiet, const char *fmt, ...)
+{
+    if (quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ladle: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_list(const char *s, double *out, int max)
+{
+    int n = 0;
+    char *copy = strdup(s), *save = NULL;
+    if (!copy)
+        return -1;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max || parse_double(tok, &out[n]) != 0) {
+            free(copy);
+            return -1;
+        }
+        n++;
+    }
+    free(copy);
+    return n;
+}
+
+char *command_line(int argc, char **argv)
+{
+    size_t cap = 16;
+    for (int i = 0; i < argc; i++)
+        cap += strlen(argv[i]) * 4 + 3;
+    char *s = malloc(cap), *o = s;
+    if (!s)
+        return NULL;
+    o += sprintf(o, "ladle");
+    for (int i = 0; i < argc; i++) {
+        bool plain = argv[i][0] != 0;
+        for (const char *c = argv[i]; *c; c++)
+            plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789-_./:=,+@%", *c);
+        *o++ = ' ';
+        if (plain) {
+            o += sprintf(o, "%s", argv[i]);
+            continue;
+        }
+        *o++ = '\'';
+        for (const char *c = argv[i]; *c; c++) {
+            if (*c == '\'')
+                o += sprintf(o, "'\\''");
+            else
+                *o++ = *c;
+        }
+        *o++ = '\'';
+        *o = 0;
+    }
+    return s;
+}
+
+void merge_opts_init(merge_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->shard_size = 5000000000ULL;
+}
+
+int merge_opts_take(merge_opts *o, const char *cmd, int id, const char *arg)
+{
+    long n;
+    switch (id) {
+    case 'o':
+        o->output = arg;
+        return 1;
+    case OPT_DTYPE:
+        if (lad_dtype_parse_user(arg, &o->dtype) != 0) {
+            usage_error(cmd, "--dtype takes f32, f16 or bf16, not '%s'", arg);
+            return -1;
+        }
+        o->has_dtype = true;
+        return 1;
+    case 'j':
+        if (parse_int(arg, 1, 1024, &n) != 0) {
+            usage_error(cmd, "-j takes a thread count from 1 to 1024, not '%s'", arg);
+            return -1;
+        }
+        o->threads = (int)n;
+        return 1;
+    case OPT_SHARD_SIZE:
+        if (lad_parse_size(arg, &o->shard_size) != 0) {
+            usage_error(cmd, "--shard-size takes a size such as 5GB, 500MB or 0, not '%s'", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_FORCE:
+        o->force = true;
+        return 1;
+    case 'q':
+        o->quiet = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+bool parse_args(const char *cmd, const char *help, int argc, char **argv,
+                const struct option *longopts, const char *shortopts, merge_opts *common,
+                opt_handler take, void *ctx, int *first, int *exit_code)
+{
+    char optstring[128];
+    snprintf(optstring, sizeof optstring, ":%s", shortopts);
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            *exit_code = 0;
+            return false;
+        }
+        if (c == '?' || c == ':') {
+            const char *opt = argv[optind - 1];
+            *exit_code = c == ':' ? usage_error(cmd, "option '%s' needs a value", opt)
+                                  : usage_error(cmd, "unknown option '%s'", opt);
+            return false;
+        }
+        int t = common ? merge_opts_take(common, cmd, c, optarg) : 0;
+        if (t < 0) {
+            *exit_code = EXIT_USAGE;
+            return false;
+        }
+        if (t == 0 && (*exit_code = take(ctx, c, optarg)) != 0)
+            return false;
+    }
+    *first = optind;
+    return true;
+}
+
+int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
+{
+    lad_error err = {0};
+    lad_model **models = calloc(job->nmodels, sizeof *models);
+    lad_plan *plan = NULL;
+    char *cmdline = command_line(argc, argv);
+    int rc = 0;
+    if (!o->output) {
+        rc = usage_error(job->cmd, "no output given (-o OUT)");
+        goto out;
+    }
+    if (!models || !cmdline) {
+        rc = report(&(lad_error){.msg = "out of memory"});
+        goto out;
+    }
+    for (size_t i = 0; i < job->nmodels; i++)
+        if (lad_model_open(job->refs[i], &models[i], &err) != 0) {
+            rc = report(&err);
+            goto out;
+        }
+    lad_merge_request req = {
+        .command = cmdline,
+        .method_label = job->cmd,
+        .models = models,
+        .roles = (const char **)job->roles,
+        .nmodels = job->nmodels,
+        .template_model = job->template_model,
+        .op = job->op,
+        .params_json = job->params,
+        .output = o->output,
+        .has_out_dtype = o->has_dtype,
+        .out_dtype = o->dtype,
+        .shard_size = o->shard_size,
+        .threads = o->threads,
+        .force = o->force,
+        .quiet = o->quiet,
+        .progress = !o->quiet && isatty(STDERR_FILENO),
+    };
+    req.op.ninputs = job->nmodels;
+    for (size_t i = 0; i < req.op.nparam; i++)
+        req.op.paramf[i] = (float)req.op.param[i];
+    if (lad_plan_build(&req, &plan, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
+    lad_run_stats st;
+    if (lad_plan_execute(plan, &st, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
+    char rd[32], wr[32];
+    lad_format_bytes(st.bytes_read, rd, sizeof rd);
+    lad_format_bytes(st.bytes_written, wr, sizeof wr);
+    note(o->quiet, "%s: wrote %s (%zu tensor%s%s) from %s read in %.2fs", job->cmd, o->output,
+         lad_plan_ntensors(plan), lad_plan_ntensors(plan) == 1 ? "" : "s",
+         st.nshards > 1 ? ", sharded" : "", rd, st.seconds);
+    (void)wr;
+out:
+    lad_plan_free(plan);
+    for (size_t i = 0; models && i < job->nmodels; i++)
+        lad_model_close(models[i]);
+    free(models);
+    free(cmdline);
+    json_decref(job->params);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* ladle: the command dispatcher. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "ladle " LADLE_VERSION " - weight-space model merging\n"
+    "\n"
+    "usage: ladle COMMAND [options]    (ladle COMMAND --help for its options)\n"
+    "\n"
+    "commands:\n"
+    "  info MODEL                       tensors, dtypes, shapes, metadata\n"
+    "  lerp A B --alpha X               (1 - X) * A + X * B\n"
+    "  soup M1 M2 ... [--weights W]     uniform or weighted average\n"
+    "  task --base B --add L:M ...      task arithmetic: B + S * sum L_i (M_i - B)\n"
+    "  ckpt DIR [--last N]              average of a run's last N checkpoints\n"
+    "\n"
+    "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
+    "or model.safetensors.index.json with its shards).\n";
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+} commands[] = {
+    {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
+    {"task", cmd_task}, {"ckpt", cmd_ckpt},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        fputs(USAGE, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("ladle %s (conversions: %s)\n", LADLE_VERSION, lad_convert_impl());
+        return 0;
+    }
+    lad_interrupt_install();
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    return usage_error(NULL, "unknown command '%s'", argv[1]);
+}

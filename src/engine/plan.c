@@ -1,0 +1,302 @@
+/*
+ * The planner: turns a merge request into "output tensor T = method(inputs)"
+ * and checks everything checkable before the first byte is written.
+ *
+ * The output has the template model's tensors in its order (file, then
+ * offset). Every other model must hold the same tensor names with the same
+ * shapes; the one tolerated difference is a tied lm_head.weight that a model
+ * omits because its config ties it to the input embeddings, as transformers
+ * saves it: that model's embedding stands in for its head.
+ */
+#include "plan.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const HEAD = "lm_head.weight";
+static const char *const EMBEDDINGS[] = {
+    "model.embed_tokens.weight", "transformer.wte.weight", "model.decoder.embed_tokens.weight",
+    "embed_tokens.weight", "transformer.word_embeddings.weight", "gpt_neox.embed_in.weight",
+    "tok_embeddings.weight", "embeddings.word_embeddings.weight", "model.embed_in.weight",
+};
+
+static bool config_ties(const lad_model *m)
+{
+    if (!m->config)
+        return false;
+    json_t *tie = json_object_get(m->config, "tie_word_embeddings");
+    return !tie || json_is_true(tie); /* transformers' default is to tie */
+}
+
+static const lad_tensor *tied_embedding(const lad_model *m)
+{
+    for (size_t i = 0; i < sizeof EMBEDDINGS / sizeof *EMBEDDINGS; i++) {
+        const lad_tensor *t = lad_model_find(m, EMBEDDINGS[i]);
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+/* The tensor standing for `name` in model m, or NULL with err set. */
+static const lad_tensor *resolve(const lad_model *m, const char *name, const lad_model *tmpl,
+                                 lad_error *err)
+{
+    const lad_tensor *t = lad_model_find(m, name);
+    if (t)
+        return t;
+    if (strcmp(name, HEAD) == 0) {
+        if (!config_ties(m)) {
+            lad_fail(err, "tensor '%s' is in %s but not in %s, and %s does not say its "
+                          "embeddings are tied (no config.json with tie_word_embeddings)",
+                     name, tmpl->ref, m->ref, m->ref);
+            return NULL;
+        }
+        if ((t = tied_embedding(m)))
+            return t;
+        lad_fail(err, "%s ties lm_head.weight to its input embeddings, but none of the known "
+                      "embedding tensors is in it",
+                 m->ref);
+        return NULL;
+    }
+    lad_fail(err, "tensor '%s' is in %s but not in %s; the models must share one "
+                  "architecture",
+             name, tmpl->ref, m->ref);
+    return NULL;
+}
+
+static int same_shape(const lad_tensor *a, const lad_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d])
+            return 0;
+    return 1;
+}
+
+static void shape_str(const lad_tensor *t, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < t->ndim && o < len; d++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%llu", d ? ", " : "",
+                              (unsigned long long)t->shape[d]);
+    if (o < len)
+        snprintf(buf + o, len - o, "]");
+}
+
+/* Fills p->t[i] for output tensor `name` (template tensor tt, or NULL for an
+ * added lm_head). */
+static int plan_tensor(lad_plan *p, size_t i, const char *name, lad_error *err)
+{
+    const lad_merge_request *r = &p->req;
+    const lad_model *tmpl = r->models[r->template_model];
+    lad_plan_tensor *pt = &p->t[i];
+    pt->name = name;
+    pt->in = p->inptrs + i * r->nmodels;
+    pt->nin = r->nmodels;
+    for (size_t j = 0; j < r->nmodels; j++)
+        if (!(pt->in[j] = resolve(r->models[j], name, tmpl, err)))
+            return -1;
+    const lad_tensor *first = pt->in[r->template_model];
+    for (size_t j = 0; j < r->nmodels; j++) {
+        char sa[256], sb[256];
+        if (!same_shape(first, pt->in[j])) {
+            shape_str(first, sa, sizeof sa);
+            shape_str(pt->in[j], sb, sizeof sb);
+            return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s", name, sa,
+                            tmpl->ref, sb, r->models[j]->ref);
+        }
+        bool ma = lad_dtype_mergeable(first->dtype), mb = lad_dtype_mergeable(pt->in[j]->dtype);
+        if (ma != mb || (!ma && first->dtype != pt->in[j]->dtype))
+            return lad_fail(err, "tensor '%s' is %s in %s but %s in %s", name,
+                            lad_dtype_name(first->dtype), tmpl->ref,
+                            lad_dtype_name(pt->in[j]->dtype), r->models[j]->ref);
+    }
+    pt->ndim = first->ndim;
+    memcpy(pt->shape, first->shape, sizeof pt->shape);
+    pt->nelem = first->nelem;
+    if (lad_dtype_mergeable(first->dtype)) {
+        pt->kind = LAD_MERGE;
+        pt->op = &p->req.op;
+        pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
+        pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;
+    } else {
+        /* Integer, bool and float8 tensors: copied from the template
+         * unchanged (position ids must never become floats). */
+        pt->kind = LAD_COPY;
+        pt->in[0] = first;
+        pt->nin = 1;
+        pt->out_dtype = first->dtype;
+        pt->nbytes = first->nbytes;
+        if (lad_dtype_bits(first->dtype) <= 8 && first->dtype != LAD_BOOL &&
+            first->dtype != LAD_U8 && first->dtype != LAD_I8)
+            p->n_copied_f8++;
+    }
+    for (size_t j = 0; j < pt->nin; j++)
+        p->bytes_in += pt->in[j]->nbytes;
+    p->bytes_out += pt->nbytes;
+    return 0;
+}
+
+/* Every tensor of every model must be in the output (nothing dropped
+ * silently), apart from a head the template ties. */
+static int check_no_extra(const lad_plan *p, lad_error *err)
+{
+    const lad_merge_request *r = &p->req;
+    const lad_model *tmpl = r->models[r->template_model];
+    for (size_t j = 0; j < r->nmodels; j++) {
+        const lad_model *m = r->models[j];
+        for (size_t k = 0; k < m->ntensors; k++) {
+            const char *name = m->tensors[k].name;
+            if (!lad_model_find(tmpl, name) && strcmp(name, HEAD) != 0)
+                return lad_fail(err, "tensor '%s' is in %s but not in %s; the models must "
+                                     "share one architecture",
+                                name, m->ref, tmpl->ref);
+        }
+    }
+    return 0;
+}
+
+static int check_output_path(const lad_plan *p, lad_error *err)
+{
+    const lad_merge_request *r = &p->req;
+    char *out = lad_abspath(r->output);
+    if (!out)
+        return lad_fail(err, "%s: the folder that would hold the output does not exist",
+                        r->output);
+    int rc = 0;
+    for (size_t j = 0; j < r->nmodels && rc == 0; j++) {
+        const lad_model *m = r->models[j];
+        char *in = lad_abspath(m->dir ? m->dir : m->files[0].path);
+        if (!in)
+            rc = lad_fail(err, "out of memory");
+        else if (lad_path_within(out, in))
+            rc = lad_fail(err, "output %s is %s input %s; choose another output path",
+                          r->output, strcmp(out, in) ? "inside" : "the same as", m->ref);
+        else if (lad_path_within(in, out))
+            rc = lad_fail(err, "output %s would replace the folder holding input %s; choose "
+                               "another output path",
+                          r->output, m->ref);
+        /* Shards of an index may live elsewhere only via links; check them too. */
+        for (size_t f = 0; f < m->nfiles && rc == 0; f++) {
+            char *fp = lad_abspath(m->files[f].path);
+            if (fp && (lad_path_within(fp, out) || lad_path_within(out, fp)))
+                rc = lad_fail(err, "output %s overlaps input file %s; choose another output "
+                                   "path",
+                              r->output, m->files[f].path);
+            free(fp);
+        }
+        free(in);
+    }
+    free(out);
+    return rc;
+}
+
+static int layout_shards(lad_plan *p, lad_error *err)
+{
+    uint64_t limit = p->as_dir ? p->req.shard_size : 0;
+    p->shards = calloc(p->n + 1, sizeof *p->shards);
+    if (!p->shards)
+        return lad_fail(err, "out of memory");
+    size_t ns = 0;
+    if (p->n == 0)
+        p->shards[ns++] = (lad_shard){0};
+    for (size_t i = 0; i < p->n; i++) {
+        /* As transformers does: start a new shard when this tensor would
+         * overflow a non-empty one; a tensor over the limit gets its own. */
+        if (ns == 0 || (limit && p->shards[ns - 1].count &&
+                        p->shards[ns - 1].data_bytes + p->t[i].nbytes > limit)) {
+            p->shards[ns].first = i;
+            ns++;
+        }
+        lad_shard *s = &p->shards[ns - 1];
+        p->t[i].shard = ns - 1;
+        p->t[i].offset = s->data_bytes;
+        s->data_bytes += p->t[i].nbytes;
+        s->count++;
+    }
+    p->nshards = ns;
+    for (size_t s = 0; s < ns; s++) {
+        p->shards[s].fname = ns == 1 ? lad_strdup("model.safetensors")
+                                     : lad_asprintf("model-%05zu-of-%05zu.safetensors", s + 1, ns);
+        if (!p->shards[s].fname)
+            return lad_fail(err, "out of memory");
+    }
+    return 0;
+}
+
+static json_t *build_recipe(const lad_plan *p)
+{
+    const lad_merge_request *r = &p->req;
+    json_t *inputs = json_array();
+    for (size_t j = 0; j < r->nmodels; j++)
+        json_array_append_new(inputs, json_pack("{s:s, s:s, s:I}", "role", r->roles[j], "path",
+                                                r->models[j]->ref, "bytes",
+                                                (json_int_t)r->models[j]->total_bytes));
+    return json_pack("{s:s, s:s, s:s, s:O, s:o, s:s}", "ladle_version", LADLE_VERSION,
+                     "command", r->command ? r->command : "", "method", r->method_label,
+                     "parameters", r->params_json ? r->params_json : json_object(), "inputs",
+                     inputs, "dtype",
+                     r->has_out_dtype ? lad_dtype_name(r->out_dtype) : "as input");
+}
+
+int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
+{
+    if (req->nmodels == 0 || req->template_model >= req->nmodels)
+        return lad_fail(err, "no input models");
+    lad_plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return lad_fail(err, "out of memory");
+    p->req = *req;
+    p->as_dir = !lad_ends_with(req->output, ".safetensors");
+    const lad_model *tmpl = req->models[req->template_model];
+
+    /* The template's tensors, plus a head it ties but another model has. */
+    bool add_head = !lad_model_find(tmpl, HEAD);
+    if (add_head) {
+        add_head = false;
+        for (size_t j = 0; j < req->nmodels; j++)
+            add_head |= lad_model_find(req->models[j], HEAD) != NULL;
+    }
+    p->n = tmpl->ntensors + add_head;
+    p->untie_head = add_head;
+    p->t = calloc(p->n + 1, sizeof *p->t);
+    p->inptrs = calloc((p->n + 1) * req->nmodels, sizeof *p->inptrs);
+    int rc = (!p->t || !p->inptrs) ? lad_fail(err, "out of memory") : 0;
+    for (size_t i = 0; i < tmpl->ntensors && rc == 0; i++)
+        rc = plan_tensor(p, i, tmpl->tensors[i].name, err);
+    if (rc == 0 && add_head)
+        rc = plan_tensor(p, p->n - 1, HEAD, err);
+    if (rc == 0)
+        rc = check_no_extra(p, err);
+    if (rc == 0)
+        rc = check_output_path(p, err);
+    if (rc == 0)
+        rc = layout_shards(p, err);
+    if (rc == 0 && !(p->recipe = build_recipe(p)))
+        rc = lad_fail(err, "out of memory");
+    if (rc) {
+        lad_plan_free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+void lad_plan_free(lad_plan *p)
+{
+    if (!p)
+        return;
+    for (size_t s = 0; s < p->nshards; s++)
+        free(p->shards[s].fname);
+    free(p->shards);
+    free(p->t);
+    free(p->inptrs);
+    json_decref(p->recipe);
+    free(p);
+}
+
+size_t lad_plan_ntensors(const lad_plan *p) { return p->n; }
+const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i) { return &p->t[i]; }

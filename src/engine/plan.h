@@ -1,0 +1,35 @@
+/* The plan's internals, shared by the planner (plan.c), the engine
+ * (engine.c) and the output extras (formats/hf_output.c). */
+#ifndef LADLE_PLAN_H
+#define LADLE_PLAN_H
+
+#include "ladle.h"
+
+#include <jansson.h>
+
+typedef struct lad_shard {
+    char *fname;            /* "model-00001-of-00002.safetensors" */
+    size_t first, count;    /* its tensors: plan->t[first .. first+count) */
+    uint64_t data_bytes;
+} lad_shard;
+
+struct lad_plan {
+    lad_merge_request req;  /* the caller keeps the models open */
+    lad_plan_tensor *t;
+    size_t n;
+    const lad_tensor **inptrs; /* storage behind every t[i].in */
+    lad_shard *shards;
+    size_t nshards;
+    bool as_dir;            /* a Hugging Face folder, not one file */
+    bool untie_head;        /* we add an lm_head.weight the template ties */
+    uint64_t bytes_in, bytes_out;
+    size_t n_copied_f8;     /* float8 (and smaller) tensors passed through */
+    json_t *recipe;         /* how the output was made, for metadata and card */
+};
+
+/* Writes config.json, the copied tokenizer files, the index and README.md
+ * of a folder output (formats/hf_output.c). */
+struct lad_writer;
+int lad_hf_write_extras(struct lad_writer *w, const struct lad_plan *p, lad_error *err);
+
+#endif

@@ -1,0 +1,297 @@
+/*
+ * Model references: what a user can name where a MODEL is taken.
+ *
+ *   path/to/file.safetensors            one file
+ *   path/to/hf-folder/                  model.safetensors, or
+ *                                       model.safetensors.index.json + shards
+ *
+ * Opening validates every file and, for an index, that every tensor it maps
+ * is in its shard and that no shard holds a tensor the index does not map
+ * to it. config.json, when the folder has one, is parsed for the planner
+ * (tied embeddings) and the writer (copied to the output).
+ */
+#include "ladle.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_INDEX_BYTES (256u << 20)
+
+static int open_file(lad_file *f, const char *path, lad_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    if (!(f->path = lad_strdup(path)))
+        return lad_fail(err, "out of memory");
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0)
+        return lad_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(f->fd, &st) != 0)
+        return lad_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return lad_fail(err, "%s: not a regular file", path);
+    f->size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int append_tensors(lad_model *m, lad_tensor *ts, size_t n, lad_error *err)
+{
+    lad_tensor *grown = realloc(m->tensors, (m->ntensors + n + 1) * sizeof *grown);
+    if (!grown)
+        return lad_fail(err, "out of memory");
+    memcpy(grown + m->ntensors, ts, n * sizeof *ts);
+    m->tensors = grown;
+    m->ntensors += n;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(lad_tensor *const *)a)->name, (*(lad_tensor *const *)b)->name);
+}
+
+const lad_tensor *lad_model_find(const lad_model *m, const char *name)
+{
+    lad_tensor key = {.name = (char *)name}, *kp = &key;
+    lad_tensor **hit = bsearch(&kp, m->by_name, m->ntensors, sizeof *m->by_name, by_name);
+    return hit ? *hit : NULL;
+}
+
+/* Reads and validates one file into the model. */
+static int load_file(lad_model *m, const char *path, lad_error *err)
+{
+    lad_file *f = &m->files[m->nfiles];
+    int rc = open_file(f, path, err);
+    m->nfiles++; /* counted even on failure so close() releases it */
+    if (rc)
+        return -1;
+    m->total_bytes += f->size;
+    lad_tensor *ts = NULL;
+    size_t n = 0;
+    if (lad_safetensors_parse(f, &ts, &n, err))
+        return -1;
+    rc = append_tensors(m, ts, n, err);
+    if (rc)
+        for (size_t i = 0; i < n; i++)
+            free(ts[i].name);
+    free(ts);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int load_index(lad_model *m, const char *index_path, lad_error *err)
+{
+    char *text;
+    size_t len;
+    if (lad_read_file(index_path, MAX_INDEX_BYTES, &text, &len, err))
+        return -1;
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root)
+        return lad_fail(err, "%s: not valid JSON: %s (line %d)", index_path, je.text, je.line);
+    json_t *wm = json_object_get(root, "weight_map");
+    int rc = 0;
+    const char **shards = NULL;
+    size_t nshards = 0;
+    if (!json_is_object(root) || !json_is_object(wm)) {
+        rc = lad_fail(err, "%s: no \"weight_map\" object", index_path);
+        goto out;
+    }
+    /* Distinct shard names, validated as plain names in this folder. */
+    shards = calloc(json_object_size(wm) + 1, sizeof *shards);
+    if (!shards) {
+        rc = lad_fail(err, "out of memory");
+        goto out;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(wm, name, v) {
+        if (!json_is_string(v)) {
+            rc = lad_fail(err, "%s: weight_map entry for '%s' is not a file name", index_path,
+                          name);
+            goto out;
+        }
+        const char *s = json_string_value(v);
+        if (!*s || strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, "..")) {
+            rc = lad_fail(err, "%s: tensor '%s' maps to \"%s\", which is not a file name in "
+                               "the model folder",
+                          index_path, name, s);
+            goto out;
+        }
+        size_t i;
+        for (i = 0; i < nshards && strcmp(shards[i], s); i++)
+            ;
+        if (i == nshards)
+            shards[nshards++] = s;
+    }
+    qsort(shards, nshards, sizeof *shards, cmp_str);
+    m->files = calloc(nshards + 1, sizeof *m->files);
+    if (!m->files) {
+        rc = lad_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nshards && rc == 0; i++) {
+        char *p = lad_path_join(m->dir, shards[i]);
+        if (!p) {
+            rc = lad_fail(err, "out of memory");
+            break;
+        }
+        if (!lad_is_file(p))
+            rc = lad_fail(err, "%s: shard %s named by the index does not exist", index_path,
+                          shards[i]);
+        else
+            rc = load_file(m, p, err);
+        free(p);
+    }
+    if (rc)
+        goto out;
+    /* Every tensor a shard holds must be the one the index maps there. */
+    for (size_t i = 0; i < m->ntensors; i++) {
+        lad_tensor *t = &m->tensors[i];
+        json_t *want = json_object_get(wm, t->name);
+        const char *fname = strrchr(t->file->path, '/') + 1;
+        if (!want) {
+            rc = lad_fail(err, "%s: holds tensor '%s', which %s does not list", t->file->path,
+                          t->name, index_path);
+            goto out;
+        }
+        if (strcmp(json_string_value(want), fname)) {
+            rc = lad_fail(err, "%s: holds tensor '%s', which %s maps to %s", t->file->path,
+                          t->name, index_path, json_string_value(want));
+            goto out;
+        }
+    }
+    /* ... and every tensor the index maps must be in its shard. Counts
+     * suffice: each held tensor matched a distinct index entry above. */
+    if (m->ntensors != json_object_size(wm)) {
+        json_object_foreach(wm, name, v) {
+            size_t i;
+            for (i = 0; i < m->ntensors && strcmp(m->tensors[i].name, name); i++)
+                ;
+            if (i == m->ntensors) {
+                rc = lad_fail(err, "%s: tensor '%s' is mapped to %s, which does not hold it",
+                              index_path, name, json_string_value(v));
+                goto out;
+            }
+        }
+    }
+out:
+    free(shards);
+    json_decref(root);
+    return rc;
+}
+
+static int load_config(lad_model *m, lad_error *err)
+{
+    char *path = lad_path_join(m->dir, "config.json");
+    if (!path)
+        return lad_fail(err, "out of memory");
+    int rc = 0;
+    if (lad_is_file(path)) {
+        json_error_t je;
+        json_t *cfg = json_load_file(path, 0, &je);
+        m->config = cfg;
+        if (!cfg || !json_is_object(cfg))
+            rc = lad_fail(err, "%s: not a valid JSON object: %s (line %d)", path,
+                          cfg ? "top level is not an object" : je.text, je.line);
+    }
+    free(path);
+    return rc;
+}
+
+static int open_model(lad_model *m, const char *ref, lad_error *err)
+{
+    if (lad_is_dir(ref)) {
+        if (!(m->dir = lad_strdup(ref)))
+            return lad_fail(err, "out of memory");
+        char *single = lad_path_join(ref, "model.safetensors");
+        char *index = lad_path_join(ref, "model.safetensors.index.json");
+        int rc;
+        if (!single || !index)
+            rc = lad_fail(err, "out of memory");
+        else if (lad_is_file(single)) {
+            m->files = calloc(1, sizeof *m->files);
+            rc = m->files ? load_file(m, single, err) : lad_fail(err, "out of memory");
+        } else if (lad_is_file(index))
+            rc = load_index(m, index, err);
+        else
+            rc = lad_fail(err, "%s: no model.safetensors or model.safetensors.index.json in "
+                               "this folder (ladle reads safetensors; convert .bin/.pt "
+                               "checkpoints first)",
+                          ref);
+        free(single);
+        free(index);
+        return rc ? rc : load_config(m, err);
+    }
+    if (!lad_exists(ref)) {
+        if (!strchr(ref, '/') || (ref[0] != '/' && ref[0] != '.' && strchr(ref, '/') == strrchr(ref, '/')))
+            return lad_fail(err, "%s: no such file or folder (a Hugging Face Hub name? "
+                                 "download it first, e.g. with huggingface-cli download)",
+                            ref);
+        return lad_fail(err, "%s: no such file or folder", ref);
+    }
+    m->files = calloc(1, sizeof *m->files);
+    return m->files ? load_file(m, ref, err) : lad_fail(err, "out of memory");
+}
+
+int lad_model_open(const char *ref, lad_model **out, lad_error *err)
+{
+    lad_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return lad_fail(err, "out of memory");
+    int rc = (m->ref = lad_strdup(ref)) ? open_model(m, ref, err) : lad_fail(err, "out of memory");
+    if (rc == 0) {
+        m->by_name = malloc((m->ntensors + 1) * sizeof *m->by_name);
+        if (!m->by_name)
+            rc = lad_fail(err, "out of memory");
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < m->ntensors; i++)
+            m->by_name[i] = &m->tensors[i];
+        qsort(m->by_name, m->ntensors, sizeof *m->by_name, by_name);
+        for (size_t i = 1; i < m->ntensors && rc == 0; i++)
+            if (!strcmp(m->by_name[i]->name, m->by_name[i - 1]->name))
+                rc = lad_fail(err, "%s: tensor '%s' appears twice (in %s and %s)", ref,
+                              m->by_name[i]->name, m->by_name[i - 1]->file->path,
+                              m->by_name[i]->file->path);
+    }
+    if (rc) {
+        lad_model_close(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void lad_model_close(lad_model *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->ntensors; i++)
+        free(m->tensors[i].name);
+    for (size_t i = 0; i < m->nfiles; i++) {
+        if (m->files[i].fd >= 0)
+            close(m->files[i].fd);
+        free(m->files[i].path);
+        json_decref(m->files[i].metadata);
+    }
+    json_decref(m->config);
+    free(m->files);
+    free(m->tensors);
+    free(m->by_name);
+    free(m->dir);
+    free(m->ref);
+    free(m);
+}

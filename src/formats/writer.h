@@ -1,0 +1,51 @@
+/*
+ * The output writer: the only code that touches the output path.
+ *
+ * Everything is written under a temporary sibling of OUT (a file for a
+ * .safetensors output, a folder otherwise), flushed, and renamed into place
+ * by lad_writer_commit; lad_writer_abort removes it. So OUT appears complete
+ * or not at all, and an existing OUT (with --force) is replaced only once the
+ * new one is on disk.
+ */
+#ifndef LADLE_WRITER_H
+#define LADLE_WRITER_H
+
+#include "ladle.h"
+
+#include <jansson.h>
+
+typedef struct lad_out_tensor {
+    const char *name;
+    lad_dtype dtype;
+    int ndim;
+    const uint64_t *shape;
+    uint64_t nbytes;
+} lad_out_tensor;
+
+typedef struct lad_writer lad_writer;
+
+/* Checks OUT (exists? --force? a folder that is not a model?) and creates
+ * the temporary. as_dir: OUT is a Hugging Face folder. */
+int lad_writer_begin(const char *out, bool as_dir, bool force, lad_writer **w, lad_error *err);
+
+/* Creates one safetensors file (fname inside the folder; ignored for a
+ * single-file output), writes its header and reserves its size. The caller
+ * pwrite()s tensor data to *fd at *data_start + the tensor's offset. */
+int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_tensor *ts,
+                               size_t n, json_t *metadata, int *fd, uint64_t *data_start,
+                               lad_error *err);
+
+/* Small files of a folder output. */
+int lad_writer_add_bytes(lad_writer *w, const char *fname, const void *data, size_t len,
+                         lad_error *err);
+int lad_writer_copy_in(lad_writer *w, const char *fname, const char *src, lad_error *err);
+
+int lad_writer_commit(lad_writer *w, lad_error *err); /* frees w */
+void lad_writer_abort(lad_writer *w);                 /* frees w */
+
+/* The safetensors header for these tensors, laid out in the given order,
+ * padded with spaces to a multiple of 8 bytes. */
+char *lad_safetensors_header(const lad_out_tensor *ts, size_t n, json_t *metadata,
+                             size_t *len);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * Linear combination: out = sum_i c_i * x_i, summed in input order.
+ *
+ * Serves lerp (c = 1-alpha, alpha), soup (c_i = w_i / sum w) and checkpoint
+ * soup (c_i = 1/N). param[i] = c_i, one per input.
+ *
+ * Each step is a separate multiply and add in the compute precision (the
+ * build disables FMA contraction), so the result equals the plain
+ * "acc = c0*x0; acc += c1*x1; ..." of numpy/PyTorch in fp32 bit for bit.
+ */
+#include "ladle.h"
+
+static void linear_f32(const lad_op *op, float *out, const float *const *in, size_t n)
+{
+    const float c0 = op->paramf[0];
+    for (size_t i = 0; i < n; i++)
+        out[i] = c0 * in[0][i];
+    for (size_t j = 1; j < op->ninputs; j++) {
+        const float c = op->paramf[j], *x = in[j];
+        for (size_t i = 0; i < n; i++)
+            out[i] += c * x[i];
+    }
+}
+
+static void linear_f64(const lad_op *op, double *out, const double *const *in, size_t n)
+{
+    const double c0 = op->param[0];
+    for (size_t i = 0; i < n; i++)
+        out[i] = c0 * in[0][i];
+    for (size_t j = 1; j < op->ninputs; j++) {
+        const double c = op->param[j], *x = in[j];
+        for (size_t i = 0; i < n; i++)
+            out[i] += c * x[i];
+    }
+}
+
+const lad_method lad_method_linear = {"linear", linear_f32, linear_f64};
