@@ -3,9 +3,10 @@
 CC      ?= cc
 # -ffp-contract=off: no fused multiply-add, so the kernels round exactly as
 # the fp32 reference math (numpy/PyTorch) does, on every compiler and CPU.
+# CFLAGS is the user's (optimisation, sanitizers); REQ_CFLAGS always apply.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
-           -ffp-contract=off -Iinclude -Isrc/core -MMD -MP
+REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
+              -ffp-contract=off -Iinclude -Isrc/core -MMD -MP
 LDLIBS  += -ljansson -lpthread -lm
 BUILD   ?= build
 
@@ -15,38 +16,44 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all test check sanitize bench clean
+.PHONY: all test check sanitize warnings bench clean
 all: $(BUILD)/ladle $(UNIT)
 
 $(BUILD)/ladle: $(CLI_OBJ) $(BUILD)/libladle.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(REQ_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/libladle.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(REQ_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libladle.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(REQ_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests (C), then the reference tests (Python: numpy/PyTorch).
 test: all
-	LADLE=$(abspath $(BUILD)/ladle) UNIT_DIR=$(abspath $(BUILD)/tests) ./tests/run
+	LADLE=$(abspath $(BUILD)/ladle) UNIT_DIR=$(abspath $(BUILD)/tests) \
+	LADLE_SANITIZED=$(LADLE_SANITIZED) ./tests/run
 
-# The whole suite, then again with ASan+UBSan in build-san/.
-check: test
-	$(MAKE) sanitize
+# Warning-free under gcc and clang, the suite, then the suite again with
+# ASan+UBSan in build-san/.
+check: warnings test sanitize
+
+warnings:
+	$(MAKE) -s BUILD=build-gcc-werror CC=gcc CFLAGS="-O2 -Werror" all
+	$(MAKE) -s BUILD=build-clang-werror CC=clang CFLAGS="-O2 -Werror" all
 
 sanitize:
-	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test LADLE_SANITIZED=1
+	$(MAKE) BUILD=build-san LADLE_SANITIZED=1 \
+	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
 bench: all
 	./bench/run
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-gcc-werror build-clang-werror
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

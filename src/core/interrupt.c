@@ -1,6 +1,8 @@
 /* SIGINT/SIGTERM: set a flag that the engine polls between chunks, so the
  * writer can remove its temporary output before exiting. A second signal
- * kills the process at once (the temporary then stays, named .*.ladle-tmp-*). */
+ * kills the process at once (the temporary then stays, named .*.ladle-tmp-*).
+ * SIGXFSZ (a file-size limit) is ignored so the write fails with EFBIG and
+ * is cleaned up like any other write error. */
 #include "ladle.h"
 
 #include <signal.h>
@@ -22,6 +24,7 @@ void lad_interrupt_install(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 bool lad_interrupted(void) { return flag != 0; }
