@@ -4,7 +4,7 @@ CC      ?= cc
 # -ffp-contract=off: no fused multiply-add, so the kernels round exactly as
 # the fp32 reference math (numpy/PyTorch) does, on every compiler and CPU.
 # CFLAGS is the user's (optimisation, sanitizers); REQ_CFLAGS always apply.
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= -O3 -g
 REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
               -ffp-contract=off -Iinclude -Isrc/core -MMD -MP
 LDLIBS  += -ljansson -lpthread -lm

@@ -8,27 +8,29 @@
  * build disables FMA contraction), so the result equals the plain
  * "acc = c0*x0; acc += c1*x1; ..." of numpy/PyTorch in fp32 bit for bit.
  */
-#include "ladle.h"
+#include "kernel.h"
 
-static void linear_f32(const lad_op *op, float *out, const float *const *in, size_t n)
+LAD_KERNEL static void linear_f32(const lad_op *op, float *restrict out,
+                                  const float *const *in, size_t n)
 {
-    const float c0 = op->paramf[0];
+    const float c0 = op->paramf[0], *restrict x0 = in[0];
     for (size_t i = 0; i < n; i++)
-        out[i] = c0 * in[0][i];
+        out[i] = c0 * x0[i];
     for (size_t j = 1; j < op->ninputs; j++) {
-        const float c = op->paramf[j], *x = in[j];
+        const float c = op->paramf[j], *restrict x = in[j];
         for (size_t i = 0; i < n; i++)
             out[i] += c * x[i];
     }
 }
 
-static void linear_f64(const lad_op *op, double *out, const double *const *in, size_t n)
+LAD_KERNEL static void linear_f64(const lad_op *op, double *restrict out,
+                                  const double *const *in, size_t n)
 {
-    const double c0 = op->param[0];
+    const double c0 = op->param[0], *restrict x0 = in[0];
     for (size_t i = 0; i < n; i++)
-        out[i] = c0 * in[0][i];
+        out[i] = c0 * x0[i];
     for (size_t j = 1; j < op->ninputs; j++) {
-        const double c = op->param[j], *x = in[j];
+        const double c = op->param[j], *restrict x = in[j];
         for (size_t i = 0; i < n; i++)
             out[i] += c * x[i];
     }

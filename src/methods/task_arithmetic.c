@@ -8,17 +8,19 @@
  * The task vector x_i - B is formed first, as TaskVector does it, then
  * weighted and summed in order; no fused multiply-add.
  */
-#include "ladle.h"
+#include "kernel.h"
 
-static void task_f32(const lad_op *op, float *out, const float *const *in, size_t n)
+LAD_KERNEL static void task_f32(const lad_op *op, float *restrict out,
+                                const float *const *in, size_t n)
 {
     const size_t k = op->ninputs - 1 - (op->param[1] != 0);
-    const float s = op->paramf[0], *base = in[0];
-    const float *onto = op->param[1] != 0 ? in[k + 1] : base;
+    const float s = op->paramf[0], *restrict base = in[0], *restrict x1 = in[1];
+    const float *restrict onto = op->param[1] != 0 ? in[k + 1] : base;
+    const float l1 = op->paramf[2];
     for (size_t i = 0; i < n; i++)
-        out[i] = op->paramf[2] * (in[1][i] - base[i]);
+        out[i] = l1 * (x1[i] - base[i]);
     for (size_t j = 2; j <= k; j++) {
-        const float l = op->paramf[j + 1], *x = in[j];
+        const float l = op->paramf[j + 1], *restrict x = in[j];
         for (size_t i = 0; i < n; i++)
             out[i] += l * (x[i] - base[i]);
     }
@@ -26,15 +28,17 @@ static void task_f32(const lad_op *op, float *out, const float *const *in, size_
         out[i] = onto[i] + s * out[i];
 }
 
-static void task_f64(const lad_op *op, double *out, const double *const *in, size_t n)
+LAD_KERNEL static void task_f64(const lad_op *op, double *restrict out,
+                                const double *const *in, size_t n)
 {
     const size_t k = op->ninputs - 1 - (op->param[1] != 0);
-    const double s = op->param[0], *base = in[0];
-    const double *onto = op->param[1] != 0 ? in[k + 1] : base;
+    const double s = op->param[0], *restrict base = in[0], *restrict x1 = in[1];
+    const double *restrict onto = op->param[1] != 0 ? in[k + 1] : base;
+    const double l1 = op->param[2];
     for (size_t i = 0; i < n; i++)
-        out[i] = op->param[2] * (in[1][i] - base[i]);
+        out[i] = l1 * (x1[i] - base[i]);
     for (size_t j = 2; j <= k; j++) {
-        const double l = op->param[j + 1], *x = in[j];
+        const double l = op->param[j + 1], *restrict x = in[j];
         for (size_t i = 0; i < n; i++)
             out[i] += l * (x[i] - base[i]);
     }

@@ -1,0 +1,16 @@
+/* Shared by the method kernels. LAD_KERNEL compiles a kernel twice, for
+ * AVX2 and for the baseline ISA, and picks one at load time by the CPU
+ * (GCC/clang target_clones). No FMA either way: the build disables
+ * contraction so both round exactly like the reference math. */
+#ifndef LADLE_KERNEL_H
+#define LADLE_KERNEL_H
+
+#include "ladle.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LAD_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define LAD_KERNEL
+#endif
+
+#endif
