@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 struct lad_writer {
@@ -20,6 +21,7 @@ struct lad_writer {
     bool replace;     /* OUT exists and --force was given */
     int *fds;
     size_t nfds;
+    uint64_t reserved; /* bytes of all safetensors files so far */
 };
 
 char *lad_safetensors_header(const lad_out_tensor *ts, size_t n, json_t *metadata,
@@ -177,11 +179,15 @@ int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_t
         total += ts[i].nbytes;
     int rc = open_member(w, fname, fd, err);
     if (rc == 0) {
-        /* Reserve the space now: a full disk fails here, before the work. */
-        int fr = posix_fallocate(*fd, 0, (off_t)total);
-        if (fr != 0 && fr != EOPNOTSUPP && fr != EINVAL)
-            rc = lad_fail(err, "%s: cannot reserve %llu bytes: %s", w->out,
-                          (unsigned long long)total, strerror(fr));
+        /* A disk too small fails here, before the work. (Not fallocate:
+         * on tmpfs it zeroes every page, a serial pass as long as the
+         * merge; a write that still fails later is cleaned up as usual.) */
+        struct statvfs vfs;
+        w->reserved += total;
+        if (fstatvfs(*fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < w->reserved)
+            rc = lad_fail(err, "%s: needs %llu bytes but its filesystem has %llu free",
+                          w->out, (unsigned long long)w->reserved,
+                          (unsigned long long)vfs.f_bavail * vfs.f_frsize);
         else if (ftruncate(*fd, (off_t)total) != 0)
             rc = lad_fail(err, "%s: cannot size the output: %s", w->out, strerror(errno));
         else if (lad_pwrite_full(*fd, hdr, hlen, 0, err))
@@ -195,7 +201,7 @@ int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_t
 int lad_writer_add_bytes(lad_writer *w, const char *fname, const void *data, size_t len,
                          lad_error *err)
 {
-    int fd;
+    int fd = -1;
     if (open_member(w, fname, &fd, err))
         return -1;
     if (lad_pwrite_full(fd, data, len, 0, err))
@@ -208,7 +214,7 @@ int lad_writer_copy_in(lad_writer *w, const char *fname, const char *src, lad_er
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return lad_fail(err, "%s: cannot open: %s", src, strerror(errno));
-    int fd, rc = open_member(w, fname, &fd, err);
+    int fd = -1, rc = open_member(w, fname, &fd, err);
     char buf[1 << 16];
     uint64_t off = 0;
     while (rc == 0) {
