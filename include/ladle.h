@@ -188,6 +188,9 @@ typedef struct lad_plan lad_plan;
 int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err);
 void lad_plan_free(lad_plan *p);
 size_t lad_plan_ntensors(const lad_plan *p);
+/* Float tensors ladle cannot merge (float8 and smaller), copied unchanged
+ * from the template model; callers should tell the user. */
+size_t lad_plan_copied_lowbit_floats(const lad_plan *p);
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i);
 
 typedef struct lad_run_stats {

@@ -299,4 +299,5 @@ void lad_plan_free(lad_plan *p)
 }
 
 size_t lad_plan_ntensors(const lad_plan *p) { return p->n; }
+size_t lad_plan_copied_lowbit_floats(const lad_plan *p) { return p->n_copied_f8; }
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i) { return &p->t[i]; }

@@ -127,7 +127,8 @@ def test_every_safetensors_dtype_is_accepted(tmp_path):
     assert sorted(x["dtype"] for x in info["tensors"]) == sorted(header)
     # merging copies the non-float ones unchanged from the first model
     out = tmp_path / "o.safetensors"
-    ladle("soup", f, f, "-o", out, "-q")
+    r = ladle("soup", f, f, "-o", out)
+    assert "6 float8/float4/float6 tensors cannot be merged" in r.err
     src = f.read_bytes()
     n = struct.unpack("<Q", src[:8])[0]
     outb = out.read_bytes()
