@@ -177,7 +177,6 @@ typedef struct lad_merge_request {
     uint64_t shard_size;       /* 0 = never shard */
     int threads;
     bool force;
-    bool quiet;
     bool progress;             /* draw a progress bar on stderr */
 } lad_merge_request;
 

@@ -224,7 +224,6 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
         .shard_size = o->shard_size,
         .threads = o->threads,
         .force = o->force,
-        .quiet = o->quiet,
         .progress = !o->quiet && isatty(STDERR_FILENO),
     };
     req.op.ninputs = job->nmodels;
@@ -248,10 +247,9 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
     char rd[32], wr[32];
     lad_format_bytes(st.bytes_read, rd, sizeof rd);
     lad_format_bytes(st.bytes_written, wr, sizeof wr);
-    note(o->quiet, "%s: wrote %s (%zu tensor%s%s) from %s read in %.2fs", job->cmd, o->output,
-         lad_plan_ntensors(plan), lad_plan_ntensors(plan) == 1 ? "" : "s",
-         st.nshards > 1 ? ", sharded" : "", rd, st.seconds);
-    (void)wr;
+    note(o->quiet, "%s: wrote %s to %s (%zu tensor%s in %zu file%s) from %s read, in %.2fs",
+         job->cmd, wr, o->output, lad_plan_ntensors(plan), lad_plan_ntensors(plan) == 1 ? "" : "s",
+         st.nshards, st.nshards == 1 ? "" : "s", rd, st.seconds);
 out:
     lad_plan_free(plan);
     for (size_t i = 0; models && i < job->nmodels; i++)
