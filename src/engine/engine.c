@@ -13,7 +13,10 @@
  * input windows with MAP_POPULATE (slower than pread, and a file truncated
  * under a mapping is SIGBUS, not an error); one writer thread fed by a
  * buffer pool so only one thread waits on the output's inode lock (1.3-2.0 s
- * against 0.8-1.2 s: each buffer then crosses cores).
+ * against 0.8-1.2 s: each buffer then crosses cores); the output mapped
+ * shared, each item's window populated with MADV_POPULATE_WRITE and stored
+ * into directly (no faster: allocating page-cache pages, not the copy, is
+ * what costs). The merge runs at the I/O floor (bench/iofloor.c).
  */
 #define _GNU_SOURCE
 #include "plan.h"
