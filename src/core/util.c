@@ -99,20 +99,24 @@ char *lad_abspath(const char *path)
     if (full)
         return full;
     /* The last component may not exist yet: resolve the parent. */
-    char *copy = strdup(path);
-    if (!copy)
-        return NULL;
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/')
-        copy[--n] = 0;
-    char *slash = strrchr(copy, '/');
-    const char *base = slash ? slash + 1 : copy;
-    char *parent = slash ? (slash == copy ? realpath("/", NULL) : (*slash = 0, realpath(copy, NULL)))
-                         : realpath(".", NULL);
-    char *out = parent ? lad_path_join(parent, base) : NULL;
+    char *dir = lad_dirname(path), *base = lad_basename(path);
+    char *parent = dir ? realpath(dir, NULL) : NULL;
+    char *out = parent && base ? lad_path_join(parent, base) : NULL;
     free(parent);
-    free(copy);
+    free(dir);
+    free(base);
     return out;
+}
+
+char *lad_basename(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t start = n;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    return strndup(path + start, n - start);
 }
 
 char *lad_dirname(const char *path)

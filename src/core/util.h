@@ -26,8 +26,10 @@ bool lad_exists(const char *path);
 bool lad_ends_with(const char *s, const char *suffix);
 /* Absolute, normalised path even when the last component does not exist. */
 char *lad_abspath(const char *path);
-/* The folder holding path ("." for a bare name). */
+/* The folder holding path ("." for a bare name), and its last component;
+ * trailing slashes are ignored. Both allocated. */
 char *lad_dirname(const char *path);
+char *lad_basename(const char *path);
 /* Is `inner` equal to or below `outer` (both absolute)? */
 bool lad_path_within(const char *inner, const char *outer);
 /* Reads a whole small file (at most max bytes). */

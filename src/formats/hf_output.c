@@ -126,8 +126,7 @@ static int write_card(lad_writer *w, const lad_plan *p, lad_error *err)
     }
     size_t o = (size_t)snprintf(card, cap,
                                 "---\ntags:\n- merge\n- ladle\n---\n# Merged model\n\n"
-                                "Made with [ladle](https://example.invalid/ladle) %s by "
-                                "weight-space merging.\n\n"
+                                "Made with ladle %s by weight-space merging.\n\n"
                                 "- **Method:** %s\n- **Parameters:** `%s`\n"
                                 "- **Output dtype:** %s\n\n## Input models\n\n"
                                 "| role | model | bytes |\n|---|---|---|\n",

@@ -75,23 +75,13 @@ static bool looks_like_model_dir(const char *dir)
     return false;
 }
 
+/* ".NAME.ladle-TAG-XXXXXX" in OUT's folder: same filesystem, so rename works. */
 static char *tmp_sibling(const char *out, const char *tag)
 {
-    char *copy = strdup(out);
-    if (!copy)
-        return NULL;
-    size_t n = strlen(copy);
-    while (n > 1 && copy[n - 1] == '/')
-        copy[--n] = 0;
-    char *slash = strrchr(copy, '/');
-    char *res;
-    if (slash) {
-        *slash = 0;
-        res = lad_asprintf("%s/.%s.ladle-%s-XXXXXX", *copy ? copy : "/", slash + 1, tag);
-    } else {
-        res = lad_asprintf(".%s.ladle-%s-XXXXXX", copy, tag);
-    }
-    free(copy);
+    char *dir = lad_dirname(out), *base = lad_basename(out);
+    char *res = dir && base ? lad_asprintf("%s/.%s.ladle-%s-XXXXXX", dir, base, tag) : NULL;
+    free(dir);
+    free(base);
     return res;
 }
 
