@@ -122,13 +122,39 @@ int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors
 
 struct lad_op;
 
+/* What a kernel knows about the chunk it is given. */
+typedef struct lad_kctx {
+    const struct lad_op *op;
+    void *stats;           /* the tensor's statistics (method-defined), or NULL */
+    uint64_t start;        /* index in the tensor of in[..][0] */
+    uint64_t nelem;        /* elements in the whole tensor */
+    uint32_t key;          /* hash of the tensor's name: counter-based RNG */
+    size_t item;           /* work item within the tensor (0, 1, ...) */
+    size_t nitems;         /* work items in the tensor */
+} lad_kctx;
+
+/*
+ * A merge method. A kernel computes out[i] = f(in[0][i], ..., in[k-1][i])
+ * for i < n, in fp32 (fp64 for F64 tensors). A method that needs
+ * statistics of a whole tensor (norms, top-k thresholds) declares passes:
+ * before the merge pass, the engine runs each pass over all the tensor's
+ * chunks, giving each thread an accumulator of acc_size bytes (zeroed),
+ * then calls pass_end with every thread's accumulator to fold them into
+ * the tensor's stats (stats_size bytes, zeroed at the first pass).
+ */
 typedef struct lad_method {
     const char *name;
-    /* out[i] = f(in[0][i], ..., in[k-1][i]) for i < n, in fp32 / fp64. */
-    void (*chunk_f32)(const struct lad_op *op, float *out,
-                      const float *const *in, size_t n);
-    void (*chunk_f64)(const struct lad_op *op, double *out,
-                      const double *const *in, size_t n);
+    void (*chunk_f32)(const lad_kctx *k, float *out, const float *const *in, size_t n);
+    void (*chunk_f64)(const lad_kctx *k, double *out, const double *const *in, size_t n);
+    /* Optional statistics passes; npasses NULL means none. */
+    int (*npasses)(const struct lad_op *op, bool wide);
+    size_t (*stats_size)(const struct lad_op *op, size_t nitems);
+    size_t (*acc_size)(const struct lad_op *op);
+    void (*stats_f32)(const lad_kctx *k, int pass, void *acc, const float *const *in, size_t n);
+    void (*stats_f64)(const lad_kctx *k, int pass, void *acc, const double *const *in,
+                      size_t n);
+    void (*pass_end)(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                     size_t naccs);
 } lad_method;
 
 /* A method with its resolved parameters. What the parameters mean, and the
@@ -143,6 +169,7 @@ typedef struct lad_op {
 
 extern const lad_method lad_method_linear;          /* lerp, soup, ckpt */
 extern const lad_method lad_method_task_arithmetic; /* task vectors */
+extern const lad_method lad_method_slerp;           /* spherical interpolation */
 
 /* ---------------------------------------------------------------- plans */
 

@@ -2,12 +2,21 @@
  * The streaming engine: executes a plan in bounded memory on N threads.
  *
  * Work is cut into items of at most CHUNK elements of one output tensor.
- * A thread takes the next item, pread()s each input's slice into its own
+ * A worker takes the next item, pread()s each input's slice into its own
  * buffer, converts it to fp32 (fp64 for F64 tensors) BLOCK elements at a
  * time so the compute buffers stay in L1, runs the method's kernel, rounds
  * once to the output dtype and pwrite()s the result at its final offset.
- * Memory is (threads x inputs x CHUNK) bytes whatever the model's size;
- * nothing is mmap'd, so no page of a model is ever resident in this process.
+ *
+ * Work runs in phases: a phase is one pass over a range of items. Methods
+ * without statistics run as a single merge phase over every item. For a
+ * method with statistics passes (norms, top-k thresholds), each tensor gets
+ * its passes as phases of their own, each thread folding its chunks into
+ * its own accumulator, then the tensor's merge phase. The main thread sets
+ * up phases, folds the accumulators and draws the progress bar.
+ *
+ * Memory is (threads x inputs x CHUNK) bytes plus one tensor's statistics,
+ * whatever the model's size; nothing is mmap'd, so no page of a model is
+ * ever resident in this process.
  *
  * Measured and rejected (bench/, 3 x 2.1 GB bf16 soup, 2 cores): mmap'd
  * input windows with MAP_POPULATE (slower than pread, and a file truncated
@@ -23,6 +32,7 @@
 #include "util.h"
 #include "../formats/writer.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,27 +46,43 @@
 #define CHUNK (1u << 17) /* elements per work item: 256 KiB of bf16 */
 #define BLOCK 1024u      /* elements per conversion + kernel step */
 #define MAX_INPUTS 64
+#define MERGE_PASS (-1)
 
 typedef struct item {
     size_t tensor;
     uint64_t start, count; /* elements (bytes for a COPY) */
+    size_t index;          /* within its tensor */
 } item;
 
 typedef struct run {
     lad_plan *plan;
     item *items;
     size_t nitems;
-    atomic_size_t next;
-    atomic_uint_least64_t done_bytes;
+    size_t *first_item;     /* per tensor, and [n] = nitems */
+    uint32_t *keys;         /* per tensor: hash of its name */
     int *fds;               /* per shard */
     uint64_t *data_start;   /* per shard */
+    atomic_uint_least64_t done_bytes;
+
+    /* The phase being run, set by the main thread under `lock`. */
     pthread_mutex_t lock;
+    pthread_cond_t go, idle;
+    unsigned long phase_id;
+    size_t phase_end;
+    int pass;               /* a statistics pass, or MERGE_PASS */
+    void *stats;            /* the tensor's statistics in a phased run */
+    void **accs;            /* per worker accumulator for a statistics pass */
+    int running;            /* workers still in the phase */
+    bool finished;
+    atomic_size_t next;
+
     atomic_bool failed;
     lad_error err;
 } run;
 
 typedef struct worker {
     run *r;
+    int index;
     unsigned char *raw[MAX_INPUTS];
     unsigned char *out_raw;
     void *comp[MAX_INPUTS]; /* BLOCK fp32/fp64 values per input */
@@ -67,20 +93,35 @@ static void fail_run(run *r, const lad_error *e)
 {
     pthread_mutex_lock(&r->lock);
     if (!r->failed) {
-        r->failed = true;
         r->err = *e;
+        r->failed = true;
     }
     pthread_mutex_unlock(&r->lock);
 }
 
 static size_t esize(lad_dtype t) { return lad_dtype_bits(t) / 8; }
 
-static int do_merge(worker *w, const lad_plan_tensor *pt, const item *it, lad_error *err)
+static bool is_wide(const lad_plan_tensor *pt)
 {
-    run *r = w->r;
     bool wide = pt->out_dtype == LAD_F64;
     for (size_t j = 0; j < pt->nin; j++)
         wide |= pt->in[j]->dtype == LAD_F64;
+    return wide;
+}
+
+static int npasses(const lad_plan_tensor *pt)
+{
+    const lad_method *m = pt->kind == LAD_MERGE ? pt->op->method : NULL;
+    return m && m->npasses ? m->npasses(pt->op, is_wide(pt)) : 0;
+}
+
+/* One item of a merged tensor: a statistics pass or the merge pass. */
+static int do_merge(worker *w, const item *it, int pass, lad_error *err)
+{
+    run *r = w->r;
+    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
+    const lad_method *m = pt->op->method;
+    bool wide = is_wide(pt);
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
         size_t es = esize(t->dtype);
@@ -88,9 +129,14 @@ static int do_merge(worker *w, const lad_plan_tensor *pt, const item *it, lad_er
                            err))
             return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
     }
+    lad_kctx k = {.op = pt->op, .stats = r->stats, .nelem = pt->nelem, .key = r->keys[it->tensor],
+                  .item = it->index,
+                  .nitems = r->first_item[it->tensor + 1] - r->first_item[it->tensor]};
+    void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);
     for (uint64_t b = 0; b < it->count; b += BLOCK) {
         size_t n = (size_t)(it->count - b < BLOCK ? it->count - b : BLOCK);
+        k.start = it->start + b;
         if (wide) {
             const double *in[MAX_INPUTS];
             for (size_t j = 0; j < pt->nin; j++) {
@@ -98,7 +144,11 @@ static int do_merge(worker *w, const lad_plan_tensor *pt, const item *it, lad_er
                              w->comp[j], n);
                 in[j] = w->comp[j];
             }
-            pt->op->method->chunk_f64(pt->op, w->comp_out, in, n);
+            if (pass != MERGE_PASS) {
+                m->stats_f64(&k, pass, acc, in, n);
+                continue;
+            }
+            m->chunk_f64(&k, w->comp_out, in, n);
             lad_store_f64(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
         } else {
             const float *in[MAX_INPUTS];
@@ -107,10 +157,16 @@ static int do_merge(worker *w, const lad_plan_tensor *pt, const item *it, lad_er
                              w->comp[j], n);
                 in[j] = w->comp[j];
             }
-            pt->op->method->chunk_f32(pt->op, w->comp_out, in, n);
+            if (pass != MERGE_PASS) {
+                m->stats_f32(&k, pass, acc, in, n);
+                continue;
+            }
+            m->chunk_f32(&k, w->comp_out, in, n);
             lad_store_f32(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
         }
     }
+    if (pass != MERGE_PASS)
+        return 0;
     size_t s = pt->shard;
     if (lad_pwrite_full(r->fds[s], w->out_raw, it->count * oes,
                         r->data_start[s] + pt->offset + it->start * oes, err))
@@ -119,9 +175,10 @@ static int do_merge(worker *w, const lad_plan_tensor *pt, const item *it, lad_er
     return 0;
 }
 
-static int do_copy(worker *w, const lad_plan_tensor *pt, const item *it, lad_error *err)
+static int do_copy(worker *w, const item *it, lad_error *err)
 {
     run *r = w->r;
+    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
     const lad_tensor *t = pt->in[0];
     if (lad_pread_full(t->file->fd, w->out_raw, it->count, t->offset + it->start, err))
         return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
@@ -133,83 +190,50 @@ static int do_copy(worker *w, const lad_plan_tensor *pt, const item *it, lad_err
     return 0;
 }
 
-static void *work(void *arg)
+static void run_phase_items(worker *w)
 {
-    worker *w = arg;
     run *r = w->r;
     lad_error err = {0};
     for (;;) {
         size_t k = atomic_fetch_add(&r->next, 1);
-        if (k >= r->nitems || r->failed)
-            break;
+        if (k >= r->phase_end || r->failed)
+            return;
         if (lad_interrupted()) {
             lad_fail(&err, "interrupted");
             err.interrupted = true;
             fail_run(r, &err);
-            break;
+            return;
         }
         const item *it = &r->items[k];
-        const lad_plan_tensor *pt = &r->plan->t[it->tensor];
-        int rc = pt->kind == LAD_MERGE ? do_merge(w, pt, it, &err) : do_copy(w, pt, it, &err);
+        bool merge = r->plan->t[it->tensor].kind == LAD_MERGE;
+        int rc = merge ? do_merge(w, it, r->pass, &err) : do_copy(w, it, &err);
         if (rc) {
             fail_run(r, &err);
-            break;
+            return;
         }
     }
-    return NULL;
 }
 
-static int make_items(run *r, lad_error *err)
+static void *work(void *arg)
 {
-    size_t cap = 16, n = 0;
-    item *items = malloc(cap * sizeof *items);
-    for (size_t i = 0; items && i < r->plan->n; i++) {
-        const lad_plan_tensor *pt = &r->plan->t[i];
-        uint64_t total = pt->kind == LAD_MERGE ? pt->nelem : pt->nbytes;
-        uint64_t step = pt->kind == LAD_MERGE ? CHUNK : (uint64_t)CHUNK * 8;
-        for (uint64_t s = 0; s < total; s += step) {
-            if (n == cap) {
-                item *grown = realloc(items, (cap *= 2) * sizeof *items);
-                if (!grown) {
-                    free(items);
-                    items = NULL;
-                    break;
-                }
-                items = grown;
-            }
-            items[n++] = (item){i, s, total - s < step ? total - s : step};
-        }
+    worker *w = arg;
+    run *r = w->r;
+    unsigned long seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        while (r->phase_id == seen && !r->finished)
+            pthread_cond_wait(&r->go, &r->lock);
+        seen = r->phase_id;
+        bool stop = r->finished;
+        pthread_mutex_unlock(&r->lock);
+        if (stop)
+            return NULL;
+        run_phase_items(w);
+        pthread_mutex_lock(&r->lock);
+        if (--r->running == 0)
+            pthread_cond_signal(&r->idle);
+        pthread_mutex_unlock(&r->lock);
     }
-    if (!items)
-        return lad_fail(err, "out of memory");
-    r->items = items;
-    r->nitems = n;
-    return 0;
-}
-
-static void free_worker(worker *w)
-{
-    for (size_t j = 0; j < MAX_INPUTS; j++) {
-        free(w->raw[j]);
-        free(w->comp[j]);
-    }
-    free(w->out_raw);
-    free(w->comp_out);
-}
-
-static int init_worker(worker *w, run *r, lad_error *err)
-{
-    memset(w, 0, sizeof *w);
-    w->r = r;
-    size_t nin = r->plan->req.nmodels;
-    bool ok = (w->out_raw = malloc((size_t)CHUNK * 8)) && (w->comp_out = malloc(BLOCK * 8));
-    for (size_t j = 0; j < nin && ok; j++)
-        ok = (w->raw[j] = malloc((size_t)CHUNK * 8)) && (w->comp[j] = malloc(BLOCK * 8));
-    if (!ok) {
-        free_worker(w);
-        return lad_fail(err, "out of memory for work buffers");
-    }
-    return 0;
 }
 
 static double now(void)
@@ -230,56 +254,216 @@ static void draw_progress(uint64_t done, uint64_t total, double t0, bool final)
     lad_format_bytes(done, d, sizeof d);
     lad_format_bytes(total, tot, sizeof tot);
     double rate = el > 0 ? (double)done / el : 0;
-    fprintf(stderr, "\r[%s] %3.0f%% %s / %s  %.2f GB/s  %s %.0fs ", bar, frac * 100, d, tot,
-            rate / 1e9, final ? "in" : "eta",
+    fprintf(stderr, "\r[%s] %3.0f%% %s / %s written  %.2f GB/s  %s %.0fs ", bar, frac * 100, d,
+            tot, rate / 1e9, final ? "in" : "eta",
             final ? el : (rate > 0 ? (double)(total - done) / rate : 0));
     if (final)
         fputc('\n', stderr);
 }
 
-/* Runs the items on the thread pool; the calling thread draws progress. */
-static int run_items(run *r, int nthreads, bool progress, lad_error *err)
+typedef struct pool {
+    worker *ws;
+    pthread_t *tids;
+    int n, started;
+    bool progress;
+    double t0;
+} pool;
+
+/* Runs items [first, end) as `pass` on every worker; returns when all are
+ * done, drawing progress meanwhile. */
+static int run_phase(run *r, pool *pl, size_t first, size_t end, int pass)
 {
-    worker *ws = calloc((size_t)nthreads, sizeof *ws);
-    pthread_t *tids = calloc((size_t)nthreads, sizeof *tids);
-    if (!ws || !tids) {
-        free(ws);
-        free(tids);
-        return lad_fail(err, "out of memory");
-    }
-    int started = 0, rc = 0;
-    for (; started < nthreads; started++) {
-        if (init_worker(&ws[started], r, err) ||
-            pthread_create(&tids[started], NULL, work, &ws[started]) != 0) {
-            if (!err->msg[0])
-                lad_fail(err, "cannot start a worker thread");
-            fail_run(r, err);
-            rc = -1;
-            break;
+    pthread_mutex_lock(&r->lock);
+    r->phase_end = end;
+    r->pass = pass;
+    atomic_store(&r->next, first);
+    r->running = pl->started;
+    r->phase_id++;
+    pthread_cond_broadcast(&r->go);
+    while (r->running > 0) {
+        if (pl->progress) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 100000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&r->idle, &r->lock, &ts);
+            draw_progress(atomic_load(&r->done_bytes), r->plan->bytes_out, pl->t0, false);
+        } else {
+            pthread_cond_wait(&r->idle, &r->lock);
         }
     }
-    double t0 = now();
-    uint64_t total = r->plan->bytes_out;
-    while (progress && rc == 0) {
-        size_t next = atomic_load(&r->next);
-        if (next >= r->nitems || r->failed)
-            break;
-        draw_progress(atomic_load(&r->done_bytes), total, t0, false);
-        usleep(100000);
+    pthread_mutex_unlock(&r->lock);
+    return r->failed ? -1 : 0;
+}
+
+/* A tensor's statistics passes, then its merge pass. */
+static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
+{
+    const lad_plan_tensor *pt = &r->plan->t[t];
+    const lad_method *m = pt->op->method;
+    size_t first = r->first_item[t], end = r->first_item[t + 1], nitems = end - first;
+    bool wide = is_wide(pt);
+    size_t acc_bytes = m->acc_size(pt->op);
+    r->stats = calloc(1, m->stats_size(pt->op, nitems) + 1);
+    int rc = r->stats ? 0 : lad_fail(err, "out of memory for the statistics of '%s'", pt->name);
+    lad_kctx k = {.op = pt->op, .stats = r->stats, .nelem = pt->nelem, .key = r->keys[t],
+                  .nitems = nitems};
+    for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
+        for (int i = 0; i < pl->started; i++)
+            memset(r->accs[i], 0, acc_bytes);
+        if (run_phase(r, pl, first, end, pass) != 0)
+            rc = -1;
+        else
+            m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started);
     }
-    for (int i = 0; i < started; i++)
-        pthread_join(tids[i], NULL);
-    for (int i = 0; i < nthreads; i++)
-        if (ws[i].r)
-            free_worker(&ws[i]);
-    free(ws);
-    free(tids);
-    if (progress && !r->failed)
-        draw_progress(atomic_load(&r->done_bytes), total, t0, true);
+    if (rc == 0 && run_phase(r, pl, first, end, MERGE_PASS) != 0)
+        rc = -1;
+    free(r->stats);
+    r->stats = NULL;
+    return rc;
+}
+
+static int run_all(run *r, pool *pl, lad_error *err)
+{
+    size_t t = 0, n = r->plan->n;
+    while (t < n) {
+        if (npasses(&r->plan->t[t]) > 0) {
+            if (run_tensor_with_stats(r, pl, t, err) != 0)
+                return -1;
+            t++;
+            continue;
+        }
+        /* A run of tensors without statistics: one phase over all of them. */
+        size_t u = t;
+        while (u < n && npasses(&r->plan->t[u]) == 0)
+            u++;
+        if (run_phase(r, pl, r->first_item[t], r->first_item[u], MERGE_PASS) != 0)
+            return -1;
+        t = u;
+    }
+    return 0;
+}
+
+static int make_items(run *r, lad_error *err)
+{
+    size_t n = r->plan->n, total = 0;
+    r->first_item = calloc(n + 1, sizeof *r->first_item);
+    r->keys = calloc(n + 1, sizeof *r->keys);
+    if (!r->first_item || !r->keys)
+        return lad_fail(err, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const lad_plan_tensor *pt = &r->plan->t[i];
+        uint64_t size = pt->kind == LAD_MERGE ? pt->nelem : pt->nbytes;
+        uint64_t step = pt->kind == LAD_MERGE ? CHUNK : (uint64_t)CHUNK * 8;
+        r->first_item[i] = total;
+        total += (size_t)((size + step - 1) / step);
+        /* FNV-1a of the name, then mixed: the RNG key of the tensor. */
+        uint32_t h = 2166136261u;
+        for (const char *c = pt->name; *c; c++)
+            h = (h ^ (unsigned char)*c) * 16777619u;
+        h ^= h >> 16;
+        h *= 0x7feb352du;
+        h ^= h >> 15;
+        r->keys[i] = h;
+    }
+    r->first_item[n] = total;
+    r->items = calloc(total + 1, sizeof *r->items);
+    if (!r->items)
+        return lad_fail(err, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const lad_plan_tensor *pt = &r->plan->t[i];
+        uint64_t size = pt->kind == LAD_MERGE ? pt->nelem : pt->nbytes;
+        uint64_t step = pt->kind == LAD_MERGE ? CHUNK : (uint64_t)CHUNK * 8;
+        for (uint64_t s = 0, idx = 0; s < size; s += step, idx++)
+            r->items[k++] = (item){i, s, size - s < step ? size - s : step, (size_t)idx};
+    }
+    r->nitems = total;
+    return 0;
+}
+
+static void free_worker(worker *w)
+{
+    for (size_t j = 0; j < MAX_INPUTS; j++) {
+        free(w->raw[j]);
+        free(w->comp[j]);
+    }
+    free(w->out_raw);
+    free(w->comp_out);
+    memset(w, 0, sizeof *w);
+}
+
+static int init_worker(worker *w, run *r, int index, lad_error *err)
+{
+    memset(w, 0, sizeof *w);
+    w->r = r;
+    w->index = index;
+    size_t nin = r->plan->req.nmodels;
+    bool ok = (w->out_raw = malloc((size_t)CHUNK * 8)) && (w->comp_out = malloc(BLOCK * 8));
+    for (size_t j = 0; j < nin && ok; j++)
+        ok = (w->raw[j] = malloc((size_t)CHUNK * 8)) && (w->comp[j] = malloc(BLOCK * 8));
+    if (!ok) {
+        free_worker(w);
+        return lad_fail(err, "out of memory for work buffers");
+    }
+    return 0;
+}
+
+/* The largest per-thread accumulator any tensor's method asks for. */
+static size_t max_acc_size(const lad_plan *p)
+{
+    size_t max = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (npasses(&p->t[i]) > 0) {
+            size_t a = p->t[i].op->method->acc_size(p->t[i].op);
+            max = a > max ? a : max;
+        }
+    return max;
+}
+
+static int run_items(run *r, int nthreads, bool progress, lad_error *err)
+{
+    pool pl = {.n = nthreads, .progress = progress, .t0 = now()};
+    pl.ws = calloc((size_t)nthreads, sizeof *pl.ws);
+    pl.tids = calloc((size_t)nthreads, sizeof *pl.tids);
+    r->accs = calloc((size_t)nthreads, sizeof *r->accs);
+    size_t acc_bytes = max_acc_size(r->plan);
+    int rc = (!pl.ws || !pl.tids || !r->accs) ? lad_fail(err, "out of memory") : 0;
+    for (int i = 0; rc == 0 && i < nthreads; i++)
+        if (acc_bytes && !(r->accs[i] = malloc(acc_bytes)))
+            rc = lad_fail(err, "out of memory for statistics");
+    for (; rc == 0 && pl.started < nthreads; pl.started++) {
+        if (init_worker(&pl.ws[pl.started], r, pl.started, err))
+            rc = -1;
+        else if (pthread_create(&pl.tids[pl.started], NULL, work, &pl.ws[pl.started]) != 0)
+            rc = lad_fail(err, "cannot start a worker thread");
+        if (rc)
+            free_worker(&pl.ws[pl.started]);
+    }
+    if (rc == 0 && run_all(r, &pl, err) != 0)
+        rc = -1;
+    pthread_mutex_lock(&r->lock);
+    r->finished = true;
+    pthread_cond_broadcast(&r->go);
+    pthread_mutex_unlock(&r->lock);
+    for (int i = 0; i < pl.started; i++) {
+        pthread_join(pl.tids[i], NULL);
+        free_worker(&pl.ws[i]);
+    }
+    for (int i = 0; r->accs && i < nthreads; i++)
+        free(r->accs[i]);
+    free(r->accs);
+    free(pl.ws);
+    free(pl.tids);
     if (r->failed) {
         *err = r->err;
         return -1;
     }
+    if (rc == 0 && progress)
+        draw_progress(atomic_load(&r->done_bytes), r->plan->bytes_out, pl.t0, true);
     return rc;
 }
 
@@ -322,6 +506,8 @@ int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
         return lad_fail(err, "at most %d input models can be merged at once", MAX_INPUTS);
     run r = {.plan = p};
     pthread_mutex_init(&r.lock, NULL);
+    pthread_cond_init(&r.go, NULL);
+    pthread_cond_init(&r.idle, NULL);
     r.fds = calloc(p->nshards, sizeof *r.fds);
     r.data_start = calloc(p->nshards, sizeof *r.data_start);
     lad_writer *w = NULL;
@@ -359,8 +545,12 @@ int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
         stats->nshards = p->nshards;
     }
     free(r.items);
+    free(r.first_item);
+    free(r.keys);
     free(r.fds);
     free(r.data_start);
+    pthread_cond_destroy(&r.go);
+    pthread_cond_destroy(&r.idle);
     pthread_mutex_destroy(&r.lock);
     return rc;
 }

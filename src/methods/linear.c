@@ -10,9 +10,10 @@
  */
 #include "kernel.h"
 
-LAD_KERNEL static void linear_f32(const lad_op *op, float *restrict out,
+LAD_KERNEL static void linear_f32(const lad_kctx *k, float *restrict out,
                                   const float *const *in, size_t n)
 {
+    const lad_op *op = k->op;
     const float c0 = op->paramf[0], *restrict x0 = in[0];
     for (size_t i = 0; i < n; i++)
         out[i] = c0 * x0[i];
@@ -23,9 +24,10 @@ LAD_KERNEL static void linear_f32(const lad_op *op, float *restrict out,
     }
 }
 
-LAD_KERNEL static void linear_f64(const lad_op *op, double *restrict out,
+LAD_KERNEL static void linear_f64(const lad_kctx *k, double *restrict out,
                                   const double *const *in, size_t n)
 {
+    const lad_op *op = k->op;
     const double c0 = op->param[0], *restrict x0 = in[0];
     for (size_t i = 0; i < n; i++)
         out[i] = c0 * x0[i];
@@ -36,4 +38,4 @@ LAD_KERNEL static void linear_f64(const lad_op *op, double *restrict out,
     }
 }
 
-const lad_method lad_method_linear = {"linear", linear_f32, linear_f64};
+const lad_method lad_method_linear = {.name = "linear", .chunk_f32 = linear_f32, .chunk_f64 = linear_f64};

@@ -10,9 +10,10 @@
  */
 #include "kernel.h"
 
-LAD_KERNEL static void task_f32(const lad_op *op, float *restrict out,
+LAD_KERNEL static void task_f32(const lad_kctx *kc, float *restrict out,
                                 const float *const *in, size_t n)
 {
+    const lad_op *op = kc->op;
     const size_t k = op->ninputs - 1 - (op->param[1] != 0);
     const float s = op->paramf[0], *restrict base = in[0], *restrict x1 = in[1];
     const float *restrict onto = op->param[1] != 0 ? in[k + 1] : base;
@@ -28,9 +29,10 @@ LAD_KERNEL static void task_f32(const lad_op *op, float *restrict out,
         out[i] = onto[i] + s * out[i];
 }
 
-LAD_KERNEL static void task_f64(const lad_op *op, double *restrict out,
+LAD_KERNEL static void task_f64(const lad_kctx *kc, double *restrict out,
                                 const double *const *in, size_t n)
 {
+    const lad_op *op = kc->op;
     const size_t k = op->ninputs - 1 - (op->param[1] != 0);
     const double s = op->param[0], *restrict base = in[0], *restrict x1 = in[1];
     const double *restrict onto = op->param[1] != 0 ? in[k + 1] : base;
@@ -46,4 +48,6 @@ LAD_KERNEL static void task_f64(const lad_op *op, double *restrict out,
         out[i] = onto[i] + s * out[i];
 }
 
-const lad_method lad_method_task_arithmetic = {"task_arithmetic", task_f32, task_f64};
+const lad_method lad_method_task_arithmetic = {.name = "task_arithmetic",
+                                               .chunk_f32 = task_f32,
+                                               .chunk_f64 = task_f64};
