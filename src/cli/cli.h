@@ -87,5 +87,6 @@ int cmd_lerp(int argc, char **argv);
 int cmd_soup(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
+int cmd_slerp(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const char USAGE[] =
     "  soup M1 M2 ... [--weights W]     uniform or weighted average\n"
     "  task --base B --add L:M ...      task arithmetic: B + S * sum L_i (M_i - B)\n"
     "  ckpt DIR [--last N]              average of a run's last N checkpoints\n"
+    "  slerp A B --t X                  spherical interpolation, per tensor\n"
     "\n"
     "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
     "or model.safetensors.index.json with its shards).\n";
@@ -24,7 +25,7 @@ static const struct {
     int (*run)(int, char **);
 } commands[] = {
     {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
-    {"task", cmd_task}, {"ckpt", cmd_ckpt},
+    {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
 };
 
 int main(int argc, char **argv)

@@ -312,7 +312,7 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     lad_kctx k = {.op = pt->op, .stats = r->stats, .nelem = pt->nelem, .key = r->keys[t],
                   .nitems = nitems};
     for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
-        for (int i = 0; i < pl->started; i++)
+        for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
         if (run_phase(r, pl, first, end, pass) != 0)
             rc = -1;

@@ -7,7 +7,7 @@ import pytest
 import st
 from conftest import ladle
 
-COMMANDS = ["info", "lerp", "soup", "task", "ckpt"]
+COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
