@@ -122,6 +122,10 @@ int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors
 
 struct lad_op;
 
+/* Kernels and statistics are called on chunks of at most LAD_BLOCK
+ * elements, each starting at a multiple of LAD_BLOCK within its tensor. */
+#define LAD_BLOCK 1024u
+
 /* What a kernel knows about the chunk it is given. */
 typedef struct lad_kctx {
     const struct lad_op *op;
@@ -146,9 +150,11 @@ typedef struct lad_method {
     const char *name;
     void (*chunk_f32)(const lad_kctx *k, float *out, const float *const *in, size_t n);
     void (*chunk_f64)(const lad_kctx *k, double *out, const double *const *in, size_t n);
-    /* Optional statistics passes; npasses NULL means none. */
+    /* Optional statistics passes; npasses NULL means none. stats_init,
+     * when given, runs once on the zeroed stats before the first pass. */
     int (*npasses)(const struct lad_op *op, bool wide);
-    size_t (*stats_size)(const struct lad_op *op, size_t nitems);
+    size_t (*stats_size)(const struct lad_op *op, uint64_t nelem, size_t nitems);
+    void (*stats_init)(const lad_kctx *k, bool wide);
     size_t (*acc_size)(const struct lad_op *op);
     void (*stats_f32)(const lad_kctx *k, int pass, void *acc, const float *const *in, size_t n);
     void (*stats_f64)(const lad_kctx *k, int pass, void *acc, const double *const *in,
@@ -162,14 +168,15 @@ typedef struct lad_method {
 typedef struct lad_op {
     const lad_method *method;
     size_t ninputs;
-    double param[64];      /* method-specific, as the user gave them */
-    float paramf[64];      /* the same rounded once to fp32 for fp32 math */
+    double param[256];     /* method-specific, as the user gave them */
+    float paramf[256];     /* the same rounded once to fp32 for fp32 math */
     size_t nparam;
 } lad_op;
 
 extern const lad_method lad_method_linear;          /* lerp, soup, ckpt */
 extern const lad_method lad_method_task_arithmetic; /* task vectors */
 extern const lad_method lad_method_slerp;           /* spherical interpolation */
+extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
 
 /* ---------------------------------------------------------------- plans */
 

@@ -12,7 +12,9 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 /* Option ids past the printable characters used for short options. */
 enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_JSON, OPT_ALPHA, OPT_EXTRAPOLATE,
-    OPT_WEIGHTS, OPT_BASE, OPT_ADD, OPT_ONTO, OPT_LAMBDA, OPT_LAST,
+    OPT_WEIGHTS, OPT_BASE, OPT_ADD, OPT_ONTO, OPT_LAMBDA, OPT_LAST, OPT_DENSITY, OPT_MAJORITY,
+    OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_TRIM_SCOPE, OPT_SIGN_CONSENSUS, OPT_SEED,
+    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES,
 };
 
 #define COMMON_MERGE_OPTIONS                                                                  \
@@ -81,6 +83,8 @@ int parse_int(const char *s, long min, long max, long *out);
 /* "0.3,0.7" -> values; returns count or -1. */
 int parse_list(const char *s, double *out, int max);
 char *command_line(int argc, char **argv);
+/* "0.5:path" -> weight 0.5, model "path"; prints a usage error. */
+int parse_weighted_model(const char *cmd, const char *arg, double *weight, const char **model);
 
 int cmd_info(int argc, char **argv);
 int cmd_lerp(int argc, char **argv);
@@ -88,5 +92,8 @@ int cmd_soup(int argc, char **argv);
 int cmd_task(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_slerp(int argc, char **argv);
+int cmd_ties(int argc, char **argv);
+int cmd_dare(int argc, char **argv);
+int cmd_breadcrumbs(int argc, char **argv);
 
 #endif

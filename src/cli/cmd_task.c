@@ -47,20 +47,11 @@ static int take(void *ctx, int id, const char *arg)
             return usage_error("task", "--lambda takes a number, not '%s'", arg);
         return 0;
     case OPT_ADD: {
-        const char *colon = strchr(arg, ':');
         if (a->nadd == MAX_ADDS)
             return usage_error("task", "at most %d --add", MAX_ADDS);
-        char num[64];
-        size_t len = colon ? (size_t)(colon - arg) : 0;
-        if (!colon || len == 0 || len >= sizeof num || !colon[1])
-            return usage_error("task", "--add takes WEIGHT:MODEL (e.g. 0.5:ft-math), not '%s'",
-                               arg);
-        memcpy(num, arg, len);
-        num[len] = 0;
-        if (parse_double(num, &a->weight[a->nadd]) != 0)
-            return usage_error("task", "--add '%s': '%s' is not a number", arg, num);
-        a->model[a->nadd++] = colon + 1;
-        return 0;
+        int rc = parse_weighted_model("task", arg, &a->weight[a->nadd], &a->model[a->nadd]);
+        a->nadd += rc == 0;
+        return rc;
     }
     }
     return 0;

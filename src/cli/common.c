@@ -112,6 +112,21 @@ char *command_line(int argc, char **argv)
     return s;
 }
 
+int parse_weighted_model(const char *cmd, const char *arg, double *weight, const char **model)
+{
+    const char *colon = strchr(arg, ':');
+    char num[64];
+    size_t len = colon ? (size_t)(colon - arg) : 0;
+    if (!colon || len == 0 || len >= sizeof num || !colon[1])
+        return usage_error(cmd, "--add takes WEIGHT:MODEL (e.g. 0.5:ft-math), not '%s'", arg);
+    memcpy(num, arg, len);
+    num[len] = 0;
+    if (parse_double(num, weight) != 0)
+        return usage_error(cmd, "--add '%s': '%s' is not a number", arg, num);
+    *model = colon + 1;
+    return 0;
+}
+
 void merge_opts_init(merge_opts *o)
 {
     memset(o, 0, sizeof *o);

@@ -16,6 +16,9 @@ static const char USAGE[] =
     "  task --base B --add L:M ...      task arithmetic: B + S * sum L_i (M_i - B)\n"
     "  ckpt DIR [--last N]              average of a run's last N checkpoints\n"
     "  slerp A B --t X                  spherical interpolation, per tensor\n"
+    "  ties --base B --add W:M ...      trim, elect sign, disjoint merge (TIES)\n"
+    "  dare --base B --add W:M ...      random drop and rescale (DARE), linear or TIES\n"
+    "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
     "\n"
     "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
     "or model.safetensors.index.json with its shards).\n";
@@ -26,6 +29,7 @@ static const struct {
 } commands[] = {
     {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
     {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
+    {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
 };
 
 int main(int argc, char **argv)

@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #define CHUNK (1u << 17) /* elements per work item: 256 KiB of bf16 */
-#define BLOCK 1024u      /* elements per conversion + kernel step */
+#define BLOCK LAD_BLOCK  /* elements per conversion + kernel step */
 #define MAX_INPUTS 64
 #define MERGE_PASS (-1)
 
@@ -307,10 +307,12 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     size_t first = r->first_item[t], end = r->first_item[t + 1], nitems = end - first;
     bool wide = is_wide(pt);
     size_t acc_bytes = m->acc_size(pt->op);
-    r->stats = calloc(1, m->stats_size(pt->op, nitems) + 1);
+    r->stats = calloc(1, m->stats_size(pt->op, pt->nelem, nitems) + 1);
     int rc = r->stats ? 0 : lad_fail(err, "out of memory for the statistics of '%s'", pt->name);
     lad_kctx k = {.op = pt->op, .stats = r->stats, .nelem = pt->nelem, .key = r->keys[t],
                   .nitems = nitems};
+    if (rc == 0 && m->stats_init)
+        m->stats_init(&k, wide);
     for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);

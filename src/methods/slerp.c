@@ -38,9 +38,10 @@ static int slerp_npasses(const lad_op *op, bool wide)
     return 1;
 }
 
-static size_t slerp_stats_size(const lad_op *op, size_t nitems)
+static size_t slerp_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
 {
     (void)op;
+    (void)nelem;
     return sizeof(slerp_stats) + nitems * sizeof(sums);
 }
 

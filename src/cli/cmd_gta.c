@@ -1,0 +1,234 @@
+/*
+ * ladle ties | dare | breadcrumbs: the generalized task arithmetic family
+ * (src/methods/gta.c), with mergekit's parameter names and defaults:
+ *
+ *   method            sparsify     consensus  normalize  rescale
+ *   ties              magnitude    sum        yes        -
+ *   dare_ties         random       sum        no         yes
+ *   dare_linear       random       -          no         yes
+ *   breadcrumbs       outliers     -          no         -
+ *   breadcrumbs_ties  outliers     sum        no         -
+ */
+#include "cli.h"
+#include "../methods/gta.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct gta_args {
+    const char *cmd;
+    const char *base;
+    const char *model[GTA_MAX_TV];
+    double weight[GTA_MAX_TV];
+    int nadd;
+    double density, lambda, gamma;
+    int consensus, normalize; /* normalize: -1 = the method's default */
+    bool rescale, sign_consensus, ties;
+    unsigned long long seed;
+} gta_args;
+
+static int take(void *ctx, int id, const char *arg)
+{
+    gta_args *a = ctx;
+    long n;
+    switch (id) {
+    case OPT_BASE:
+        a->base = arg;
+        return 0;
+    case OPT_ADD:
+        if (a->nadd == GTA_MAX_TV)
+            return usage_error(a->cmd, "at most %d --add", GTA_MAX_TV);
+        if (parse_weighted_model(a->cmd, arg, &a->weight[a->nadd], &a->model[a->nadd]))
+            return EXIT_USAGE;
+        a->nadd++;
+        return 0;
+    case OPT_DENSITY:
+        if (parse_double(arg, &a->density) || a->density < 0 || a->density > 1)
+            return usage_error(a->cmd, "--density takes a fraction in [0, 1], not '%s'", arg);
+        return 0;
+    case OPT_GAMMA:
+        if (parse_double(arg, &a->gamma) || a->gamma < 0 || a->gamma > 1)
+            return usage_error(a->cmd, "--gamma takes a fraction in [0, 1], not '%s'", arg);
+        return 0;
+    case OPT_LAMBDA:
+        if (parse_double(arg, &a->lambda))
+            return usage_error(a->cmd, "--lambda takes a number, not '%s'", arg);
+        return 0;
+    case OPT_MAJORITY:
+        if (strcmp(arg, "sum") && strcmp(arg, "count"))
+            return usage_error(a->cmd, "--majority takes sum or count, not '%s'", arg);
+        a->consensus = strcmp(arg, "sum") ? GTA_COUNT : GTA_SUM;
+        return 0;
+    case OPT_NORMALIZE:
+    case OPT_NO_NORMALIZE:
+        a->normalize = id == OPT_NORMALIZE;
+        return 0;
+    case OPT_TRIM_SCOPE:
+        if (!strcmp(arg, "tensor"))
+            return 0;
+        if (!strcmp(arg, "model"))
+            return usage_error(a->cmd, "--trim-scope model is not implemented yet; use tensor "
+                                       "(mergekit's behaviour)");
+        return usage_error(a->cmd, "--trim-scope takes tensor or model, not '%s'", arg);
+    case OPT_SIGN_CONSENSUS:
+        a->sign_consensus = true;
+        return 0;
+    case OPT_TIES:
+        a->ties = true;
+        return 0;
+    case OPT_NO_RESCALE:
+        a->rescale = false;
+        return 0;
+    case OPT_SEED:
+        if (parse_int(arg, 0, 0x7fffffffffffffffL, &n))
+            return usage_error(a->cmd, "--seed takes a non-negative integer, not '%s'", arg);
+        a->seed = (unsigned long long)n;
+        return 0;
+    }
+    return 0;
+}
+
+#define GTA_COMMON_HELP                                                                       \
+    "      --base BASE       the model the fine-tunes started from (required)\n"             \
+    "      --add W:MODEL     a fine-tune and the weight of its task vector (repeatable)\n"   \
+    "      --lambda S        scale of the merged task vector (default 1)\n"                  \
+    "      --normalize, --no-normalize\n"                                                    \
+    "                        divide by the weights that contributed at each element\n"
+
+static const char TIES_HELP[] =
+    "usage: ladle ties --base BASE --add W:MODEL ... -o OUT [options]\n"
+    "\n"
+    "TIES merging (Yadav et al. 2023): trim each task vector to its top-D fraction by\n"
+    "magnitude, elect a sign per element (sign of the weighted sum, or of the count\n"
+    "of signs), keep only the agreeing entries and average them; out = BASE + S * mixed.\n"
+    "Exactly int(D * n) entries are kept per tensor, ties broken by lowest index.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       fraction of each task vector kept (default 1: no trimming)\n"
+    "      --majority M      sum (default) or count\n"
+    "      --trim-scope S    tensor (default, as mergekit); model is not implemented yet\n"
+    "                        (normalize is on by default)\n" COMMON_MERGE_HELP;
+
+static const char DARE_HELP[] =
+    "usage: ladle dare --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
+    "\n"
+    "DARE (Yu et al. 2023): drop each task-vector element with probability 1 - D and\n"
+    "rescale the survivors by 1/D; then sum (dare_linear) or, with --sign-consensus,\n"
+    "elect signs as TIES does (dare_ties). The drop mask comes from a counter-based\n"
+    "generator keyed by (seed, tensor name, element index): the same for any -j.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       fraction of each task vector kept (required)\n"
+    "      --sign-consensus  elect signs (dare_ties)\n"
+    "      --seed N          the drop mask's seed (default 0)\n"
+    "      --no-rescale      do not rescale survivors by 1/D\n" COMMON_MERGE_HELP;
+
+static const char BREADCRUMBS_HELP[] =
+    "usage: ladle breadcrumbs --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
+    "\n"
+    "Model Breadcrumbs (Davari & Belilovsky 2023): per tensor, drop the largest-\n"
+    "magnitude gamma fraction of each task vector (outliers) and the smallest, so that\n"
+    "a D fraction survives; then sum, or with --ties elect signs as TIES does.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       fraction of each task vector kept (default 1)\n"
+    "      --gamma G         fraction of largest entries dropped (default 0.01)\n"
+    "      --ties            elect signs (breadcrumbs_ties)\n" COMMON_MERGE_HELP;
+
+static int run_gta(const char *cmd, const char *help, int sparsify, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        COMMON_MERGE_OPTIONS,
+        {"base", required_argument, 0, OPT_BASE},
+        {"add", required_argument, 0, OPT_ADD},
+        {"density", required_argument, 0, OPT_DENSITY},
+        {"lambda", required_argument, 0, OPT_LAMBDA},
+        {"normalize", no_argument, 0, OPT_NORMALIZE},
+        {"no-normalize", no_argument, 0, OPT_NO_NORMALIZE},
+        {"majority", required_argument, 0, OPT_MAJORITY},
+        {"trim-scope", required_argument, 0, OPT_TRIM_SCOPE},
+        {"sign-consensus", no_argument, 0, OPT_SIGN_CONSENSUS},
+        {"seed", required_argument, 0, OPT_SEED},
+        {"no-rescale", no_argument, 0, OPT_NO_RESCALE},
+        {"gamma", required_argument, 0, OPT_GAMMA},
+        {"ties", no_argument, 0, OPT_TIES},
+        {0, 0, 0, 0}};
+    merge_opts o;
+    merge_opts_init(&o);
+    gta_args a = {.cmd = cmd, .density = -1, .lambda = 1, .gamma = 0.01, .consensus = GTA_SUM,
+                  .normalize = -1, .rescale = true};
+    int first, code;
+    if (!parse_args(cmd, help, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a, &first,
+                    &code))
+        return code;
+    if (first != argc)
+        return usage_error(cmd, "unexpected argument '%s' (models are given with --base and "
+                                "--add)",
+                           argv[first]);
+    if (!a.base)
+        return usage_error(cmd, "--base BASE is required");
+    if (a.nadd == 0)
+        return usage_error(cmd, "at least one --add W:MODEL is required");
+    if (a.density < 0 && sparsify == GTA_RANDOM)
+        return usage_error(cmd, "--density D is required");
+
+    /* The variant and its defaults, as mergekit names them. */
+    const char *variant = cmd;
+    bool consensus = true, normalize = false;
+    if (sparsify == GTA_MAGNITUDE) {
+        normalize = true;
+    } else if (sparsify == GTA_RANDOM) {
+        consensus = a.sign_consensus;
+        variant = consensus ? "dare_ties" : "dare_linear";
+    } else {
+        consensus = a.ties;
+        variant = consensus ? "breadcrumbs_ties" : "breadcrumbs";
+    }
+    if (a.normalize >= 0)
+        normalize = a.normalize;
+    double density = a.density < 0 ? 1.0 : a.density;
+
+    const char *refs[GTA_MAX_TV + 1], *roles[GTA_MAX_TV + 1];
+    refs[0] = a.base;
+    roles[0] = "base";
+    json_t *adds = json_array();
+    for (int i = 0; i < a.nadd; i++) {
+        refs[i + 1] = a.model[i];
+        roles[i + 1] = "task";
+        json_array_append_new(adds, json_pack("{s:s, s:f}", "model", a.model[i], "weight",
+                                              a.weight[i]));
+    }
+    merge_job job = {.cmd = variant, .refs = refs, .roles = roles,
+                     .nmodels = (size_t)a.nadd + 1, .template_model = 0};
+    lad_op *op = &job.op;
+    op->method = &lad_method_gta;
+    op->param[GTA_LAMBDA] = a.lambda;
+    op->param[GTA_SPARSIFY] = sparsify;
+    op->param[GTA_CONSENSUS] = consensus ? a.consensus : GTA_NO_CONSENSUS;
+    op->param[GTA_NORMALIZE] = normalize;
+    op->param[GTA_RESCALE] = sparsify == GTA_RANDOM && a.rescale;
+    op->param[GTA_SEED] = (double)a.seed;
+    for (int i = 0; i < a.nadd; i++) {
+        op->param[GTA_TV(i, GTA_WEIGHT)] = a.weight[i];
+        op->param[GTA_TV(i, GTA_DENSITY)] = density;
+        op->param[GTA_TV(i, GTA_GAMMA)] = a.gamma;
+    }
+    op->nparam = (size_t)GTA_TV(a.nadd, 0);
+    json_t *params = json_pack("{s:o, s:f, s:f, s:b}", "add", adds, "density", density,
+                               "lambda", a.lambda, "normalize", normalize);
+    if (consensus)
+        json_object_set_new(params, "majority",
+                            json_string(a.consensus == GTA_SUM ? "sum" : "count"));
+    if (sparsify == GTA_RANDOM) {
+        json_object_set_new(params, "seed", json_integer((json_int_t)a.seed));
+        json_object_set_new(params, "rescale", json_boolean(a.rescale));
+    }
+    if (sparsify == GTA_OUTLIERS)
+        json_object_set_new(params, "gamma", json_real(a.gamma));
+    job.params = params;
+    return run_merge(&o, &job, argc, argv);
+}
+
+int cmd_ties(int argc, char **argv) { return run_gta("ties", TIES_HELP, GTA_MAGNITUDE, argc, argv); }
+int cmd_dare(int argc, char **argv) { return run_gta("dare", DARE_HELP, GTA_RANDOM, argc, argv); }
+int cmd_breadcrumbs(int argc, char **argv)
+{
+    return run_gta("breadcrumbs", BREADCRUMBS_HELP, GTA_OUTLIERS, argc, argv);
+}

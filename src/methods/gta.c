@@ -1,0 +1,297 @@
+/*
+ * Generalized task arithmetic, as mergekit defines it: TIES, DARE (linear
+ * and TIES) and Model Breadcrumbs are one algorithm with different
+ * sparsification and sign consensus. Per tensor, for each fine-tune i:
+ *
+ *   d_i  = x_i - base                         the task vector
+ *   d_i  = sparsify(d_i)                       magnitude top-k (TIES), random
+ *                                              drop (DARE), or drop the top
+ *                                              gamma outliers and the smallest
+ *                                              (Breadcrumbs)
+ *   wd_i = w_i * d_i
+ *   with sign consensus: the elected sign is that of sum_i wd_i (or of the
+ *   count of signs); mixed = sum of the wd_i with that sign, divided (when
+ *   normalize) by the sum of their w_i; without: mixed = sum_i wd_i, divided
+ *   (when normalize) by sum_i w_i
+ *   out  = base + lambda * mixed
+ *
+ * All in fp32 (fp64 for F64 tensors), in this order. Magnitude selection is
+ * exact (select.h): exactly int(density * n) elements per tensor, ties at
+ * the threshold broken by lowest index. DARE keeps an element when a
+ * counter-based hash of (seed, tensor name, task index, element index) is
+ * below density * 2^32, so the mask is the same for any thread count and
+ * chunking, and rescales survivors by 1/density (as the DARE paper; mergekit
+ * now matches L1 norms instead).
+ *
+ * Differences from mergekit, deliberate: density 0 drops the task vector
+ * instead of failing; Breadcrumbs with int(gamma * n) == 0 keeps the top
+ * int(density * n) instead of nothing (mergekit's indices[n_bot:-0] slice).
+ */
+#include "gta.h"
+#include "kernel.h"
+#include "select.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct gta_stats {
+    int ntv, targets, digits;
+    uint64_t nblocks;
+    lad_select sel[GTA_MAX_TV * 2]; /* per task vector: keep-top, drop-top */
+} gta_stats;
+
+static size_t ntv(const lad_op *op) { return op->ninputs - 1; }
+static int kind(const lad_op *op) { return (int)op->param[GTA_SPARSIFY]; }
+
+static int targets(const lad_op *op)
+{
+    return kind(op) == GTA_MAGNITUDE ? 1 : kind(op) == GTA_OUTLIERS ? 2 : 0;
+}
+
+static int gta_npasses(const lad_op *op, bool wide)
+{
+    if (targets(op) == 0)
+        return 0;
+    return (wide ? 4 : 2) + 1; /* digit passes, then the tie count */
+}
+
+static uint64_t nblocks_of(uint64_t nelem) { return (nelem + LAD_BLOCK - 1) / LAD_BLOCK; }
+
+static size_t gta_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
+{
+    (void)nitems;
+    return sizeof(gta_stats) +
+           ntv(op) * (size_t)targets(op) * (size_t)nblocks_of(nelem) * sizeof(uint64_t);
+}
+
+static size_t gta_acc_size(const lad_op *op)
+{
+    return ntv(op) * (size_t)targets(op) * LAD_SELECT_BINS * sizeof(uint64_t);
+}
+
+/* How many of n to keep from the top, per target, in mergekit's terms. */
+static void keep_counts(const lad_op *op, size_t i, uint64_t n, uint64_t *keep_top,
+                        uint64_t *drop_top)
+{
+    double density = op->param[GTA_TV(i, GTA_DENSITY)];
+    if (density >= 1) {
+        *keep_top = n;
+        *drop_top = 0;
+        return;
+    }
+    uint64_t target = density > 0 ? (uint64_t)(density * (double)n) : 0;
+    *keep_top = target;
+    *drop_top = 0;
+    if (kind(op) == GTA_OUTLIERS) {
+        double gamma = op->param[GTA_TV(i, GTA_GAMMA)];
+        uint64_t top = gamma > 0 ? (uint64_t)(gamma * (double)n) : 0;
+        if (target + top > n) /* mergekit: fewer outliers to keep the density */
+            top = n - target;
+        *keep_top = target + top;
+        *drop_top = top;
+    }
+}
+
+static void gta_stats_init(const lad_kctx *k, bool wide)
+{
+    gta_stats *st = k->stats;
+    const lad_op *op = k->op;
+    st->ntv = (int)ntv(op);
+    st->targets = targets(op);
+    st->digits = wide ? 4 : 2;
+    st->nblocks = nblocks_of(k->nelem);
+    uint64_t *blocks = (uint64_t *)(st + 1);
+    for (int i = 0; i < st->ntv; i++) {
+        uint64_t keep_top, drop_top;
+        keep_counts(op, (size_t)i, k->nelem, &keep_top, &drop_top);
+        for (int t = 0; t < st->targets; t++) {
+            lad_select_init(&st->sel[i * st->targets + t], k->nelem, t == 0 ? keep_top : drop_top,
+                            blocks);
+            blocks += st->nblocks;
+        }
+    }
+}
+
+static uint64_t key_f32(float v)
+{
+    uint32_t u;
+    v = fabsf(v);
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+static uint64_t key_f64(double v)
+{
+    uint64_t u;
+    v = fabs(v);
+    memcpy(&u, &v, 8);
+    return u;
+}
+
+/* The statistics passes, once per compute type: digit passes histogram the
+ * keys that still match, the last pass counts keys equal to T per block. */
+#define GTA_STATS(NAME, T, KEY)                                                                 \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)      \
+    {                                                                                           \
+        gta_stats *st = k->stats;                                                               \
+        uint64_t *hist = acc;                                                                   \
+        uint64_t block = k->start / LAD_BLOCK;                                                  \
+        for (int i = 0; i < st->ntv; i++)                                                       \
+            for (int t = 0; t < st->targets; t++) {                                             \
+                const lad_select *s = &st->sel[i * st->targets + t];                            \
+                if (s->all || s->none)                                                          \
+                    continue;                                                                   \
+                const T *x = in[i + 1], *b = in[0];                                             \
+                if (pass < st->digits) {                                                        \
+                    uint64_t *h = hist + (size_t)(i * st->targets + t) * LAD_SELECT_BINS;       \
+                    for (size_t e = 0; e < n; e++) {                                            \
+                        int bin = lad_select_bin(s, KEY(x[e] - b[e]), pass, st->digits);        \
+                        if (bin >= 0)                                                           \
+                            h[bin]++;                                                           \
+                    }                                                                           \
+                } else {                                                                        \
+                    uint64_t c = 0;                                                             \
+                    for (size_t e = 0; e < n; e++)                                              \
+                        c += KEY(x[e] - b[e]) == s->thresh;                                     \
+                    s->before[block] = c;                                                       \
+                }                                                                               \
+            }                                                                                   \
+    }
+
+GTA_STATS(gta_stats_f32, float, key_f32)
+GTA_STATS(gta_stats_f64, double, key_f64)
+
+static void gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
+{
+    (void)wide;
+    gta_stats *st = k->stats;
+    int nsel = st->ntv * st->targets;
+    for (int s = 0; s < nsel; s++) {
+        if (pass == st->digits) {
+            lad_select_ties_done(&st->sel[s], st->nblocks);
+            continue;
+        }
+        /* Fold the threads' histograms into the first one. */
+        uint64_t *h0 = (uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
+        for (size_t a = 1; a < naccs; a++) {
+            const uint64_t *h = (const uint64_t *)accs[a] + (size_t)s * LAD_SELECT_BINS;
+            for (size_t b = 0; b < LAD_SELECT_BINS; b++)
+                h0[b] += h[b];
+        }
+        lad_select_digit_done(&st->sel[s], h0, pass, st->digits);
+    }
+}
+
+/* lowbias32 (C. Wellons): a 32-bit mixer for the counter-based RNG. */
+static inline uint32_t mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+/* The RNG key of task vector i of this tensor under this seed. */
+static uint32_t tv_key(const lad_kctx *k, size_t i)
+{
+    uint64_t seed = (uint64_t)k->op->param[GTA_SEED];
+    return mix32(k->key ^ mix32((uint32_t)seed ^ mix32((uint32_t)(seed >> 32) ^ mix32((uint32_t)i + 1))));
+}
+
+static inline uint32_t draw(uint32_t tvkey, uint64_t index)
+{
+    return mix32((uint32_t)index ^ mix32((uint32_t)(index >> 32) ^ tvkey));
+}
+
+/* The merge pass, once per compute type. */
+#define GTA_KERNEL(NAME, T, KEY)                                                                \
+    static void NAME(const lad_kctx *k, T *restrict out, const T *const *in, size_t n)          \
+    {                                                                                           \
+        const lad_op *op = k->op;                                                               \
+        const gta_stats *st = k->stats;                                                         \
+        const size_t m = ntv(op);                                                               \
+        const int sp = kind(op), cons = (int)op->param[GTA_CONSENSUS];                          \
+        const bool normalize = op->param[GTA_NORMALIZE] != 0;                                   \
+        const T lambda = (T)op->param[GTA_LAMBDA];                                              \
+        T w[GTA_MAX_TV], scale[GTA_MAX_TV], wsum = 0;                                           \
+        uint64_t thr[GTA_MAX_TV], seen[GTA_MAX_TV][2];                                          \
+        uint32_t key[GTA_MAX_TV];                                                               \
+        uint64_t block = k->start / LAD_BLOCK;                                                  \
+        for (size_t i = 0; i < m; i++) {                                                        \
+            double density = op->param[GTA_TV(i, GTA_DENSITY)];                                 \
+            w[i] = (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                         \
+            wsum += w[i];                                                                       \
+            scale[i] = 1;                                                                       \
+            if (sp == GTA_RANDOM) {                                                             \
+                thr[i] = density >= 1 ? (1ull << 32)                                            \
+                                      : density > 0 ? (uint64_t)(density * 4294967296.0) : 0;   \
+                if (op->param[GTA_RESCALE] != 0 && density > 0 && density < 1)                  \
+                    scale[i] = (T)(1.0 / density);                                              \
+                key[i] = tv_key(k, i);                                                          \
+            }                                                                                   \
+            for (int t = 0; st && t < st->targets; t++) {                                       \
+                const lad_select *s = &st->sel[i * (size_t)st->targets + (size_t)t];            \
+                seen[i][t] = s->all || s->none ? 0 : s->before[block];                          \
+            }                                                                                   \
+        }                                                                                       \
+        if (fabs((double)wsum) < 1e-8)                                                          \
+            wsum = 1;                                                                           \
+        for (size_t e = 0; e < n; e++) {                                                        \
+            const T base = in[0][e];                                                            \
+            T wd[GTA_MAX_TV], sum = 0;                                                          \
+            int signs = 0;                                                                      \
+            for (size_t i = 0; i < m; i++) {                                                    \
+                T d = in[i + 1][e] - base;                                                      \
+                bool keep = true;                                                               \
+                if (sp == GTA_RANDOM) {                                                         \
+                    keep = draw(key[i], k->start + e) < thr[i];                                 \
+                } else if (sp != GTA_DENSE) {                                                   \
+                    uint64_t kk = KEY(d);                                                       \
+                    const lad_select *s = &st->sel[i * (size_t)st->targets];                    \
+                    keep = lad_select_keep(&s[0], kk, &seen[i][0]);                             \
+                    if (sp == GTA_OUTLIERS)                                                     \
+                        keep &= !lad_select_keep(&s[1], kk, &seen[i][1]);                       \
+                }                                                                               \
+                d = keep ? d * scale[i] : (T)0;                                                 \
+                wd[i] = d * w[i];                                                               \
+                sum += wd[i];                                                                   \
+                signs += (wd[i] > 0) - (wd[i] < 0);                                             \
+            }                                                                                   \
+            T mixed = 0, div = wsum;                                                            \
+            if (cons != GTA_NO_CONSENSUS) {                                                     \
+                int elected = (cons == GTA_SUM ? sum >= 0 : signs >= 0) ? 1 : -1;               \
+                div = 0;                                                                        \
+                for (size_t i = 0; i < m; i++)                                                  \
+                    if ((wd[i] > 0) - (wd[i] < 0) == elected) {                                 \
+                        mixed += wd[i];                                                         \
+                        div += w[i];                                                            \
+                    }                                                                           \
+                if (div == 0)                                                                   \
+                    div = 1;                                                                    \
+            } else {                                                                            \
+                for (size_t i = 0; i < m; i++)                                                  \
+                    mixed += wd[i];                                                             \
+            }                                                                                   \
+            if (normalize)                                                                      \
+                mixed /= div;                                                                   \
+            out[e] = base + lambda * mixed;                                                     \
+        }                                                                                       \
+    }
+
+GTA_KERNEL(gta_f32, float, key_f32)
+GTA_KERNEL(gta_f64, double, key_f64)
+
+const lad_method lad_method_gta = {
+    .name = "gta",
+    .chunk_f32 = gta_f32,
+    .chunk_f64 = gta_f64,
+    .npasses = gta_npasses,
+    .stats_size = gta_stats_size,
+    .stats_init = gta_stats_init,
+    .acc_size = gta_acc_size,
+    .stats_f32 = gta_stats_f32,
+    .stats_f64 = gta_stats_f64,
+    .pass_end = gta_pass_end,
+};

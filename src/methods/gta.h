@@ -1,0 +1,26 @@
+/*
+ * Parameters of the generalized task arithmetic method (gta.c), as indexes
+ * into lad_op.param. Inputs: in[0] = base, in[1..k] = the fine-tunes.
+ */
+#ifndef LADLE_GTA_H
+#define LADLE_GTA_H
+
+enum gta_sparsify { GTA_DENSE, GTA_MAGNITUDE, GTA_RANDOM, GTA_OUTLIERS };
+enum gta_consensus { GTA_NO_CONSENSUS, GTA_SUM, GTA_COUNT };
+
+enum gta_param {
+    GTA_LAMBDA,     /* scale of the merged task vector */
+    GTA_SPARSIFY,   /* enum gta_sparsify */
+    GTA_CONSENSUS,  /* enum gta_consensus */
+    GTA_NORMALIZE,  /* 1: divide by the weights that contributed */
+    GTA_RESCALE,    /* 1: random drop rescales survivors by 1/density */
+    GTA_SEED,       /* random drop: the seed */
+    GTA_TV0 = 8,    /* then per task vector i, GTA_PER_TV values: */
+    GTA_PER_TV = 4,
+};
+enum gta_tv_param { GTA_WEIGHT, GTA_DENSITY, GTA_GAMMA, GTA_EPSILON };
+
+#define GTA_MAX_TV ((256 - GTA_TV0) / GTA_PER_TV)
+#define GTA_TV(i, p) (GTA_TV0 + (i) * GTA_PER_TV + (p))
+
+#endif

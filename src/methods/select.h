@@ -1,0 +1,61 @@
+/*
+ * Exact streaming top-K selection: which elements of a tensor are among
+ * its K largest keys, without holding the tensor.
+ *
+ * Keys are unsigned integers whose order is the order wanted (the bit
+ * pattern of |x| for a float x is monotonic in |x|). A radix select finds
+ * the K-th largest key T one 16-bit digit per pass (2 passes for fp32
+ * keys, 4 for fp64), from per-thread 65,536-bin histograms. A last pass
+ * counts, per LAD_BLOCK block, the keys equal to T; with those counts a
+ * kernel keeps every key above T and the first `ties` keys equal to T in
+ * index order. So exactly K elements are kept, ties broken by lowest index,
+ * the same for any thread count and chunking.
+ */
+#ifndef LADLE_SELECT_H
+#define LADLE_SELECT_H
+
+#include "ladle.h"
+
+#define LAD_SELECT_BINS 65536u
+
+typedef struct lad_select {
+    uint64_t keep;      /* K */
+    bool all, none;     /* K >= n, K == 0: nothing to find */
+    uint64_t prefix;    /* the digits of T found so far, in place */
+    uint64_t need;      /* the rank still sought among keys matching prefix */
+    uint64_t thresh;    /* T, once every digit is known */
+    uint64_t ties;      /* how many keys equal to T are kept */
+    uint64_t *before;   /* per block: keys equal to T in earlier blocks */
+} lad_select;
+
+/* blocks: LAD_BLOCK blocks in the tensor; before: storage for them. */
+void lad_select_init(lad_select *s, uint64_t n, uint64_t keep, uint64_t *before);
+
+/* For digit pass `pass` of `digits`: the bin of key, or -1 if key does not
+ * match the digits already found. */
+static inline int lad_select_bin(const lad_select *s, uint64_t key, int pass, int digits)
+{
+    int shift = 16 * (digits - 1 - pass);
+    if (pass > 0 && (key >> (shift + 16)) != (s->prefix >> (shift + 16)))
+        return -1;
+    return (int)((key >> shift) & 0xffff);
+}
+
+/* Folds the pass's histogram: fixes one more digit of T. */
+void lad_select_digit_done(lad_select *s, const uint64_t *hist, int pass, int digits);
+
+/* After the tie-count pass filled before[b] with counts: prefix sums. */
+void lad_select_ties_done(lad_select *s, uint64_t nblocks);
+
+/* Is the element with this key kept? *seen counts keys equal to T met so
+ * far, starting from before[block] at the block's first element. */
+static inline bool lad_select_keep(const lad_select *s, uint64_t key, uint64_t *seen)
+{
+    if (s->all || s->none)
+        return s->all;
+    if (key != s->thresh)
+        return key > s->thresh;
+    return (*seen)++ < s->ties;
+}
+
+#endif

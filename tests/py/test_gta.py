@@ -1,0 +1,284 @@
+"""TIES, DARE and Breadcrumbs against a numpy reference written from
+mergekit's generalized task arithmetic (sparsify, weight, elect sign,
+disjoint merge, normalise, lambda), with ladle's documented choices: ties
+at the top-k threshold go to the lowest index; DARE rescales by 1/density
+and draws its mask from a counter-based hash, re-implemented here."""
+import numpy as np
+import pytest
+
+import st
+from conftest import ladle
+
+F32 = np.float32
+
+
+def topk(d, k):
+    """Mask of the k largest |d|, ties broken by lowest index."""
+    n = d.size
+    mask = np.zeros(n, bool)
+    if k >= n:
+        mask[:] = True
+    elif k > 0:
+        order = np.lexsort((np.arange(n), -np.abs(d.ravel().astype(np.float64))))
+        mask[order[:k]] = True
+    return mask.reshape(d.shape)
+
+
+def mix32(x):
+    """lowbias32; uint32 multiplication wraps, as in C."""
+    x = np.asarray(x, dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
+
+
+def tensor_key(name):
+    h = 2166136261
+    for c in name.encode():
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def dare_mask(name, i, seed, density, n):
+    if density >= 1:
+        return np.ones(n, bool)
+    tv = mix32(np.uint32(tensor_key(name)) ^ mix32(np.uint32(seed & 0xFFFFFFFF) ^ mix32(
+        np.uint32(seed >> 32) ^ mix32(np.uint32(i + 1)))))
+    idx = np.arange(n, dtype=np.uint64)
+    u = mix32((idx & np.uint64(0xFFFFFFFF)).astype(np.uint32) ^ mix32(
+        (idx >> np.uint64(32)).astype(np.uint32) ^ tv))
+    thr = int(density * 4294967296.0) if density > 0 else 0
+    return u.astype(np.uint64) < np.uint64(thr)
+
+
+def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normalize=False,
+            lam=1.0, gamma=0.01, seed=0, rescale=True):
+    b = base
+    wds = []
+    for i, (x, w) in enumerate(zip(xs, weights)):
+        d = (x - b).astype(F32)
+        n = d.size
+        if kind == "magnitude":
+            keep = topk(d, n if density >= 1 else int(density * n))
+        elif kind == "outliers":
+            if density >= 1:
+                keep = np.ones(d.shape, bool)
+            else:
+                target, top = int(density * n), int(gamma * n)
+                top = min(top, n - target)
+                keep = topk(d, target + top) & ~topk(d, top)
+        else:
+            keep = dare_mask(name, i, seed, density, n).reshape(d.shape)
+            if rescale and 0 < density < 1:
+                d = (d * F32(1.0 / density)).astype(F32)
+        d = np.where(keep, d, F32(0)).astype(F32)
+        wds.append((d * F32(w)).astype(F32))
+    if consensus:
+        if consensus == "sum":
+            s = F32(0)
+            for wd in wds:
+                s = s + wd
+            elected = np.where(s >= 0, 1, -1)
+        else:
+            elected = np.where(sum(np.sign(wd) for wd in wds) >= 0, 1, -1)
+        mixed = np.zeros_like(b)
+        div = np.zeros_like(b)
+        for wd, w in zip(wds, weights):
+            agree = np.sign(wd) == elected
+            mixed = np.where(agree, mixed + wd, mixed).astype(F32)
+            div = np.where(agree, div + F32(w), div).astype(F32)
+        div = np.where(div == 0, F32(1), div)
+    else:
+        mixed = F32(0)
+        for wd in wds:
+            mixed = mixed + wd
+        div = F32(0)
+        for w in weights:
+            div = F32(div + F32(w))
+        if abs(div) < 1e-8:
+            div = F32(1)
+    if normalize:
+        mixed = (mixed / div).astype(F32)
+    return (b + F32(lam) * mixed).astype(F32)
+
+
+def write_family(tmp_path, rng, dtype, n=3, noise=0.02, quantize=None):
+    base = st.llama(rng, dtype)
+    paths = []
+    for i in range(n):
+        m = st.llama(rng, dtype, base=base, noise=noise)
+        if quantize:  # many exactly equal deltas: exercises tie-breaking
+            m = [(nm, d, st.round_to(d, st.to_f32(d, bb) + np.round(
+                (st.to_f32(d, a) - st.to_f32(d, bb)) / quantize) * F32(quantize)))
+                 if d in ("BF16", "F16", "F32") else (nm, d, a)
+                 for (nm, d, a), (_, _, bb) in zip(m, base)]
+        p = tmp_path / f"ft{i}.safetensors"
+        st.write(p, m)
+        paths.append(p)
+    bp = tmp_path / "base.safetensors"
+    st.write(bp, base)
+    return bp, paths
+
+
+def check(out, base, fts, weights, dtype, **kw):
+    got, _ = st.load(out)
+    B, _ = st.load(base)
+    X = [st.load(f)[0] for f in fts]
+    for name, (d, arr) in B.items():
+        if d not in ("BF16", "F16", "F32"):
+            assert np.array_equal(got[name][1], arr)
+            continue
+        b = st.to_f32(d, arr)
+        xs = [st.to_f32(x[name][0], x[name][1]) for x in X]
+        want = st.round_to(dtype, gta_ref(name, b, xs, weights, **kw))
+        g = got[name][1]
+        u = f"u{g.itemsize}"
+        bad = np.count_nonzero(g.view(u) != want.view(u))
+        assert bad == 0, f"{name}: {bad} of {g.size} differ"
+
+
+def run(cmd, base, fts, weights, out, *extra):
+    args = [cmd, "--base", base]
+    for w, f in zip(weights, fts):
+        args += ["--add", f"{w}:{f}"]
+    ladle(*args, *extra, "-o", out, "-q")
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32"])
+@pytest.mark.parametrize("density", [0.2, 0.55, 1.0])
+def test_ties(tmp_path, rng, dtype, density):
+    base, fts = write_family(tmp_path, rng, dtype)
+    weights = [1.0, 0.6, 0.3]
+    out = tmp_path / "o.safetensors"
+    run("ties", base, fts, weights, out, "--density", density, "--lambda", "0.8")
+    check(out, base, fts, weights, dtype, kind="magnitude", density=density, consensus="sum",
+          normalize=True, lam=0.8)
+
+
+@pytest.mark.parametrize("majority,normalize", [("count", True), ("sum", False)])
+def test_ties_options(tmp_path, rng, majority, normalize):
+    base, fts = write_family(tmp_path, rng, "BF16")
+    weights = [0.5, 1.5, -0.4]
+    out = tmp_path / "o.safetensors"
+    run("ties", base, fts, weights, out, "--density", "0.3", "--majority", majority,
+        "--normalize" if normalize else "--no-normalize")
+    check(out, base, fts, weights, "BF16", kind="magnitude", density=0.3, consensus=majority,
+          normalize=normalize)
+
+
+def test_ties_exact_with_many_ties_and_big_tensors(tmp_path, rng):
+    """Quantised deltas make thousands of equal magnitudes at the threshold;
+    tensors over one work item (128K elements) need the per-block tie
+    counts to be carried across items and threads."""
+    base = [("big", "F32", rng.standard_normal((700, 512)).astype(F32)),
+            ("small", "F32", rng.standard_normal(100).astype(F32))]
+    fts = []
+    for i in range(2):
+        m = [(n, d, a + np.round(rng.standard_normal(a.shape) * 3).astype(F32) * F32(0.25))
+             for n, d, a in base]
+        p = tmp_path / f"ft{i}.safetensors"
+        st.write(p, m)
+        fts.append(p)
+    bp = tmp_path / "base.safetensors"
+    st.write(bp, base)
+    outs = []
+    for j in (1, 2, 3):
+        out = tmp_path / f"o{j}.safetensors"
+        run("ties", bp, fts, [1, 1], out, "--density", "0.37", "-j", j)
+        check(out, bp, fts, [1, 1], "F32", kind="magnitude", density=0.37, consensus="sum",
+              normalize=True)
+        outs.append(st.read(out)[0]["big"][1].tobytes())
+    assert outs[0] == outs[1] == outs[2]
+    # exactly int(density * n) kept per task vector: one model alone, no consensus effects
+    out = tmp_path / "one.safetensors"
+    run("ties", bp, fts[:1], [1], out, "--density", "0.37")
+    got = st.read(out)[0]["big"][1]
+    kept = np.count_nonzero(got != base[0][2])
+    changed_possible = np.count_nonzero(st.read(fts[0])[0]["big"][1] != base[0][2])
+    assert kept == min(int(0.37 * got.size), changed_possible)
+
+
+@pytest.mark.parametrize("density", [0.0, 1.0])
+def test_ties_density_edges(tmp_path, rng, density):
+    base, fts = write_family(tmp_path, rng, "F32")
+    out = tmp_path / "o.safetensors"
+    run("ties", base, fts, [1, 1, 1], out, "--density", density)
+    check(out, base, fts, [1, 1, 1], "F32", kind="magnitude", density=density, consensus="sum",
+          normalize=True)
+    if density == 0:  # nothing survives: the base itself
+        got, B = st.load(out)[0], st.load(base)[0]
+        assert all(np.array_equal(got[k][1], B[k][1]) for k in B)
+
+
+def test_lambda_zero_gives_base(tmp_path, rng):
+    base, fts = write_family(tmp_path, rng, "BF16")
+    out = tmp_path / "o.safetensors"
+    run("ties", base, fts, [1, 1, 1], out, "--density", "0.5", "--lambda", "0")
+    got, B = st.load(out)[0], st.load(base)[0]
+    assert all(np.array_equal(got[k][1], B[k][1]) for k in B)
+
+
+@pytest.mark.parametrize("consensus", [False, True])
+@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+def test_dare_matches_reference_mask(tmp_path, rng, consensus, dtype):
+    base, fts = write_family(tmp_path, rng, dtype)
+    weights = [1.0, 0.7, 0.5]
+    out = tmp_path / "o.safetensors"
+    extra = ["--density", "0.3", "--seed", "42"] + (["--sign-consensus"] if consensus else [])
+    run("dare", base, fts, weights, out, *extra)
+    check(out, base, fts, weights, dtype, kind="random", density=0.3,
+          consensus="sum" if consensus else None, normalize=False, seed=42)
+
+
+def test_dare_distribution_rescale_and_determinism(tmp_path, rng):
+    n = 600_000
+    b = rng.standard_normal(n).astype(F32)
+    x = (b + rng.standard_normal(n).astype(F32)).astype(F32)
+    st.write(tmp_path / "b.safetensors", [("w", "F32", b)])
+    st.write(tmp_path / "x.safetensors", [("w", "F32", x)])
+    d, density = (x - b).astype(F32), 0.3
+    masks = {}
+    for seed, j in ((1, 1), (1, 2), (1, 4), (2, 2)):
+        out = tmp_path / f"o{seed}{j}.safetensors"
+        run("dare", tmp_path / "b.safetensors", [tmp_path / "x.safetensors"], [1], out,
+            "--density", density, "--seed", seed, "-j", j)
+        got = st.read(out)[0]["w"][1]
+        kept = got != b
+        # survivors rescaled exactly by 1/density, the rest exactly the base
+        assert np.array_equal(got[kept], b[kept] + (d[kept] * F32(1 / density)))
+        assert np.array_equal(got[~kept], b[~kept])
+        masks[(seed, j)] = kept
+        rate = 1 - kept.mean()
+        sigma = np.sqrt(density * (1 - density) / n)
+        assert abs(rate - (1 - density)) < 3 * sigma, rate
+    assert np.array_equal(masks[(1, 1)], masks[(1, 2)])
+    assert np.array_equal(masks[(1, 1)], masks[(1, 4)])
+    assert not np.array_equal(masks[(1, 2)], masks[(2, 2)])
+
+
+def test_dare_density_one_and_no_rescale(tmp_path, rng):
+    base, fts = write_family(tmp_path, rng, "F32")
+    out = tmp_path / "o.safetensors"
+    run("dare", base, fts, [1, 1, 1], out, "--density", "1")
+    check(out, base, fts, [1, 1, 1], "F32", kind="random", density=1.0, consensus=None)
+    run("dare", base, fts, [1, 1, 1], out, "--density", "0.4", "--no-rescale", "--force")
+    check(out, base, fts, [1, 1, 1], "F32", kind="random", density=0.4, consensus=None,
+          rescale=False)
+    r = ladle("dare", "--base", base, "--add", f"1:{fts[0]}", "-o", out, check=False)
+    assert r.code == 2 and "--density" in r.err
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_breadcrumbs(tmp_path, rng, ties):
+    base, fts = write_family(tmp_path, rng, "BF16")
+    weights = [1.0, 0.5, 0.8]
+    out = tmp_path / "o.safetensors"
+    run("breadcrumbs", base, fts, weights, out, "--density", "0.6", "--gamma", "0.05",
+        *(["--ties"] if ties else []))
+    check(out, base, fts, weights, "BF16", kind="outliers", density=0.6, gamma=0.05,
+          consensus="sum" if ties else None, normalize=False)
