@@ -177,6 +177,7 @@ extern const lad_method lad_method_linear;          /* lerp, soup, ckpt */
 extern const lad_method lad_method_task_arithmetic; /* task vectors */
 extern const lad_method lad_method_slerp;           /* spherical interpolation */
 extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
+extern const lad_method lad_method_model_stock;     /* Model Stock */
 
 /* ---------------------------------------------------------------- plans */
 

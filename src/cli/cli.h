@@ -95,5 +95,6 @@ int cmd_slerp(int argc, char **argv);
 int cmd_ties(int argc, char **argv);
 int cmd_dare(int argc, char **argv);
 int cmd_breadcrumbs(int argc, char **argv);
+int cmd_stock(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const char USAGE[] =
     "  ties --base B --add W:M ...      trim, elect sign, disjoint merge (TIES)\n"
     "  dare --base B --add W:M ...      random drop and rescale (DARE), linear or TIES\n"
     "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
+    "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
     "\n"
     "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
     "or model.safetensors.index.json with its shards).\n";
@@ -30,6 +31,7 @@ static const struct {
     {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
     {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
     {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
+    {"stock", cmd_stock},
 };
 
 int main(int argc, char **argv)

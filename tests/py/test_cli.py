@@ -7,7 +7,7 @@ import pytest
 import st
 from conftest import ladle
 
-COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp", "ties", "dare", "breadcrumbs"]
+COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp", "ties", "dare", "breadcrumbs", "stock"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

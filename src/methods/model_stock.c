@@ -1,0 +1,129 @@
+/*
+ * Model Stock (Jang et al. 2024), with mergekit's semantics (filter_wise
+ * off). Inputs: in[0] = the base w0, in[1..N] = N >= 2 fine-tunes.
+ *
+ * Per tensor, from the fine-tunes' displacements o_i = w_i - w0: the mean
+ * over pairs i < j of cos_ij = o_i.o_j / max(|o_i||o_j|, 1e-6), clamped to
+ * [-1, 1]; t = N cos / (1 + (N - 1) cos); out = t * mean(w_i) + (1 - t) w0,
+ * where mean(w_i) = (w_1 + ... + w_N) / N as mergekit sums it.
+ *
+ * One statistics pass gathers the dot products in fp64, per work item, added
+ * in item order: the same result for any thread count.
+ */
+#include "kernel.h"
+
+#include <math.h>
+
+#define STOCK_MAX 24 /* fine-tunes: N norms + N(N-1)/2 dots per work item */
+
+static size_t nft(const lad_op *op) { return op->ninputs - 1; }
+static size_t nsums(size_t n) { return n + n * (n - 1) / 2; }
+
+typedef struct stock_stats {
+    double t;
+    float tf, omtf; /* t and 1 - t in fp32 */
+    double sums[];  /* per item: |o_i|^2 then o_i.o_j for i < j */
+} stock_stats;
+
+static int stock_npasses(const lad_op *op, bool wide)
+{
+    (void)op;
+    (void)wide;
+    return 1;
+}
+
+static size_t stock_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
+{
+    (void)nelem;
+    return sizeof(stock_stats) + nitems * nsums(nft(op)) * sizeof(double);
+}
+
+static size_t stock_acc_size(const lad_op *op)
+{
+    (void)op;
+    return 0;
+}
+
+#define STOCK_STATS(NAME, T)                                                                  \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    {                                                                                         \
+        (void)pass;                                                                           \
+        (void)acc;                                                                            \
+        size_t m = nft(k->op);                                                                \
+        double *s = ((stock_stats *)k->stats)->sums + k->item * nsums(m);                     \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            double o[STOCK_MAX];                                                              \
+            for (size_t i = 0; i < m; i++)                                                    \
+                o[i] = (double)(in[i + 1][e] - in[0][e]);                                     \
+            size_t p = m;                                                                     \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                s[i] += o[i] * o[i];                                                          \
+                for (size_t j = i + 1; j < m; j++)                                            \
+                    s[p++] += o[i] * o[j];                                                    \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+STOCK_STATS(stock_stats_f32, float)
+STOCK_STATS(stock_stats_f64, double)
+
+static void stock_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                           size_t naccs)
+{
+    (void)pass;
+    (void)wide;
+    (void)accs;
+    (void)naccs;
+    stock_stats *st = k->stats;
+    size_t m = nft(k->op), ns = nsums(m);
+    double tot[STOCK_MAX + STOCK_MAX * (STOCK_MAX - 1) / 2] = {0};
+    for (size_t it = 0; it < k->nitems; it++)
+        for (size_t q = 0; q < ns; q++)
+            tot[q] += st->sums[it * ns + q];
+    double cos_sum = 0;
+    size_t p = m, npairs = 0;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = i + 1; j < m; j++, p++, npairs++) {
+            double norm = sqrt(tot[i]) * sqrt(tot[j]);
+            double c = tot[p] / (norm > 1e-6 ? norm : 1e-6);
+            cos_sum += c < -1 ? -1 : c > 1 ? 1 : c;
+        }
+    double cos = cos_sum / (double)npairs, N = (double)m;
+    st->t = N * cos / (1 + (N - 1) * cos);
+    st->tf = (float)st->t;
+    st->omtf = (float)(1 - st->t);
+}
+
+/* The merge pass, once per compute type: T_COEF(st) gives t and 1 - t. */
+#define STOCK_KERNEL(NAME, T, TCOEF, OMTCOEF)                                                 \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,       \
+                                size_t n)                                                     \
+    {                                                                                         \
+        const stock_stats *st = k->stats;                                                     \
+        size_t m = nft(k->op);                                                                \
+        const T t = TCOEF, omt = OMTCOEF, nn = (T)m, *restrict w0 = in[0];                    \
+        for (size_t e = 0; e < n; e++)                                                        \
+            out[e] = in[1][e];                                                                \
+        for (size_t i = 2; i <= m; i++) {                                                     \
+            const T *restrict x = in[i];                                                      \
+            for (size_t e = 0; e < n; e++)                                                    \
+                out[e] += x[e];                                                               \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++)                                                        \
+            out[e] = t * (out[e] / nn) + omt * w0[e];                                         \
+    }
+
+STOCK_KERNEL(stock_f32, float, st->tf, st->omtf)
+STOCK_KERNEL(stock_f64, double, st->t, 1 - st->t)
+
+const lad_method lad_method_model_stock = {
+    .name = "model_stock",
+    .chunk_f32 = stock_f32,
+    .chunk_f64 = stock_f64,
+    .npasses = stock_npasses,
+    .stats_size = stock_stats_size,
+    .acc_size = stock_acc_size,
+    .stats_f32 = stock_stats_f32,
+    .stats_f64 = stock_stats_f64,
+    .pass_end = stock_pass_end,
+};
