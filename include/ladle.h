@@ -179,6 +179,54 @@ extern const lad_method lad_method_slerp;           /* spherical interpolation *
 extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
 extern const lad_method lad_method_model_stock;     /* Model Stock */
 
+/* ---------------------------------------------------------------- schedules */
+
+/*
+ * Per-tensor parameters, with mergekit's semantics. A value is a scalar or
+ * a gradient (a list), evaluated at the tensor's depth t: for layer i of L,
+ * t = i / (L - 1); embeddings t = 0; everything else outside the layers
+ * (final norm, lm_head) t = 1. A gradient v[0..n-1] gives, with
+ * s = t (n - 1), i0 = floor(s): (1 - (s - i0)) v[i0] + (s - i0) v[min(i0+1, n-1)].
+ * Overrides apply to tensors whose name contains one of their '|'-separated
+ * patterns; the first matching override of a parameter wins.
+ */
+#define LAD_SCHED_MAX_PARAMS 70
+#define LAD_SCHED_MAX_VALUES 64
+
+typedef struct lad_sched_value {
+    double v[LAD_SCHED_MAX_VALUES];
+    int n;                 /* 1: a scalar */
+} lad_sched_value;
+
+typedef struct lad_sched_override {
+    char pattern[256];     /* "self_attn", "embed_tokens|lm_head" */
+    int param;             /* index into names */
+    lad_sched_value value;
+} lad_sched_override;
+
+typedef struct lad_schedule {
+    const char *names[LAD_SCHED_MAX_PARAMS];
+    lad_sched_value value[LAD_SCHED_MAX_PARAMS];
+    int nparams;
+    lad_sched_override *over;
+    size_t nover;
+    /* Builds a tensor's op from its resolved values (in names' order). */
+    int (*build)(const double *values, lad_op *op, const void *ctx, lad_error *err);
+    const void *ctx;
+} lad_schedule;
+
+/* Parses "0.3" or "0,0.5,1" (a gradient). */
+int lad_sched_parse_value(const char *s, lad_sched_value *out);
+/* Parses "PATTERN:name=VALUE" against the schedule's names and appends it. */
+int lad_sched_add_override(lad_schedule *s, const char *spec, lad_error *err);
+/* The depth t of a tensor (see above); nlayers from config or the names. */
+double lad_sched_depth(const char *tensor, uint64_t nlayers);
+/* Largest "layers.N" index + 1 among the names, or 0. */
+uint64_t lad_sched_count_layers(const lad_model *m);
+/* Resolves every parameter for one tensor. */
+void lad_sched_resolve(const lad_schedule *s, const char *tensor, double t, double *values);
+void lad_sched_free(lad_schedule *s);
+
 /* ---------------------------------------------------------------- plans */
 
 typedef enum lad_tensor_kind { LAD_MERGE, LAD_COPY } lad_tensor_kind;
@@ -204,7 +252,8 @@ typedef struct lad_merge_request {
     const char **roles;        /* per model: "A", "base", "model", ... */
     size_t nmodels;
     size_t template_model;     /* config, tokenizer, non-float tensors */
-    lad_op op;
+    lad_op op;                 /* the op of every tensor, unless schedule */
+    const lad_schedule *schedule; /* per-tensor parameters, or NULL */
     void *params_json;         /* json_t object describing parameters */
     const char *output;
     bool has_out_dtype;

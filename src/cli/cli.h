@@ -14,7 +14,7 @@ enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_JSON, OPT_ALPHA, OPT_EXTRAPOLATE,
     OPT_WEIGHTS, OPT_BASE, OPT_ADD, OPT_ONTO, OPT_LAMBDA, OPT_LAST, OPT_DENSITY, OPT_MAJORITY,
     OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_TRIM_SCOPE, OPT_SIGN_CONSENSUS, OPT_SEED,
-    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES,
+    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES, OPT_SET,
 };
 
 #define COMMON_MERGE_OPTIONS                                                                  \
@@ -22,7 +22,7 @@ enum {
         {"threads", required_argument, 0, 'j'},                                               \
         {"shard-size", required_argument, 0, OPT_SHARD_SIZE},                                 \
         {"force", no_argument, 0, OPT_FORCE}, {"quiet", no_argument, 0, 'q'},                 \
-        {"help", no_argument, 0, 'h'}
+        {"set", required_argument, 0, OPT_SET}, {"help", no_argument, 0, 'h'}
 #define COMMON_MERGE_SHORT "o:j:qh"
 
 #define COMMON_MERGE_HELP                                                                     \
@@ -33,11 +33,19 @@ enum {
     "      --shard-size S    largest shard of a folder output, e.g. 2GB, 500MB; 0 = never\n"  \
     "                        shard (default 5GB, decimal units as transformers uses them)\n"  \
     "      --force           replace OUT if it exists\n"                                     \
+    "      --set P:NAME=V    for tensors whose name contains P (or P1|P2), use V for the\n"   \
+    "                        parameter NAME; V may be a gradient a,b,c (repeatable; the\n"   \
+    "                        first match wins). Parameters given as a,b,c are gradients\n"   \
+    "                        across the layers, as in mergekit\n"                           \
     "  -q, --quiet           no progress or summary on stderr\n"                             \
     "  -h, --help            this help\n"
 
+#define MAX_SETS 64
+
 typedef struct merge_opts {
     const char *output;
+    const char *sets[MAX_SETS]; /* --set specs, applied to the job's schedule */
+    int nsets;
     bool has_dtype;
     lad_dtype dtype;
     int threads;
@@ -57,7 +65,8 @@ typedef struct merge_job {
     const char *const *roles;
     size_t nmodels;
     size_t template_model;
-    lad_op op;
+    lad_op op;                  /* used when there is no schedule */
+    lad_schedule *schedule;     /* per-tensor parameters, or NULL */
     json_t *params;             /* stolen */
 } merge_job;
 
@@ -83,8 +92,15 @@ int parse_int(const char *s, long min, long max, long *out);
 /* "0.3,0.7" -> values; returns count or -1. */
 int parse_list(const char *s, double *out, int max);
 char *command_line(int argc, char **argv);
-/* "0.5:path" -> weight 0.5, model "path"; prints a usage error. */
-int parse_weighted_model(const char *cmd, const char *arg, double *weight, const char **model);
+/* "0.5:path" or "0,1:path" -> weight (a scalar or a gradient), model;
+ * prints a usage error. */
+int parse_weighted_model(const char *cmd, const char *arg, lad_sched_value *weight,
+                         const char **model);
+/* A scalar option that may be a gradient "a,b,c"; prints a usage error. */
+int parse_sched_option(const char *cmd, const char *opt, const char *arg, lad_sched_value *out);
+/* Every value of a scheduled parameter, for range checks at parse time. */
+bool sched_all(const lad_sched_value *v, double lo, double hi);
+json_t *sched_json(const lad_sched_value *v);
 
 int cmd_info(int argc, char **argv);
 int cmd_lerp(int argc, char **argv);

@@ -19,13 +19,20 @@ typedef struct gta_args {
     const char *cmd;
     const char *base;
     const char *model[GTA_MAX_TV];
-    double weight[GTA_MAX_TV];
+    lad_sched_value weight[GTA_MAX_TV];
+    char wname[GTA_MAX_TV][16];
     int nadd;
-    double density, lambda, gamma;
+    lad_sched_value density, lambda, gamma;
+    bool have_density;
     int consensus, normalize; /* normalize: -1 = the method's default */
     bool rescale, sign_consensus, ties;
     unsigned long long seed;
+    /* resolved at parse time */
+    int sparsify;
+    bool use_consensus, use_normalize;
 } gta_args;
+
+enum { P_LAMBDA, P_DENSITY, P_GAMMA, P_WEIGHT1 }; /* schedule order */
 
 static int take(void *ctx, int id, const char *arg)
 {
@@ -43,17 +50,20 @@ static int take(void *ctx, int id, const char *arg)
         a->nadd++;
         return 0;
     case OPT_DENSITY:
-        if (parse_double(arg, &a->density) || a->density < 0 || a->density > 1)
-            return usage_error(a->cmd, "--density takes a fraction in [0, 1], not '%s'", arg);
+        if (parse_sched_option(a->cmd, "--density", arg, &a->density))
+            return EXIT_USAGE;
+        if (!sched_all(&a->density, 0, 1))
+            return usage_error(a->cmd, "--density takes fractions in [0, 1], not '%s'", arg);
+        a->have_density = true;
         return 0;
     case OPT_GAMMA:
-        if (parse_double(arg, &a->gamma) || a->gamma < 0 || a->gamma > 1)
-            return usage_error(a->cmd, "--gamma takes a fraction in [0, 1], not '%s'", arg);
+        if (parse_sched_option(a->cmd, "--gamma", arg, &a->gamma))
+            return EXIT_USAGE;
+        if (!sched_all(&a->gamma, 0, 1))
+            return usage_error(a->cmd, "--gamma takes fractions in [0, 1], not '%s'", arg);
         return 0;
     case OPT_LAMBDA:
-        if (parse_double(arg, &a->lambda))
-            return usage_error(a->cmd, "--lambda takes a number, not '%s'", arg);
-        return 0;
+        return parse_sched_option(a->cmd, "--lambda", arg, &a->lambda) ? EXIT_USAGE : 0;
     case OPT_MAJORITY:
         if (strcmp(arg, "sum") && strcmp(arg, "count"))
             return usage_error(a->cmd, "--majority takes sum or count, not '%s'", arg);
@@ -132,6 +142,29 @@ static const char BREADCRUMBS_HELP[] =
     "      --gamma G         fraction of largest entries dropped (default 0.01)\n"
     "      --ties            elect signs (breadcrumbs_ties)\n" COMMON_MERGE_HELP;
 
+/* A tensor's op from its resolved lambda, density, gamma and weights. */
+static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
+{
+    const gta_args *a = ctx;
+    if (v[P_DENSITY] < 0 || v[P_DENSITY] > 1 || v[P_GAMMA] < 0 || v[P_GAMMA] > 1)
+        return lad_fail(err, "density %g and gamma %g must be in [0, 1]", v[P_DENSITY],
+                        v[P_GAMMA]);
+    op->method = &lad_method_gta;
+    op->param[GTA_LAMBDA] = v[P_LAMBDA];
+    op->param[GTA_SPARSIFY] = a->sparsify;
+    op->param[GTA_CONSENSUS] = a->use_consensus ? a->consensus : GTA_NO_CONSENSUS;
+    op->param[GTA_NORMALIZE] = a->use_normalize;
+    op->param[GTA_RESCALE] = a->sparsify == GTA_RANDOM && a->rescale;
+    op->param[GTA_SEED] = (double)a->seed;
+    for (int i = 0; i < a->nadd; i++) {
+        op->param[GTA_TV(i, GTA_WEIGHT)] = v[P_WEIGHT1 + i];
+        op->param[GTA_TV(i, GTA_DENSITY)] = v[P_DENSITY];
+        op->param[GTA_TV(i, GTA_GAMMA)] = v[P_GAMMA];
+    }
+    op->nparam = (size_t)GTA_TV(a->nadd, 0);
+    return 0;
+}
+
 static int run_gta(const char *cmd, const char *help, int sparsify, int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -152,8 +185,9 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
         {0, 0, 0, 0}};
     merge_opts o;
     merge_opts_init(&o);
-    gta_args a = {.cmd = cmd, .density = -1, .lambda = 1, .gamma = 0.01, .consensus = GTA_SUM,
-                  .normalize = -1, .rescale = true};
+    static gta_args a; /* large; one command per process */
+    a = (gta_args){.cmd = cmd, .lambda = {{1}, 1}, .gamma = {{0.01}, 1}, .density = {{1}, 1},
+                   .consensus = GTA_SUM, .normalize = -1, .rescale = true, .sparsify = sparsify};
     int first, code;
     if (!parse_args(cmd, help, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a, &first,
                     &code))
@@ -166,54 +200,48 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
         return usage_error(cmd, "--base BASE is required");
     if (a.nadd == 0)
         return usage_error(cmd, "at least one --add W:MODEL is required");
-    if (a.density < 0 && sparsify == GTA_RANDOM)
+    if (!a.have_density && sparsify == GTA_RANDOM)
         return usage_error(cmd, "--density D is required");
 
     /* The variant and its defaults, as mergekit names them. */
     const char *variant = cmd;
-    bool consensus = true, normalize = false;
+    a.use_consensus = true;
+    a.use_normalize = false;
     if (sparsify == GTA_MAGNITUDE) {
-        normalize = true;
+        a.use_normalize = true;
     } else if (sparsify == GTA_RANDOM) {
-        consensus = a.sign_consensus;
-        variant = consensus ? "dare_ties" : "dare_linear";
+        a.use_consensus = a.sign_consensus;
+        variant = a.use_consensus ? "dare_ties" : "dare_linear";
     } else {
-        consensus = a.ties;
-        variant = consensus ? "breadcrumbs_ties" : "breadcrumbs";
+        a.use_consensus = a.ties;
+        variant = a.use_consensus ? "breadcrumbs_ties" : "breadcrumbs";
     }
     if (a.normalize >= 0)
-        normalize = a.normalize;
-    double density = a.density < 0 ? 1.0 : a.density;
+        a.use_normalize = a.normalize;
 
     const char *refs[GTA_MAX_TV + 1], *roles[GTA_MAX_TV + 1];
     refs[0] = a.base;
     roles[0] = "base";
+    static lad_schedule sched;
+    sched = (lad_schedule){.names = {"lambda", "density", "gamma"},
+                           .value = {a.lambda, a.density, a.gamma},
+                           .nparams = P_WEIGHT1 + a.nadd, .build = build, .ctx = &a};
     json_t *adds = json_array();
     for (int i = 0; i < a.nadd; i++) {
         refs[i + 1] = a.model[i];
         roles[i + 1] = "task";
-        json_array_append_new(adds, json_pack("{s:s, s:f}", "model", a.model[i], "weight",
-                                              a.weight[i]));
+        snprintf(a.wname[i], sizeof a.wname[i], "weight%d", i + 1);
+        sched.names[P_WEIGHT1 + i] = a.wname[i];
+        sched.value[P_WEIGHT1 + i] = a.weight[i];
+        json_array_append_new(adds, json_pack("{s:s, s:o}", "model", a.model[i], "weight",
+                                              sched_json(&a.weight[i])));
     }
     merge_job job = {.cmd = variant, .refs = refs, .roles = roles,
-                     .nmodels = (size_t)a.nadd + 1, .template_model = 0};
-    lad_op *op = &job.op;
-    op->method = &lad_method_gta;
-    op->param[GTA_LAMBDA] = a.lambda;
-    op->param[GTA_SPARSIFY] = sparsify;
-    op->param[GTA_CONSENSUS] = consensus ? a.consensus : GTA_NO_CONSENSUS;
-    op->param[GTA_NORMALIZE] = normalize;
-    op->param[GTA_RESCALE] = sparsify == GTA_RANDOM && a.rescale;
-    op->param[GTA_SEED] = (double)a.seed;
-    for (int i = 0; i < a.nadd; i++) {
-        op->param[GTA_TV(i, GTA_WEIGHT)] = a.weight[i];
-        op->param[GTA_TV(i, GTA_DENSITY)] = density;
-        op->param[GTA_TV(i, GTA_GAMMA)] = a.gamma;
-    }
-    op->nparam = (size_t)GTA_TV(a.nadd, 0);
-    json_t *params = json_pack("{s:o, s:f, s:f, s:b}", "add", adds, "density", density,
-                               "lambda", a.lambda, "normalize", normalize);
-    if (consensus)
+                     .nmodels = (size_t)a.nadd + 1, .template_model = 0, .schedule = &sched};
+    json_t *params = json_pack("{s:o, s:o, s:o, s:b}", "add", adds, "density",
+                               sched_json(&a.density), "lambda", sched_json(&a.lambda),
+                               "normalize", a.use_normalize);
+    if (a.use_consensus)
         json_object_set_new(params, "majority",
                             json_string(a.consensus == GTA_SUM ? "sum" : "count"));
     if (sparsify == GTA_RANDOM) {
@@ -221,7 +249,7 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
         json_object_set_new(params, "rescale", json_boolean(a.rescale));
     }
     if (sparsify == GTA_OUTLIERS)
-        json_object_set_new(params, "gamma", json_real(a.gamma));
+        json_object_set_new(params, "gamma", sched_json(&a.gamma));
     job.params = params;
     return run_merge(&o, &job, argc, argv);
 }

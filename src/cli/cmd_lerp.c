@@ -11,11 +11,12 @@ static const char HELP[] =
     "A and B are .safetensors files or Hugging Face folders; config, tokenizer and\n"
     "non-float tensors come from A.\n"
     "\n"
-    "  -a, --alpha X         weight of B, in [0, 1] (required)\n"
+    "  -a, --alpha X         weight of B, in [0, 1] (required); a gradient a,b,c varies\n"
+    "                        it across the layers (embeddings take a, lm_head c)\n"
     "      --extrapolate     allow X outside [0, 1]\n" COMMON_MERGE_HELP;
 
 typedef struct lerp_args {
-    double alpha;
+    lad_sched_value alpha;
     bool have_alpha, extrapolate;
 } lerp_args;
 
@@ -23,12 +24,26 @@ static int take(void *ctx, int id, const char *arg)
 {
     lerp_args *a = ctx;
     if (id == 'a') {
-        if (parse_double(arg, &a->alpha) != 0)
-            return usage_error("lerp", "--alpha takes a number, not '%s'", arg);
+        if (parse_sched_option("lerp", "--alpha", arg, &a->alpha))
+            return EXIT_USAGE;
         a->have_alpha = true;
     } else if (id == OPT_EXTRAPOLATE) {
         a->extrapolate = true;
     }
+    return 0;
+}
+
+/* A tensor's op from its alpha: the linear kernel with (1 - alpha, alpha). */
+static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
+{
+    const lerp_args *a = ctx;
+    if ((v[0] < 0 || v[0] > 1) && !a->extrapolate)
+        return lad_fail(err, "alpha %g is outside [0, 1]; add --extrapolate if you mean it",
+                        v[0]);
+    op->method = &lad_method_linear;
+    op->param[0] = 1.0 - v[0];
+    op->param[1] = v[0];
+    op->nparam = 2;
     return 0;
 }
 
@@ -48,17 +63,14 @@ int cmd_lerp(int argc, char **argv)
         return usage_error("lerp", "expected two models A B, got %d", argc - first);
     if (!a.have_alpha)
         return usage_error("lerp", "--alpha X is required (0 gives A, 1 gives B)");
-    if ((a.alpha < 0 || a.alpha > 1) && !a.extrapolate)
-        return usage_error("lerp", "--alpha %g is outside [0, 1]; add --extrapolate if you "
-                                   "mean it",
-                           a.alpha);
+    if (!sched_all(&a.alpha, 0, 1) && !a.extrapolate)
+        return usage_error("lerp", "--alpha outside [0, 1]; add --extrapolate if you mean it");
     const char *refs[2] = {argv[first], argv[first + 1]}, *roles[2] = {"A", "B"};
+    lad_schedule sched = {.names = {"alpha"}, .value = {a.alpha}, .nparams = 1, .build = build,
+                          .ctx = &a};
     merge_job job = {.cmd = "lerp", .refs = refs, .roles = roles, .nmodels = 2,
-                     .template_model = 0};
-    job.op.method = &lad_method_linear;
-    job.op.param[0] = 1.0 - a.alpha;
-    job.op.param[1] = a.alpha;
-    job.op.nparam = 2;
-    job.params = json_pack("{s:f, s:b}", "alpha", a.alpha, "extrapolate", a.extrapolate);
+                     .template_model = 0, .schedule = &sched};
+    job.params = json_pack("{s:o, s:b}", "alpha", sched_json(&a.alpha), "extrapolate",
+                           a.extrapolate);
     return run_merge(&o, &job, argc, argv);
 }

@@ -12,10 +12,11 @@ static const char HELP[] =
     "0.9995 in magnitude are interpolated linearly instead. X = 0 gives A, 1 gives B.\n"
     "Config, tokenizer and non-float tensors come from A.\n"
     "\n"
-    "  -t, --t X             interpolation factor in [0, 1] (required)\n" COMMON_MERGE_HELP;
+    "  -t, --t X             interpolation factor in [0, 1] (required); a gradient\n"
+    "                        a,b,c varies it across the layers, as in mergekit\n" COMMON_MERGE_HELP;
 
 typedef struct slerp_args {
-    double t;
+    lad_sched_value t;
     bool have_t;
 } slerp_args;
 
@@ -23,10 +24,21 @@ static int take(void *ctx, int id, const char *arg)
 {
     slerp_args *a = ctx;
     if (id == 't') {
-        if (parse_double(arg, &a->t) != 0)
-            return usage_error("slerp", "--t takes a number, not '%s'", arg);
+        if (parse_sched_option("slerp", "--t", arg, &a->t))
+            return EXIT_USAGE;
         a->have_t = true;
     }
+    return 0;
+}
+
+static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
+{
+    (void)ctx;
+    if (v[0] < 0 || v[0] > 1)
+        return lad_fail(err, "t %g is outside [0, 1]", v[0]);
+    op->method = &lad_method_slerp;
+    op->param[0] = v[0];
+    op->nparam = 1;
     return 0;
 }
 
@@ -45,14 +57,12 @@ int cmd_slerp(int argc, char **argv)
         return usage_error("slerp", "expected two models A B, got %d", argc - first);
     if (!a.have_t)
         return usage_error("slerp", "--t X is required (0 gives A, 1 gives B)");
-    if (a.t < 0 || a.t > 1)
-        return usage_error("slerp", "--t %g is outside [0, 1]", a.t);
+    if (!sched_all(&a.t, 0, 1))
+        return usage_error("slerp", "--t is outside [0, 1]");
     const char *refs[2] = {argv[first], argv[first + 1]}, *roles[2] = {"A", "B"};
+    lad_schedule sched = {.names = {"t"}, .value = {a.t}, .nparams = 1, .build = build};
     merge_job job = {.cmd = "slerp", .refs = refs, .roles = roles, .nmodels = 2,
-                     .template_model = 0};
-    job.op.method = &lad_method_slerp;
-    job.op.param[0] = a.t;
-    job.op.nparam = 1;
-    job.params = json_pack("{s:f}", "t", a.t);
+                     .template_model = 0, .schedule = &sched};
+    job.params = json_pack("{s:o}", "t", sched_json(&a.t));
     return run_merge(&o, &job, argc, argv);
 }

@@ -1,11 +1,8 @@
 /* ladle task --base BASE --add l:MODEL ... [--onto C] [--lambda S] -o OUT
  * Task arithmetic: theta = C + S * sum_i l_i (theta_i - theta_BASE). */
 #include "cli.h"
-#include "../core/util.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 static const char HELP[] =
     "usage: ladle task --base BASE --add L:MODEL [--add L:MODEL ...] -o OUT\n"
@@ -16,6 +13,8 @@ static const char HELP[] =
     "  - a negative L removes a capability (negation);\n"
     "  - --onto C gives the analogy form, C + S * sum L_i * tau_i (default C = BASE).\n"
     "Config, tokenizer and non-float tensors come from C (BASE without --onto).\n"
+    "L and S may be gradients a,b,c across the layers; --set names them lambda and\n"
+    "weight1, weight2, ... (in --add order).\n"
     "\n"
     "      --base BASE       the model the fine-tunes started from (required)\n"
     "      --add L:MODEL     a fine-tune and the weight L of its task vector (repeatable)\n"
@@ -27,9 +26,10 @@ static const char HELP[] =
 typedef struct task_args {
     const char *base, *onto;
     const char *model[MAX_ADDS];
-    double weight[MAX_ADDS];
+    lad_sched_value weight[MAX_ADDS];
+    char wname[MAX_ADDS][16];
     int nadd;
-    double scale;
+    lad_sched_value scale;
 } task_args;
 
 static int take(void *ctx, int id, const char *arg)
@@ -43,17 +43,29 @@ static int take(void *ctx, int id, const char *arg)
         a->onto = arg;
         return 0;
     case OPT_LAMBDA:
-        if (parse_double(arg, &a->scale) != 0)
-            return usage_error("task", "--lambda takes a number, not '%s'", arg);
-        return 0;
-    case OPT_ADD: {
+        return parse_sched_option("task", "--lambda", arg, &a->scale) ? EXIT_USAGE : 0;
+    case OPT_ADD:
         if (a->nadd == MAX_ADDS)
             return usage_error("task", "at most %d --add", MAX_ADDS);
-        int rc = parse_weighted_model("task", arg, &a->weight[a->nadd], &a->model[a->nadd]);
-        a->nadd += rc == 0;
-        return rc;
+        if (parse_weighted_model("task", arg, &a->weight[a->nadd], &a->model[a->nadd]))
+            return EXIT_USAGE;
+        a->nadd++;
+        return 0;
     }
-    }
+    return 0;
+}
+
+/* values: lambda, weight1..N -> the task_arithmetic op (see its file). */
+static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
+{
+    (void)err;
+    const task_args *a = ctx;
+    op->method = &lad_method_task_arithmetic;
+    op->param[0] = v[0];
+    op->param[1] = a->onto ? 1 : 0;
+    for (int i = 0; i < a->nadd; i++)
+        op->param[2 + i] = v[1 + i];
+    op->nparam = 2 + (size_t)a->nadd;
     return 0;
 }
 
@@ -68,7 +80,8 @@ int cmd_task(int argc, char **argv)
         {0, 0, 0, 0}};
     merge_opts o;
     merge_opts_init(&o);
-    task_args a = {.scale = 1.0};
+    static task_args a; /* large; one command per process */
+    a = (task_args){.scale = {.v = {1.0}, .n = 1}};
     int first, code;
     if (!parse_args("task", HELP, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a, &first,
                     &code))
@@ -86,25 +99,26 @@ int cmd_task(int argc, char **argv)
     size_t n = 0;
     refs[n] = a.base;
     roles[n++] = "base";
+    static lad_schedule sched;
+    sched = (lad_schedule){.names = {"lambda"}, .value = {a.scale}, .nparams = 1 + a.nadd,
+                           .build = build, .ctx = &a};
     json_t *adds = json_array();
     for (int i = 0; i < a.nadd; i++) {
         refs[n] = a.model[i];
         roles[n++] = "task";
-        json_array_append_new(adds, json_pack("{s:s, s:f}", "model", a.model[i], "weight",
-                                              a.weight[i]));
+        snprintf(a.wname[i], sizeof a.wname[i], "weight%d", i + 1);
+        sched.names[1 + i] = a.wname[i];
+        sched.value[1 + i] = a.weight[i];
+        json_array_append_new(adds, json_pack("{s:s, s:o}", "model", a.model[i], "weight",
+                                              sched_json(&a.weight[i])));
     }
     if (a.onto) {
         refs[n] = a.onto;
         roles[n++] = "onto";
     }
     merge_job job = {.cmd = "task", .refs = refs, .roles = roles, .nmodels = n,
-                     .template_model = a.onto ? n - 1 : 0};
-    job.op.method = &lad_method_task_arithmetic;
-    job.op.param[0] = a.scale;
-    job.op.param[1] = a.onto ? 1 : 0;
-    for (int i = 0; i < a.nadd; i++)
-        job.op.param[2 + i] = a.weight[i];
-    job.op.nparam = 2 + (size_t)a.nadd;
-    job.params = json_pack("{s:f, s:o, s:s?}", "lambda", a.scale, "add", adds, "onto", a.onto);
+                     .template_model = a.onto ? n - 1 : 0, .schedule = &sched};
+    job.params = json_pack("{s:o, s:o, s:s?}", "lambda", sched_json(&a.scale), "add", adds,
+                           "onto", a.onto);
     return run_merge(&o, &job, argc, argv);
 }

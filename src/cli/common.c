@@ -112,19 +112,45 @@ char *command_line(int argc, char **argv)
     return s;
 }
 
-int parse_weighted_model(const char *cmd, const char *arg, double *weight, const char **model)
+int parse_weighted_model(const char *cmd, const char *arg, lad_sched_value *weight,
+                         const char **model)
 {
     const char *colon = strchr(arg, ':');
-    char num[64];
+    char num[1024];
     size_t len = colon ? (size_t)(colon - arg) : 0;
     if (!colon || len == 0 || len >= sizeof num || !colon[1])
         return usage_error(cmd, "--add takes WEIGHT:MODEL (e.g. 0.5:ft-math), not '%s'", arg);
     memcpy(num, arg, len);
     num[len] = 0;
-    if (parse_double(num, weight) != 0)
-        return usage_error(cmd, "--add '%s': '%s' is not a number", arg, num);
+    if (lad_sched_parse_value(num, weight) != 0)
+        return usage_error(cmd, "--add '%s': '%s' is not a number or a list a,b,c", arg, num);
     *model = colon + 1;
     return 0;
+}
+
+int parse_sched_option(const char *cmd, const char *opt, const char *arg, lad_sched_value *out)
+{
+    if (lad_sched_parse_value(arg, out) != 0)
+        return usage_error(cmd, "%s takes a number or a gradient a,b,c, not '%s'", opt, arg);
+    return 0;
+}
+
+bool sched_all(const lad_sched_value *v, double lo, double hi)
+{
+    for (int i = 0; i < v->n; i++)
+        if (v->v[i] < lo || v->v[i] > hi)
+            return false;
+    return true;
+}
+
+json_t *sched_json(const lad_sched_value *v)
+{
+    if (v->n == 1)
+        return json_real(v->v[0]);
+    json_t *a = json_array();
+    for (int i = 0; i < v->n; i++)
+        json_array_append_new(a, json_real(v->v[i]));
+    return a;
 }
 
 void merge_opts_init(merge_opts *o)
@@ -162,6 +188,13 @@ int merge_opts_take(merge_opts *o, const char *cmd, int id, const char *arg)
         return 1;
     case OPT_FORCE:
         o->force = true;
+        return 1;
+    case OPT_SET:
+        if (o->nsets == MAX_SETS) {
+            usage_error(cmd, "at most %d --set", MAX_SETS);
+            return -1;
+        }
+        o->sets[o->nsets++] = arg;
         return 1;
     case 'q':
         o->quiet = true;
@@ -219,6 +252,21 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
         rc = report(&(lad_error){.msg = "out of memory"});
         goto out;
     }
+    if (o->nsets && !job->schedule) {
+        rc = usage_error(job->cmd, "--set: this method has no per-tensor parameters");
+        goto out;
+    }
+    for (int i = 0; i < o->nsets; i++)
+        if (lad_sched_add_override(job->schedule, o->sets[i], &err) != 0) {
+            rc = usage_error(job->cmd, "%s", err.msg);
+            goto out;
+        }
+    if (job->schedule && o->nsets) {
+        json_t *sets = json_array();
+        for (int i = 0; i < o->nsets; i++)
+            json_array_append_new(sets, json_string(o->sets[i]));
+        json_object_set_new(job->params, "set", sets);
+    }
     for (size_t i = 0; i < job->nmodels; i++)
         if (lad_model_open(job->refs[i], &models[i], &err) != 0) {
             rc = report(&err);
@@ -232,6 +280,7 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
         .nmodels = job->nmodels,
         .template_model = job->template_model,
         .op = job->op,
+        .schedule = job->schedule,
         .params_json = job->params,
         .output = o->output,
         .has_out_dtype = o->has_dtype,
@@ -272,5 +321,7 @@ out:
     free(models);
     free(cmdline);
     json_decref(job->params);
+    if (job->schedule)
+        lad_sched_free(job->schedule);
     return rc;
 }

@@ -86,6 +86,23 @@ static void shape_str(const lad_tensor *t, char *buf, size_t len)
         snprintf(buf + o, len - o, "]");
 }
 
+/* The op of tensor i from the schedule: parameters resolved at its depth. */
+static int resolve_op(lad_plan *p, size_t i, const char *name, lad_error *err)
+{
+    const lad_schedule *s = p->req.schedule;
+    double values[LAD_SCHED_MAX_PARAMS];
+    lad_sched_resolve(s, name, lad_sched_depth(name, p->nlayers), values);
+    lad_op *op = &p->ops[i];
+    memset(op, 0, sizeof *op);
+    if (s->build(values, op, s->ctx, err) != 0)
+        return lad_fail_prefix(err, "tensor '%s': ", name);
+    op->ninputs = p->req.nmodels;
+    for (size_t k = 0; k < op->nparam; k++)
+        op->paramf[k] = (float)op->param[k];
+    p->t[i].op = op;
+    return 0;
+}
+
 /* Fills p->t[i] for output tensor `name` (template tensor tt, or NULL for an
  * added lm_head). */
 static int plan_tensor(lad_plan *p, size_t i, const char *name, lad_error *err)
@@ -120,6 +137,8 @@ static int plan_tensor(lad_plan *p, size_t i, const char *name, lad_error *err)
     if (lad_dtype_mergeable(first->dtype)) {
         pt->kind = LAD_MERGE;
         pt->op = &p->req.op;
+        if (r->schedule && resolve_op(p, i, name, err) != 0)
+            return -1;
         pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
         pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;
     } else {
@@ -264,7 +283,12 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     p->untie_head = add_head;
     p->t = calloc(p->n + 1, sizeof *p->t);
     p->inptrs = calloc((p->n + 1) * req->nmodels, sizeof *p->inptrs);
-    int rc = (!p->t || !p->inptrs) ? lad_fail(err, "out of memory") : 0;
+    if (req->schedule) {
+        p->ops = calloc(p->n + 1, sizeof *p->ops);
+        p->nlayers = lad_sched_count_layers(tmpl);
+    }
+    int rc = (!p->t || !p->inptrs || (req->schedule && !p->ops)) ? lad_fail(err, "out of memory")
+                                                                 : 0;
     for (size_t i = 0; i < tmpl->ntensors && rc == 0; i++)
         rc = plan_tensor(p, i, tmpl->tensors[i].name, err);
     if (rc == 0 && add_head)
@@ -294,6 +318,7 @@ void lad_plan_free(lad_plan *p)
     free(p->shards);
     free(p->t);
     free(p->inptrs);
+    free(p->ops);
     json_decref(p->recipe);
     free(p);
 }

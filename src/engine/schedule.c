@@ -1,0 +1,160 @@
+/* Per-tensor parameters: gradients across layers and name-pattern
+ * overrides, with mergekit's semantics (see ladle.h). */
+#include "ladle.h"
+#include "util.h"
+
+#include <jansson.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lad_sched_parse_value(const char *s, lad_sched_value *out)
+{
+    out->n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !isfinite(v) || out->n == LAD_SCHED_MAX_VALUES)
+            return -1;
+        out->v[out->n++] = v;
+        while (*end == ' ')
+            end++;
+        if (*end == 0)
+            return 0;
+        if (*end != ',')
+            return -1;
+        p = end + 1;
+    }
+}
+
+int lad_sched_add_override(lad_schedule *s, const char *spec, lad_error *err)
+{
+    const char *colon = strrchr(spec, ':');
+    const char *eq = colon ? strchr(colon, '=') : NULL;
+    if (!colon || !eq || colon == spec || colon - spec >= 256)
+        return lad_fail(err, "--set takes PATTERN:NAME=VALUE (e.g. 'self_attn:t=0.3'), not '%s'",
+                        spec);
+    size_t nlen = (size_t)(eq - colon - 1);
+    int param = -1;
+    for (int i = 0; i < s->nparams; i++)
+        if (strlen(s->names[i]) == nlen && strncmp(s->names[i], colon + 1, nlen) == 0)
+            param = i;
+    if (param < 0) {
+        char known[512] = "";
+        for (int i = 0; i < s->nparams; i++)
+            if (strncmp(s->names[i], "weight", 6) != 0 || i == 0) {
+                strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+                strncat(known, s->names[i], sizeof known - strlen(known) - 1);
+            }
+        return lad_fail(err, "--set '%s': this command has no parameter '%.*s' (it has: %s)",
+                        spec, (int)nlen, colon + 1, known);
+    }
+    lad_sched_override o = {.param = param};
+    memcpy(o.pattern, spec, (size_t)(colon - spec));
+    if (lad_sched_parse_value(eq + 1, &o.value) != 0)
+        return lad_fail(err, "--set '%s': '%s' is not a number or a comma-separated list",
+                        spec, eq + 1);
+    lad_sched_override *grown = realloc(s->over, (s->nover + 1) * sizeof *grown);
+    if (!grown)
+        return lad_fail(err, "out of memory");
+    s->over = grown;
+    s->over[s->nover++] = o;
+    return 0;
+}
+
+void lad_sched_free(lad_schedule *s)
+{
+    free(s->over);
+    s->over = NULL;
+    s->nover = 0;
+}
+
+/* The N of "...layers.N..." (also h.N, blocks.N, layer.N), or -1. */
+static long layer_index(const char *name)
+{
+    static const char *const keys[] = {"layers.", "h.", "blocks.", "layer."};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        size_t kl = strlen(keys[k]);
+        for (const char *p = strstr(name, keys[k]); p; p = strstr(p + 1, keys[k])) {
+            if (p != name && p[-1] != '.')
+                continue; /* a whole path component only */
+            const char *d = p + kl;
+            if (!isdigit((unsigned char)*d))
+                continue;
+            char *end;
+            long v = strtol(d, &end, 10);
+            if (*end == '.' || *end == 0)
+                return v;
+        }
+    }
+    return -1;
+}
+
+uint64_t lad_sched_count_layers(const lad_model *m)
+{
+    if (m->config) {
+        json_t *n = json_object_get(m->config, "num_hidden_layers");
+        if (json_is_integer(n) && json_integer_value(n) > 0)
+            return (uint64_t)json_integer_value(n);
+    }
+    long max = -1;
+    for (size_t i = 0; i < m->ntensors; i++) {
+        long l = layer_index(m->tensors[i].name);
+        max = l > max ? l : max;
+    }
+    return (uint64_t)(max + 1);
+}
+
+double lad_sched_depth(const char *tensor, uint64_t nlayers)
+{
+    long l = layer_index(tensor);
+    if (l >= 0)
+        return nlayers > 1 ? (double)l / (double)(nlayers - 1) : 1.0;
+    /* Outside the layers: mergekit's pre-weights (embeddings) at 0, the
+     * post-weights (final norm, lm_head) at 1. */
+    static const char *const pre[] = {"embed", "wte", "wpe", "tok_embeddings"};
+    for (size_t i = 0; i < sizeof pre / sizeof *pre; i++)
+        if (strstr(tensor, pre[i]))
+            return 0.0;
+    return 1.0;
+}
+
+static double evaluate(const lad_sched_value *v, double t)
+{
+    if (v->n == 1)
+        return v->v[0];
+    double scaled = t * (v->n - 1);
+    int i0 = (int)scaled, i1 = i0 + 1 < v->n ? i0 + 1 : v->n - 1;
+    double frac = scaled - i0;
+    return (1 - frac) * v->v[i0] + frac * v->v[i1];
+}
+
+static bool matches(const char *patterns, const char *tensor)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", patterns);
+    char *save = NULL;
+    for (char *p = strtok_r(buf, "|", &save); p; p = strtok_r(NULL, "|", &save))
+        if (!strcmp(p, "*") || strstr(tensor, p))
+            return true;
+    return false;
+}
+
+void lad_sched_resolve(const lad_schedule *s, const char *tensor, double t, double *values)
+{
+    for (int p = 0; p < s->nparams; p++) {
+        const lad_sched_value *v = &s->value[p];
+        for (size_t o = 0; o < s->nover; o++)
+            if (s->over[o].param == p && matches(s->over[o].pattern, tensor)) {
+                v = &s->over[o].value;
+                break;
+            }
+        values[p] = evaluate(v, t);
+    }
+}
