@@ -20,7 +20,7 @@ typedef struct gta_args {
     const char *base;
     const char *model[GTA_MAX_TV];
     lad_sched_value weight[GTA_MAX_TV];
-    char wname[GTA_MAX_TV][16];
+    char wname[GTA_MAX_TV][24];
     int nadd;
     lad_sched_value density, lambda, gamma;
     bool have_density;

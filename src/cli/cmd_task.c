@@ -27,7 +27,7 @@ typedef struct task_args {
     const char *base, *onto;
     const char *model[MAX_ADDS];
     lad_sched_value weight[MAX_ADDS];
-    char wname[MAX_ADDS][16];
+    char wname[MAX_ADDS][24];
     int nadd;
     lad_sched_value scale;
 } task_args;
