@@ -285,6 +285,22 @@ typedef struct lad_run_stats {
 /* Streams the plan to the output; the output appears complete or not at all. */
 int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err);
 
+/* ---------------------------------------------------------------- diagnosis */
+
+/* How two models (or their task vectors from a base) relate, per tensor:
+ * a = A - BASE and b = B - BASE (a = A, b = B without a base). */
+typedef struct lad_diff_tensor {
+    const char *name;
+    uint64_t n;
+    double aa, bb, ab;         /* |a|^2, |b|^2, a.b in fp64 */
+    uint64_t both_nonzero;     /* elements where a and b are both non-zero */
+    uint64_t conflicts;        /* ... and of opposite signs */
+} lad_diff_tensor;
+
+/* Streams every float tensor the models share (shapes must match). */
+int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base,
+             lad_diff_tensor **out, size_t *n, lad_error *err);
+
 /* ---------------------------------------------------------------- process */
 
 /* SIGINT/SIGTERM set a flag that long operations poll. */

@@ -112,5 +112,6 @@ int cmd_ties(int argc, char **argv);
 int cmd_dare(int argc, char **argv);
 int cmd_breadcrumbs(int argc, char **argv);
 int cmd_stock(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 #endif

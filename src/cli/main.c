@@ -20,6 +20,7 @@ static const char USAGE[] =
     "  dare --base B --add W:M ...      random drop and rescale (DARE), linear or TIES\n"
     "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
     "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
+    "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "\n"
     "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
     "or model.safetensors.index.json with its shards).\n";
@@ -31,7 +32,7 @@ static const struct {
     {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
     {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
     {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
-    {"stock", cmd_stock},
+    {"stock", cmd_stock}, {"diff", cmd_diff},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,141 @@
+/* ladle diff A B [--base BASE] [--json]: will averaging these work? */
+#include "cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char HELP[] =
+    "usage: ladle diff A B [--base BASE] [--json]\n"
+    "\n"
+    "Diagnoses two models before a merge: per tensor and overall, the norms of their\n"
+    "task vectors (A - BASE, B - BASE; the weights themselves without --base), their\n"
+    "cosine similarity, the fraction of elements where they pull in opposite\n"
+    "directions (sign conflicts, among elements where both are non-zero) and the\n"
+    "ratio of the larger norm to the smaller; then a recommendation.\n"
+    "\n"
+    "      --base BASE       the model both were fine-tuned from\n"
+    "      --json            print the same as JSON\n"
+    "  -h, --help            this help\n";
+
+typedef struct diff_args {
+    const char *base;
+    bool json;
+} diff_args;
+
+static int take(void *ctx, int id, const char *arg)
+{
+    diff_args *a = ctx;
+    if (id == OPT_BASE)
+        a->base = arg;
+    else if (id == OPT_JSON)
+        a->json = true;
+    return 0;
+}
+
+static double cosine(double aa, double bb, double ab)
+{
+    return aa > 0 && bb > 0 ? ab / (sqrt(aa) * sqrt(bb)) : 0;
+}
+
+static double ratio(double aa, double bb)
+{
+    double x = sqrt(aa), y = sqrt(bb), lo = x < y ? x : y, hi = x < y ? y : x;
+    return lo > 0 ? hi / lo : INFINITY;
+}
+
+/* The plain advice the figures support. */
+static const char *recommend(double conflict, double nratio, double cos, char *buf, size_t len)
+{
+    if (conflict > 0.3)
+        snprintf(buf, len, "sign conflicts on %.0f%% of elements: prefer ties or dare (sign "
+                           "election) over soup or task arithmetic",
+                 100 * conflict);
+    else if (nratio > 2)
+        snprintf(buf, len, "one task vector is %.1fx larger than the other: it will dominate an "
+                           "average; lower its weight or normalise magnitudes",
+                 nratio);
+    else if (cos > 0.9)
+        snprintf(buf, len, "the task vectors point the same way (cosine %.2f): a plain soup or "
+                           "lerp is enough",
+                 cos);
+    else
+        snprintf(buf, len, "little interference (%.0f%% sign conflicts, cosine %.2f): task "
+                           "arithmetic or a soup should work; sweep the weights",
+                 100 * conflict, cos);
+    return buf;
+}
+
+int cmd_diff(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"base", required_argument, 0, OPT_BASE},
+                                             {"json", no_argument, 0, OPT_JSON},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    diff_args a = {0};
+    int first, code;
+    if (!parse_args("diff", HELP, argc, argv, longopts, "h", NULL, take, &a, &first, &code))
+        return code;
+    if (argc - first != 2)
+        return usage_error("diff", "expected two models A B");
+    lad_error err = {0};
+    lad_model *m[3] = {0};
+    const char *refs[3] = {argv[first], argv[first + 1], a.base};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++)
+        if (refs[i] && lad_model_open(refs[i], &m[i], &err) != 0)
+            rc = report(&err);
+    lad_diff_tensor *d = NULL;
+    size_t n = 0;
+    if (rc == 0 && lad_diff(m[0], m[1], m[2], &d, &n, &err) != 0)
+        rc = report(&err);
+    if (rc == 0) {
+        double aa = 0, bb = 0, ab = 0;
+        uint64_t both = 0, conf = 0;
+        json_t *rows = json_array();
+        if (!a.json)
+            printf("%-60s %12s %12s %8s %9s %7s\n", "tensor", "|a|", "|b|", "cosine",
+                   "conflict", "ratio");
+        for (size_t i = 0; i < n; i++) {
+            aa += d[i].aa;
+            bb += d[i].bb;
+            ab += d[i].ab;
+            both += d[i].both_nonzero;
+            conf += d[i].conflicts;
+            double c = d[i].both_nonzero ? (double)d[i].conflicts / (double)d[i].both_nonzero : 0;
+            double cs = cosine(d[i].aa, d[i].bb, d[i].ab), r = ratio(d[i].aa, d[i].bb);
+            if (a.json)
+                json_array_append_new(rows, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "name",
+                                                      d[i].name, "norm_a", sqrt(d[i].aa),
+                                                      "norm_b", sqrt(d[i].bb), "cosine", cs,
+                                                      "sign_conflict", c, "norm_ratio",
+                                                      isfinite(r) ? r : -1));
+            else
+                printf("%-60s %12.5g %12.5g %8.4f %8.1f%% %7.2f\n", d[i].name, sqrt(d[i].aa),
+                       sqrt(d[i].bb), cs, 100 * c, r);
+        }
+        double c = both ? (double)conf / (double)both : 0, cs = cosine(aa, bb, ab);
+        double r = ratio(aa, bb);
+        char advice[512];
+        recommend(c, r, cs, advice, sizeof advice);
+        if (a.json) {
+            json_t *root = json_pack("{s:s, s:s, s:s?, s:o, s:{s:f, s:f, s:f, s:f, s:f}, s:s}",
+                                     "a", refs[0], "b", refs[1], "base", refs[2], "tensors", rows,
+                                     "overall", "norm_a", sqrt(aa), "norm_b", sqrt(bb), "cosine",
+                                     cs, "sign_conflict", c, "norm_ratio", isfinite(r) ? r : -1,
+                                     "recommendation", advice);
+            json_dumpf(root, stdout, JSON_INDENT(2));
+            fputc('\n', stdout);
+            json_decref(root);
+        } else {
+            json_decref(rows);
+            printf("\noverall: |a| %.5g, |b| %.5g, cosine %.4f, sign conflicts %.1f%%, norm "
+                   "ratio %.2f\nrecommendation: %s\n",
+                   sqrt(aa), sqrt(bb), cs, 100 * c, r, advice);
+        }
+    }
+    free(d);
+    for (int i = 0; i < 3; i++)
+        lad_model_close(m[i]);
+    return rc;
+}
