@@ -25,7 +25,7 @@ typedef struct gta_args {
     lad_sched_value density, lambda, gamma;
     bool have_density;
     int consensus, normalize; /* normalize: -1 = the method's default */
-    bool rescale, sign_consensus, ties;
+    bool rescale, sign_consensus, ties, normalize_magnitude;
     unsigned long long seed;
     /* resolved at parse time */
     int sparsify;
@@ -86,6 +86,9 @@ static int take(void *ctx, int id, const char *arg)
     case OPT_TIES:
         a->ties = true;
         return 0;
+    case OPT_NORMALIZE_MAGNITUDE:
+        a->normalize_magnitude = true;
+        return 0;
     case OPT_NO_RESCALE:
         a->rescale = false;
         return 0;
@@ -103,7 +106,10 @@ static int take(void *ctx, int id, const char *arg)
     "      --add W:MODEL     a fine-tune and the weight of its task vector (repeatable)\n"   \
     "      --lambda S        scale of the merged task vector (default 1)\n"                  \
     "      --normalize, --no-normalize\n"                                                    \
-    "                        divide by the weights that contributed at each element\n"
+    "                        divide by the weights that contributed at each element\n"      \
+    "      --normalize-magnitude\n"                                                          \
+    "                        first scale each task vector to the mean norm of them all\n"   \
+    "                        (per tensor), so no one fine-tune drowns the others\n"
 
 static const char TIES_HELP[] =
     "usage: ladle ties --base BASE --add W:MODEL ... -o OUT [options]\n"
@@ -156,6 +162,7 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
     op->param[GTA_NORMALIZE] = a->use_normalize;
     op->param[GTA_RESCALE] = a->sparsify == GTA_RANDOM && a->rescale;
     op->param[GTA_SEED] = (double)a->seed;
+    op->param[GTA_NORM_MAG] = a->normalize_magnitude;
     for (int i = 0; i < a->nadd; i++) {
         op->param[GTA_TV(i, GTA_WEIGHT)] = v[P_WEIGHT1 + i];
         op->param[GTA_TV(i, GTA_DENSITY)] = v[P_DENSITY];
@@ -182,6 +189,7 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
         {"no-rescale", no_argument, 0, OPT_NO_RESCALE},
         {"gamma", required_argument, 0, OPT_GAMMA},
         {"ties", no_argument, 0, OPT_TIES},
+        {"normalize-magnitude", no_argument, 0, OPT_NORMALIZE_MAGNITUDE},
         {0, 0, 0, 0}};
     merge_opts o;
     merge_opts_init(&o);
@@ -238,9 +246,10 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
     }
     merge_job job = {.cmd = variant, .refs = refs, .roles = roles,
                      .nmodels = (size_t)a.nadd + 1, .template_model = 0, .schedule = &sched};
-    json_t *params = json_pack("{s:o, s:o, s:o, s:b}", "add", adds, "density",
+    json_t *params = json_pack("{s:o, s:o, s:o, s:b, s:b}", "add", adds, "density",
                                sched_json(&a.density), "lambda", sched_json(&a.lambda),
-                               "normalize", a.use_normalize);
+                               "normalize", a.use_normalize, "normalize_magnitude",
+                               a.normalize_magnitude);
     if (a.use_consensus)
         json_object_set_new(params, "majority",
                             json_string(a.consensus == GTA_SUM ? "sum" : "count"));

@@ -1,6 +1,7 @@
 /* ladle task --base BASE --add l:MODEL ... [--onto C] [--lambda S] -o OUT
  * Task arithmetic: theta = C + S * sum_i l_i (theta_i - theta_BASE). */
 #include "cli.h"
+#include "../methods/gta.h"
 
 #include <stdio.h>
 
@@ -19,7 +20,10 @@ static const char HELP[] =
     "      --base BASE       the model the fine-tunes started from (required)\n"
     "      --add L:MODEL     a fine-tune and the weight L of its task vector (repeatable)\n"
     "      --onto C          add the task vectors to C instead of BASE\n"
-    "      --lambda S        scale of the summed task vectors (default 1)\n" COMMON_MERGE_HELP;
+    "      --lambda S        scale of the summed task vectors (default 1)\n"
+    "      --normalize-magnitude\n"
+    "                        first scale each task vector to the mean norm of them all\n"
+    "                        (per tensor), so no one fine-tune drowns the others\n" COMMON_MERGE_HELP;
 
 #define MAX_ADDS 60
 
@@ -30,6 +34,7 @@ typedef struct task_args {
     char wname[MAX_ADDS][24];
     int nadd;
     lad_sched_value scale;
+    bool normalize_magnitude;
 } task_args;
 
 static int take(void *ctx, int id, const char *arg)
@@ -44,6 +49,9 @@ static int take(void *ctx, int id, const char *arg)
         return 0;
     case OPT_LAMBDA:
         return parse_sched_option("task", "--lambda", arg, &a->scale) ? EXIT_USAGE : 0;
+    case OPT_NORMALIZE_MAGNITUDE:
+        a->normalize_magnitude = true;
+        return 0;
     case OPT_ADD:
         if (a->nadd == MAX_ADDS)
             return usage_error("task", "at most %d --add", MAX_ADDS);
@@ -55,11 +63,23 @@ static int take(void *ctx, int id, const char *arg)
     return 0;
 }
 
-/* values: lambda, weight1..N -> the task_arithmetic op (see its file). */
+/* values: lambda, weight1..N -> the task_arithmetic op (see its file), or
+ * with magnitude normalisation the dense generalized one, which computes
+ * the same operations in the same order after scaling the task vectors. */
 static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
 {
     (void)err;
     const task_args *a = ctx;
+    if (a->normalize_magnitude) {
+        op->method = &lad_method_gta;
+        op->param[GTA_LAMBDA] = v[0];
+        op->param[GTA_SPARSIFY] = GTA_DENSE;
+        op->param[GTA_NORM_MAG] = 1;
+        for (int i = 0; i < a->nadd; i++)
+            op->param[GTA_TV(i, GTA_WEIGHT)] = v[1 + i];
+        op->nparam = (size_t)GTA_TV(a->nadd, 0);
+        return 0;
+    }
     op->method = &lad_method_task_arithmetic;
     op->param[0] = v[0];
     op->param[1] = a->onto ? 1 : 0;
@@ -77,6 +97,7 @@ int cmd_task(int argc, char **argv)
         {"add", required_argument, 0, OPT_ADD},
         {"onto", required_argument, 0, OPT_ONTO},
         {"lambda", required_argument, 0, OPT_LAMBDA},
+        {"normalize-magnitude", no_argument, 0, OPT_NORMALIZE_MAGNITUDE},
         {0, 0, 0, 0}};
     merge_opts o;
     merge_opts_init(&o);
@@ -94,6 +115,8 @@ int cmd_task(int argc, char **argv)
         return usage_error("task", "--base BASE is required");
     if (a.nadd == 0)
         return usage_error("task", "at least one --add L:MODEL is required");
+    if (a.normalize_magnitude && a.onto)
+        return usage_error("task", "--normalize-magnitude with --onto is not supported yet");
 
     const char *refs[MAX_ADDS + 2], *roles[MAX_ADDS + 2];
     size_t n = 0;
@@ -118,7 +141,7 @@ int cmd_task(int argc, char **argv)
     }
     merge_job job = {.cmd = "task", .refs = refs, .roles = roles, .nmodels = n,
                      .template_model = a.onto ? n - 1 : 0, .schedule = &sched};
-    job.params = json_pack("{s:o, s:o, s:s?}", "lambda", sched_json(&a.scale), "add", adds,
-                           "onto", a.onto);
+    job.params = json_pack("{s:o, s:o, s:s?, s:b}", "lambda", sched_json(&a.scale), "add", adds,
+                           "onto", a.onto, "normalize_magnitude", a.normalize_magnitude);
     return run_merge(&o, &job, argc, argv);
 }

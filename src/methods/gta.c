@@ -23,6 +23,10 @@
  * chunking, and rescales survivors by 1/density (as the DARE paper; mergekit
  * now matches L1 norms instead).
  *
+ * With magnitude normalisation (GTA_NORM_MAG), a first statistics pass
+ * measures each task vector's norm per tensor, and every d_i is scaled by
+ * mean_j |d_j| / |d_i| (1 for a zero vector) before anything else.
+ *
  * Differences from mergekit, deliberate: density 0 drops the task vector
  * instead of failing; Breadcrumbs with int(gamma * n) == 0 keeps the top
  * int(density * n) instead of nothing (mergekit's indices[n_bot:-0] slice).
@@ -36,7 +40,12 @@
 
 typedef struct gta_stats {
     int ntv, targets, digits;
+    int first_select;               /* the pass the selection starts at */
     uint64_t nblocks;
+    size_t nitems;
+    double scale[GTA_MAX_TV];       /* magnitude normalisation, else 1 */
+    float scalef[GTA_MAX_TV];
+    double *norms;                  /* per item x task vector: |d|^2 */
     lad_select sel[GTA_MAX_TV * 2]; /* per task vector: keep-top, drop-top */
 } gta_stats;
 
@@ -48,20 +57,23 @@ static int targets(const lad_op *op)
     return kind(op) == GTA_MAGNITUDE ? 1 : kind(op) == GTA_OUTLIERS ? 2 : 0;
 }
 
+static bool norm_mag(const lad_op *op) { return op->param[GTA_NORM_MAG] != 0; }
+
 static int gta_npasses(const lad_op *op, bool wide)
 {
-    if (targets(op) == 0)
-        return 0;
-    return (wide ? 4 : 2) + 1; /* digit passes, then the tie count */
+    int n = norm_mag(op) ? 1 : 0;
+    if (targets(op) > 0)
+        n += (wide ? 4 : 2) + 1; /* digit passes, then the tie count */
+    return n;
 }
 
 static uint64_t nblocks_of(uint64_t nelem) { return (nelem + LAD_BLOCK - 1) / LAD_BLOCK; }
 
 static size_t gta_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
 {
-    (void)nitems;
     return sizeof(gta_stats) +
-           ntv(op) * (size_t)targets(op) * (size_t)nblocks_of(nelem) * sizeof(uint64_t);
+           ntv(op) * (size_t)targets(op) * (size_t)nblocks_of(nelem) * sizeof(uint64_t) +
+           ntv(op) * nitems * sizeof(double);
 }
 
 static size_t gta_acc_size(const lad_op *op)
@@ -100,7 +112,14 @@ static void gta_stats_init(const lad_kctx *k, bool wide)
     st->targets = targets(op);
     st->digits = wide ? 4 : 2;
     st->nblocks = nblocks_of(k->nelem);
+    st->nitems = k->nitems;
+    st->first_select = norm_mag(op) ? 1 : 0;
+    for (int i = 0; i < st->ntv; i++) {
+        st->scale[i] = 1;
+        st->scalef[i] = 1;
+    }
     uint64_t *blocks = (uint64_t *)(st + 1);
+    st->norms = (double *)(blocks + (size_t)st->ntv * (size_t)st->targets * st->nblocks);
     for (int i = 0; i < st->ntv; i++) {
         uint64_t keep_top, drop_top;
         keep_counts(op, (size_t)i, k->nelem, &keep_top, &drop_top);
@@ -130,41 +149,71 @@ static uint64_t key_f64(double v)
 
 /* The statistics passes, once per compute type: digit passes histogram the
  * keys that still match, the last pass counts keys equal to T per block. */
-#define GTA_STATS(NAME, T, KEY)                                                                 \
+#define GTA_STATS(NAME, T, KEY, SCALE)                                                          \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)      \
     {                                                                                           \
         gta_stats *st = k->stats;                                                               \
         uint64_t *hist = acc;                                                                   \
         uint64_t block = k->start / LAD_BLOCK;                                                  \
+        if (pass < st->first_select) { /* magnitude normalisation: the norms */                 \
+            for (int i = 0; i < st->ntv; i++) {                                                 \
+                double s2 = 0;                                                                  \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    double d = (double)(in[i + 1][e] - in[0][e]);                               \
+                    s2 += d * d;                                                                \
+                }                                                                               \
+                st->norms[k->item * (size_t)st->ntv + (size_t)i] += s2;                         \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
+        pass -= st->first_select;                                                               \
         for (int i = 0; i < st->ntv; i++)                                                       \
             for (int t = 0; t < st->targets; t++) {                                             \
                 const lad_select *s = &st->sel[i * st->targets + t];                            \
                 if (s->all || s->none)                                                          \
                     continue;                                                                   \
-                const T *x = in[i + 1], *b = in[0];                                             \
+                const T *x = in[i + 1], *b = in[0], sc = (T)st->SCALE[i];                       \
                 if (pass < st->digits) {                                                        \
                     uint64_t *h = hist + (size_t)(i * st->targets + t) * LAD_SELECT_BINS;       \
                     for (size_t e = 0; e < n; e++) {                                            \
-                        int bin = lad_select_bin(s, KEY(x[e] - b[e]), pass, st->digits);        \
+                        int bin = lad_select_bin(s, KEY((x[e] - b[e]) * sc), pass, st->digits); \
                         if (bin >= 0)                                                           \
                             h[bin]++;                                                           \
                     }                                                                           \
                 } else {                                                                        \
                     uint64_t c = 0;                                                             \
                     for (size_t e = 0; e < n; e++)                                              \
-                        c += KEY(x[e] - b[e]) == s->thresh;                                     \
+                        c += KEY((x[e] - b[e]) * sc) == s->thresh;                              \
                     s->before[block] = c;                                                       \
                 }                                                                               \
             }                                                                                   \
     }
 
-GTA_STATS(gta_stats_f32, float, key_f32)
-GTA_STATS(gta_stats_f64, double, key_f64)
+GTA_STATS(gta_stats_f32, float, key_f32, scalef)
+GTA_STATS(gta_stats_f64, double, key_f64, scale)
 
 static void gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
     (void)wide;
     gta_stats *st = k->stats;
+    if (pass < st->first_select) {
+        /* Norms added in item order (the same for any -j), then the scale
+         * that brings each task vector to the mean norm. */
+        double norm[GTA_MAX_TV], mean = 0;
+        for (int i = 0; i < st->ntv; i++) {
+            double s2 = 0;
+            for (size_t it = 0; it < st->nitems; it++)
+                s2 += st->norms[it * (size_t)st->ntv + (size_t)i];
+            norm[i] = sqrt(s2);
+            mean += norm[i] / st->ntv;
+        }
+        for (int i = 0; i < st->ntv; i++) {
+            st->scale[i] = norm[i] > 0 ? mean / norm[i] : 1;
+            st->scalef[i] = (float)st->scale[i];
+        }
+        return;
+    }
+    pass -= st->first_select;
     int nsel = st->ntv * st->targets;
     for (int s = 0; s < nsel; s++) {
         if (pass == st->digits) {
@@ -206,7 +255,7 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
 }
 
 /* The merge pass, once per compute type. */
-#define GTA_KERNEL(NAME, T, KEY)                                                                \
+#define GTA_KERNEL(NAME, T, KEY, SCALE)                                                         \
     static void NAME(const lad_kctx *k, T *restrict out, const T *const *in, size_t n)          \
     {                                                                                           \
         const lad_op *op = k->op;                                                               \
@@ -244,6 +293,8 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
             int signs = 0;                                                                      \
             for (size_t i = 0; i < m; i++) {                                                    \
                 T d = in[i + 1][e] - base;                                                      \
+                if (st)                                                                         \
+                    d *= (T)st->SCALE[i];                                                       \
                 bool keep = true;                                                               \
                 if (sp == GTA_RANDOM) {                                                         \
                     keep = draw(key[i], k->start + e) < thr[i];                                 \
@@ -280,8 +331,8 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
         }                                                                                       \
     }
 
-GTA_KERNEL(gta_f32, float, key_f32)
-GTA_KERNEL(gta_f64, double, key_f64)
+GTA_KERNEL(gta_f32, float, key_f32, scalef)
+GTA_KERNEL(gta_f64, double, key_f64, scale)
 
 const lad_method lad_method_gta = {
     .name = "gta",

@@ -15,6 +15,7 @@ enum gta_param {
     GTA_NORMALIZE,  /* 1: divide by the weights that contributed */
     GTA_RESCALE,    /* 1: random drop rescales survivors by 1/density */
     GTA_SEED,       /* random drop: the seed */
+    GTA_NORM_MAG,   /* 1: scale each task vector to the mean norm (per tensor) */
     GTA_TV0 = 8,    /* then per task vector i, GTA_PER_TV values: */
     GTA_PER_TV = 4,
 };

@@ -282,3 +282,44 @@ def test_breadcrumbs(tmp_path, rng, ties):
         *(["--ties"] if ties else []))
     check(out, base, fts, weights, "BF16", kind="outliers", density=0.6, gamma=0.05,
           consensus="sum" if ties else None, normalize=False)
+
+
+def magnitude_scales(base, xs):
+    norms = [np.sqrt(np.sum((x - base).astype(F32).astype(np.float64) ** 2)) for x in xs]
+    mean = sum(n / len(norms) for n in norms)
+    return [mean / n if n > 0 else 1.0 for n in norms]
+
+
+def scaled_models(base, xs):
+    """x_i such that x_i - base is the magnitude-normalised task vector,
+    for feeding gta_ref (which forms x - base itself)."""
+    return [(x - base).astype(F32) * F32(s) for x, s in zip(xs, magnitude_scales(base, xs))]
+
+
+@pytest.mark.parametrize("cmd", ["task", "ties"])
+def test_normalize_magnitude(tmp_path, rng, cmd):
+    base = st.llama(rng, "F32")
+    fts = []
+    for i, noise in enumerate((0.01, 0.05, 0.2)):  # very unequal task vectors
+        p = tmp_path / f"ft{i}.safetensors"
+        st.write(p, st.llama(rng, "F32", base=base, noise=noise))
+        fts.append(p)
+    bp = tmp_path / "base.safetensors"
+    st.write(bp, base)
+    out = tmp_path / "o.safetensors"
+    extra = ["--density", "0.4"] if cmd == "ties" else ["--lambda", "0.9"]
+    run(cmd, bp, fts, [1, 0.5, 1], out, "--normalize-magnitude", *extra)
+    got, B = st.load(out)[0], st.load(bp)[0]
+    X = [st.load(f)[0] for f in fts]
+    for name, (d, b) in B.items():
+        if d != "F32":
+            continue
+        deltas = scaled_models(b, [x[name][1] for x in X])
+        zero = np.zeros_like(b)  # deltas are already task vectors: base 0, then add b
+        if cmd == "ties":
+            mixed = gta_ref(name, zero, deltas, [1, 0.5, 1], kind="magnitude", density=0.4,
+                            consensus="sum", normalize=True)
+        else:
+            mixed = gta_ref(name, zero, deltas, [1, 0.5, 1], kind="magnitude", density=1.0,
+                            consensus=None, normalize=False, lam=0.9)
+        assert np.array_equal(got[name][1], b + mixed), name
