@@ -131,10 +131,13 @@ typedef struct lad_kctx {
     const struct lad_op *op;
     void *stats;           /* the tensor's statistics (method-defined), or NULL */
     uint64_t start;        /* index in the tensor of in[..][0] */
-    uint64_t nelem;        /* elements in the whole tensor */
     uint32_t key;          /* hash of the tensor's name: counter-based RNG */
-    size_t item;           /* work item within the tensor (0, 1, ...) */
-    size_t nitems;         /* work items in the tensor */
+    /* The statistics' scope: the tensor, or with model_scope every merged
+     * tensor of the model, in order. */
+    uint64_t nelem;        /* elements in the scope */
+    size_t item, nitems;   /* this work item in the scope, and how many */
+    uint64_t block_base;   /* LAD_BLOCK blocks before this tensor's in the scope */
+    uint64_t nblocks;      /* LAD_BLOCK blocks in the scope */
 } lad_kctx;
 
 /*
@@ -153,8 +156,10 @@ typedef struct lad_method {
     /* Optional statistics passes; npasses NULL means none. stats_init,
      * when given, runs once on the zeroed stats before the first pass. */
     int (*npasses)(const struct lad_op *op, bool wide);
-    size_t (*stats_size)(const struct lad_op *op, uint64_t nelem, size_t nitems);
+    size_t (*stats_size)(const lad_kctx *k);
     void (*stats_init)(const lad_kctx *k, bool wide);
+    /* Optional: the passes cover the whole model, not each tensor. */
+    bool (*model_scope)(const struct lad_op *op);
     size_t (*acc_size)(const struct lad_op *op);
     void (*stats_f32)(const lad_kctx *k, int pass, void *acc, const float *const *in, size_t n);
     void (*stats_f64)(const lad_kctx *k, int pass, void *acc, const double *const *in,

@@ -25,7 +25,7 @@ typedef struct gta_args {
     lad_sched_value density, lambda, gamma;
     bool have_density;
     int consensus, normalize; /* normalize: -1 = the method's default */
-    bool rescale, sign_consensus, ties, normalize_magnitude;
+    bool rescale, sign_consensus, ties, normalize_magnitude, model_scope;
     unsigned long long seed;
     /* resolved at parse time */
     int sparsify;
@@ -74,12 +74,10 @@ static int take(void *ctx, int id, const char *arg)
         a->normalize = id == OPT_NORMALIZE;
         return 0;
     case OPT_TRIM_SCOPE:
-        if (!strcmp(arg, "tensor"))
-            return 0;
-        if (!strcmp(arg, "model"))
-            return usage_error(a->cmd, "--trim-scope model is not implemented yet; use tensor "
-                                       "(mergekit's behaviour)");
-        return usage_error(a->cmd, "--trim-scope takes tensor or model, not '%s'", arg);
+        if (strcmp(arg, "tensor") && strcmp(arg, "model"))
+            return usage_error(a->cmd, "--trim-scope takes tensor or model, not '%s'", arg);
+        a->model_scope = !strcmp(arg, "model");
+        return 0;
     case OPT_SIGN_CONSENSUS:
         a->sign_consensus = true;
         return 0;
@@ -121,7 +119,9 @@ static const char TIES_HELP[] =
     "\n" GTA_COMMON_HELP
     "      --density D       fraction of each task vector kept (default 1: no trimming)\n"
     "      --majority M      sum (default) or count\n"
-    "      --trim-scope S    tensor (default, as mergekit); model is not implemented yet\n"
+    "      --trim-scope S    tensor: trim each tensor to D (default, as mergekit); model:\n"
+    "                        trim the whole model's task vector to D, as the TIES paper\n"
+    "                        does (exact, streaming; one density for every tensor)\n"
     "                        (normalize is on by default)\n" COMMON_MERGE_HELP;
 
 static const char DARE_HELP[] =
@@ -163,6 +163,7 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
     op->param[GTA_RESCALE] = a->sparsify == GTA_RANDOM && a->rescale;
     op->param[GTA_SEED] = (double)a->seed;
     op->param[GTA_NORM_MAG] = a->normalize_magnitude;
+    op->param[GTA_SCOPE] = a->model_scope;
     for (int i = 0; i < a->nadd; i++) {
         op->param[GTA_TV(i, GTA_WEIGHT)] = v[P_WEIGHT1 + i];
         op->param[GTA_TV(i, GTA_DENSITY)] = v[P_DENSITY];
@@ -259,6 +260,8 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
     }
     if (sparsify == GTA_OUTLIERS)
         json_object_set_new(params, "gamma", sched_json(&a.gamma));
+    if (sparsify != GTA_RANDOM)
+        json_object_set_new(params, "trim_scope", json_string(a.model_scope ? "model" : "tensor"));
     job.params = params;
     return run_merge(&o, &job, argc, argv);
 }

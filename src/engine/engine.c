@@ -70,7 +70,13 @@ typedef struct run {
     unsigned long phase_id;
     size_t phase_end;
     int pass;               /* a statistics pass, or MERGE_PASS */
-    void *stats;            /* the tensor's statistics in a phased run */
+    void *stats;            /* the statistics of the tensor (or model) in a phased run */
+    /* Model scope: statistics over every merged tensor at once. */
+    bool model_scope;
+    uint64_t *block_base;   /* per tensor: merged blocks before it */
+    size_t *item_base;      /* per tensor: merged items before it */
+    uint64_t scope_nelem, scope_nblocks;
+    size_t scope_nitems;
     void **accs;            /* per worker accumulator for a statistics pass */
     int running;            /* workers still in the phase */
     bool finished;
@@ -109,6 +115,28 @@ static bool is_wide(const lad_plan_tensor *pt)
     return wide;
 }
 
+static uint64_t nblocks_of(uint64_t nelem) { return (nelem + LAD_BLOCK - 1) / LAD_BLOCK; }
+
+/* The kernel context of tensor t's statistics scope (its chunk fields are
+ * filled by the caller). */
+static lad_kctx scope_ctx(const run *r, size_t t)
+{
+    const lad_plan_tensor *pt = &r->plan->t[t];
+    lad_kctx k = {.op = pt->op, .stats = r->stats, .key = r->keys[t]};
+    if (r->model_scope) {
+        k.nelem = r->scope_nelem;
+        k.nitems = r->scope_nitems;
+        k.nblocks = r->scope_nblocks;
+        k.block_base = r->block_base[t];
+        k.item = r->item_base[t];
+    } else {
+        k.nelem = pt->nelem;
+        k.nitems = r->first_item[t + 1] - r->first_item[t];
+        k.nblocks = nblocks_of(pt->nelem);
+    }
+    return k;
+}
+
 static int npasses(const lad_plan_tensor *pt)
 {
     const lad_method *m = pt->kind == LAD_MERGE ? pt->op->method : NULL;
@@ -129,9 +157,8 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                            err))
             return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
     }
-    lad_kctx k = {.op = pt->op, .stats = r->stats, .nelem = pt->nelem, .key = r->keys[it->tensor],
-                  .item = it->index,
-                  .nitems = r->first_item[it->tensor + 1] - r->first_item[it->tensor]};
+    lad_kctx k = scope_ctx(r, it->tensor);
+    k.item += it->index;
     void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);
     for (uint64_t b = 0; b < it->count; b += BLOCK) {
@@ -206,6 +233,8 @@ static void run_phase_items(worker *w)
         }
         const item *it = &r->items[k];
         bool merge = r->plan->t[it->tensor].kind == LAD_MERGE;
+        if (!merge && r->pass != MERGE_PASS)
+            continue; /* a model-scope statistics pass: copies wait for the merge */
         int rc = merge ? do_merge(w, it, r->pass, &err) : do_copy(w, it, &err);
         if (rc) {
             fail_run(r, &err);
@@ -304,13 +333,13 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
 {
     const lad_plan_tensor *pt = &r->plan->t[t];
     const lad_method *m = pt->op->method;
-    size_t first = r->first_item[t], end = r->first_item[t + 1], nitems = end - first;
+    size_t first = r->first_item[t], end = r->first_item[t + 1];
     bool wide = is_wide(pt);
     size_t acc_bytes = m->acc_size(pt->op);
-    r->stats = calloc(1, m->stats_size(pt->op, pt->nelem, nitems) + 1);
+    lad_kctx k = scope_ctx(r, t);
+    r->stats = calloc(1, m->stats_size(&k) + 1);
+    k.stats = r->stats;
     int rc = r->stats ? 0 : lad_fail(err, "out of memory for the statistics of '%s'", pt->name);
-    lad_kctx k = {.op = pt->op, .stats = r->stats, .nelem = pt->nelem, .key = r->keys[t],
-                  .nitems = nitems};
     if (rc == 0 && m->stats_init)
         m->stats_init(&k, wide);
     for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
@@ -328,9 +357,70 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     return rc;
 }
 
+/* Model scope: every statistics pass over all merged tensors at once, then
+ * one merge pass over everything. All merged tensors must share the op. */
+static int run_model_scope(run *r, pool *pl, size_t t0, lad_error *err)
+{
+    lad_plan *p = r->plan;
+    const lad_op *op = p->t[t0].op;
+    r->block_base = calloc(p->n + 1, sizeof *r->block_base);
+    r->item_base = calloc(p->n + 1, sizeof *r->item_base);
+    if (!r->block_base || !r->item_base)
+        return lad_fail(err, "out of memory");
+    for (size_t t = 0; t < p->n; t++) {
+        const lad_plan_tensor *pt = &p->t[t];
+        if (pt->kind != LAD_MERGE)
+            continue;
+        if (pt->op->method != op->method || memcmp(pt->op->param, op->param, sizeof op->param))
+            return lad_fail(err, "tensor '%s': its parameters differ from '%s', but a "
+                                 "whole-model selection needs one set for every tensor",
+                            pt->name, p->t[t0].name);
+        if (is_wide(pt) != is_wide(&p->t[t0]))
+            return lad_fail(err, "tensor '%s': a whole-model selection cannot mix F64 and "
+                                 "narrower tensors",
+                            pt->name);
+        r->block_base[t] = r->scope_nblocks;
+        r->item_base[t] = r->scope_nitems;
+        r->scope_nblocks += nblocks_of(pt->nelem);
+        r->scope_nitems += r->first_item[t + 1] - r->first_item[t];
+        r->scope_nelem += pt->nelem;
+    }
+    r->model_scope = true;
+    const lad_method *m = op->method;
+    bool wide = is_wide(&p->t[t0]);
+    size_t acc_bytes = m->acc_size(op);
+    lad_kctx k = scope_ctx(r, t0);
+    k.item = 0;
+    k.block_base = 0;
+    r->stats = calloc(1, m->stats_size(&k) + 1);
+    k.stats = r->stats;
+    int rc = r->stats ? 0 : lad_fail(err, "out of memory for whole-model statistics");
+    if (rc == 0 && m->stats_init)
+        m->stats_init(&k, wide);
+    for (int pass = 0; rc == 0 && pass < npasses(&p->t[t0]); pass++) {
+        for (int i = 0; acc_bytes && i < pl->started; i++)
+            memset(r->accs[i], 0, acc_bytes);
+        if (run_phase(r, pl, 0, r->nitems, pass) != 0)
+            rc = -1;
+        else
+            m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started);
+    }
+    if (rc == 0 && run_phase(r, pl, 0, r->nitems, MERGE_PASS) != 0)
+        rc = -1;
+    free(r->stats);
+    r->stats = NULL;
+    return rc;
+}
+
 static int run_all(run *r, pool *pl, lad_error *err)
 {
     size_t t = 0, n = r->plan->n;
+    for (size_t u = 0; u < n; u++) {
+        const lad_plan_tensor *pt = &r->plan->t[u];
+        if (npasses(pt) > 0 && pt->op->method->model_scope &&
+            pt->op->method->model_scope(pt->op))
+            return run_model_scope(r, pl, u, err);
+    }
     while (t < n) {
         if (npasses(&r->plan->t[t]) > 0) {
             if (run_tensor_with_stats(r, pl, t, err) != 0)
@@ -547,6 +637,8 @@ int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
         stats->nshards = p->nshards;
     }
     free(r.items);
+    free(r.block_base);
+    free(r.item_base);
     free(r.first_item);
     free(r.keys);
     free(r.fds);

@@ -17,7 +17,9 @@
  *
  * All in fp32 (fp64 for F64 tensors), in this order. Magnitude selection is
  * exact (select.h): exactly int(density * n) elements per tensor, ties at
- * the threshold broken by lowest index. DARE keeps an element when a
+ * the threshold broken by lowest index; with GTA_SCOPE, int(density * n)
+ * of the whole model's task vector (all merged tensors flattened in order),
+ * as the TIES paper's code trims. DARE keeps an element when a
  * counter-based hash of (seed, tensor name, task index, element index) is
  * below density * 2^32, so the mask is the same for any thread count and
  * chunking, and rescales survivors by 1/density (as the DARE paper; mergekit
@@ -67,13 +69,13 @@ static int gta_npasses(const lad_op *op, bool wide)
     return n;
 }
 
-static uint64_t nblocks_of(uint64_t nelem) { return (nelem + LAD_BLOCK - 1) / LAD_BLOCK; }
+static bool gta_model_scope(const lad_op *op) { return op->param[GTA_SCOPE] != 0; }
 
-static size_t gta_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
+static size_t gta_stats_size(const lad_kctx *k)
 {
-    return sizeof(gta_stats) +
-           ntv(op) * (size_t)targets(op) * (size_t)nblocks_of(nelem) * sizeof(uint64_t) +
-           ntv(op) * nitems * sizeof(double);
+    const lad_op *op = k->op;
+    return sizeof(gta_stats) + ntv(op) * (size_t)targets(op) * (size_t)k->nblocks * sizeof(uint64_t) +
+           ntv(op) * k->nitems * sizeof(double);
 }
 
 static size_t gta_acc_size(const lad_op *op)
@@ -111,7 +113,7 @@ static void gta_stats_init(const lad_kctx *k, bool wide)
     st->ntv = (int)ntv(op);
     st->targets = targets(op);
     st->digits = wide ? 4 : 2;
-    st->nblocks = nblocks_of(k->nelem);
+    st->nblocks = k->nblocks;
     st->nitems = k->nitems;
     st->first_select = norm_mag(op) ? 1 : 0;
     for (int i = 0; i < st->ntv; i++) {
@@ -154,7 +156,7 @@ static uint64_t key_f64(double v)
     {                                                                                           \
         gta_stats *st = k->stats;                                                               \
         uint64_t *hist = acc;                                                                   \
-        uint64_t block = k->start / LAD_BLOCK;                                                  \
+        uint64_t block = k->block_base + k->start / LAD_BLOCK;                                  \
         if (pass < st->first_select) { /* magnitude normalisation: the norms */                 \
             for (int i = 0; i < st->ntv; i++) {                                                 \
                 double s2 = 0;                                                                  \
@@ -267,7 +269,7 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
         T w[GTA_MAX_TV], scale[GTA_MAX_TV], wsum = 0;                                           \
         uint64_t thr[GTA_MAX_TV], seen[GTA_MAX_TV][2];                                          \
         uint32_t key[GTA_MAX_TV];                                                               \
-        uint64_t block = k->start / LAD_BLOCK;                                                  \
+        uint64_t block = k->block_base + k->start / LAD_BLOCK;                                  \
         for (size_t i = 0; i < m; i++) {                                                        \
             double density = op->param[GTA_TV(i, GTA_DENSITY)];                                 \
             w[i] = (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                         \
@@ -341,6 +343,7 @@ const lad_method lad_method_gta = {
     .npasses = gta_npasses,
     .stats_size = gta_stats_size,
     .stats_init = gta_stats_init,
+    .model_scope = gta_model_scope,
     .acc_size = gta_acc_size,
     .stats_f32 = gta_stats_f32,
     .stats_f64 = gta_stats_f64,

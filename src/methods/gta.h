@@ -16,6 +16,7 @@ enum gta_param {
     GTA_RESCALE,    /* 1: random drop rescales survivors by 1/density */
     GTA_SEED,       /* random drop: the seed */
     GTA_NORM_MAG,   /* 1: scale each task vector to the mean norm (per tensor) */
+    GTA_SCOPE,      /* 0: select per tensor; 1: over the whole model (TIES paper) */
     GTA_TV0 = 8,    /* then per task vector i, GTA_PER_TV values: */
     GTA_PER_TV = 4,
 };

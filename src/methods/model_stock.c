@@ -32,10 +32,9 @@ static int stock_npasses(const lad_op *op, bool wide)
     return 1;
 }
 
-static size_t stock_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
+static size_t stock_stats_size(const lad_kctx *k)
 {
-    (void)nelem;
-    return sizeof(stock_stats) + nitems * nsums(nft(op)) * sizeof(double);
+    return sizeof(stock_stats) + k->nitems * nsums(nft(k->op)) * sizeof(double);
 }
 
 static size_t stock_acc_size(const lad_op *op)

@@ -38,11 +38,9 @@ static int slerp_npasses(const lad_op *op, bool wide)
     return 1;
 }
 
-static size_t slerp_stats_size(const lad_op *op, uint64_t nelem, size_t nitems)
+static size_t slerp_stats_size(const lad_kctx *k)
 {
-    (void)op;
-    (void)nelem;
-    return sizeof(slerp_stats) + nitems * sizeof(sums);
+    return sizeof(slerp_stats) + k->nitems * sizeof(sums);
 }
 
 static size_t slerp_acc_size(const lad_op *op)

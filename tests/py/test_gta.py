@@ -323,3 +323,48 @@ def test_normalize_magnitude(tmp_path, rng, cmd):
             mixed = gta_ref(name, zero, deltas, [1, 0.5, 1], kind="magnitude", density=1.0,
                             consensus=None, normalize=False, lam=0.9)
         assert np.array_equal(got[name][1], b + mixed), name
+
+
+def test_ties_model_scope(tmp_path, rng):
+    """--trim-scope model: one top-k over the whole flattened task vector
+    (every float tensor in file order), as the TIES paper's code does."""
+    shapes = {"a.big": (600, 300), "b.mid": (1000,), "c.small": (64, 8)}
+    base = [(k, "F32", rng.standard_normal(s).astype(F32)) for k, s in shapes.items()]
+    base.append(("ids", "I64", np.arange(10, dtype=np.int64)))
+    fts = []
+    for i in range(2):  # quantised deltas: thousands of ties at the global threshold
+        m = [(k, d, a + np.round(rng.standard_normal(a.shape) * 2).astype(F32) * F32(0.5 + i))
+             if d == "F32" else (k, d, a) for k, d, a in base]
+        p = tmp_path / f"ft{i}.safetensors"
+        st.write(p, m)
+        fts.append(p)
+    bp = tmp_path / "base.safetensors"
+    st.write(bp, base)
+    names = [k for k, d, _ in base if d == "F32"]
+    B = {k: a for k, d, a in base}
+    X = [st.read(f)[0] for f in fts]
+    sizes = [B[k].size for k in names]
+    flat_b = np.concatenate([B[k].ravel() for k in names])
+    flat_x = [np.concatenate([x[k][1].ravel() for k in names]) for x in X]
+    want = gta_ref("model", flat_b, flat_x, [1, 0.7], kind="magnitude", density=0.3,
+                   consensus="sum", normalize=True)
+    outs = []
+    for j in (1, 2, 3):
+        out = tmp_path / f"o{j}.safetensors"
+        run("ties", bp, fts, [1, 0.7], out, "--density", "0.3", "--trim-scope", "model", "-j", j)
+        got = st.read(out)[0]
+        flat = np.concatenate([got[k][1].ravel() for k in names])
+        assert np.array_equal(flat, want)
+        assert np.array_equal(got["ids"][1], B["ids"])
+        outs.append(flat.tobytes())
+    assert outs[0] == outs[1] == outs[2]
+    # and it differs from per-tensor trimming
+    out = tmp_path / "tensor.safetensors"
+    run("ties", bp, fts, [1, 0.7], out, "--density", "0.3")
+    per_tensor = np.concatenate([st.read(out)[0][k][1].ravel() for k in names])
+    assert not np.array_equal(per_tensor, want)
+    # one density for the whole model: a per-tensor override is refused
+    r = ladle("ties", "--base", bp, "--add", f"1:{fts[0]}", "--density", "0.3", "--trim-scope",
+              "model", "--set", "b.mid:density=0.5", "-o", tmp_path / "x.safetensors",
+              check=False)
+    assert r.code == 1 and "whole-model selection" in r.err
