@@ -123,7 +123,8 @@ int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors
 struct lad_op;
 
 /* Kernels and statistics are called on chunks of at most LAD_BLOCK
- * elements, each starting at a multiple of LAD_BLOCK within its tensor. */
+ * elements, each starting at a multiple of LAD_BLOCK within its tensor;
+ * a method with row_length gets whole rows instead, one per call. */
 #define LAD_BLOCK 1024u
 
 /* What a kernel knows about the chunk it is given. */
@@ -138,7 +139,12 @@ typedef struct lad_kctx {
     size_t item, nitems;   /* this work item in the scope, and how many */
     uint64_t block_base;   /* LAD_BLOCK blocks before this tensor's in the scope */
     uint64_t nblocks;      /* LAD_BLOCK blocks in the scope */
+    void *scratch;         /* row methods: LAD_SCRATCH_BYTES(ninputs) per worker */
 } lad_kctx;
+
+/* Scratch memory a row method may use per call. */
+#define LAD_MAX_ROW (1u << 17)
+#define LAD_SCRATCH_BYTES(ninputs) ((size_t)LAD_MAX_ROW * 8 * ((ninputs) + 1))
 
 /*
  * A merge method. A kernel computes out[i] = f(in[0][i], ..., in[k-1][i])
@@ -160,6 +166,9 @@ typedef struct lad_method {
     void (*stats_init)(const lad_kctx *k, bool wide);
     /* Optional: the passes cover the whole model, not each tensor. */
     bool (*model_scope)(const struct lad_op *op);
+    /* Optional: the kernel needs whole rows of this many elements (at most
+     * LAD_MAX_ROW); 0 when the tensor's shape is not supported. */
+    uint64_t (*row_length)(const struct lad_op *op, int ndim, const uint64_t *shape);
     size_t (*acc_size)(const struct lad_op *op);
     void (*stats_f32)(const lad_kctx *k, int pass, void *acc, const float *const *in, size_t n);
     void (*stats_f64)(const lad_kctx *k, int pass, void *acc, const double *const *in,
@@ -182,6 +191,7 @@ extern const lad_method lad_method_linear;          /* lerp, soup, ckpt */
 extern const lad_method lad_method_task_arithmetic; /* task vectors */
 extern const lad_method lad_method_slerp;           /* spherical interpolation */
 extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
+extern const lad_method lad_method_della;           /* DELLA (the same, by rows) */
 extern const lad_method lad_method_model_stock;     /* Model Stock */
 
 /* ---------------------------------------------------------------- schedules */

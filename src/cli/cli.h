@@ -14,7 +14,7 @@ enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_JSON, OPT_ALPHA, OPT_EXTRAPOLATE,
     OPT_WEIGHTS, OPT_BASE, OPT_ADD, OPT_ONTO, OPT_LAMBDA, OPT_LAST, OPT_DENSITY, OPT_MAJORITY,
     OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_TRIM_SCOPE, OPT_SIGN_CONSENSUS, OPT_SEED,
-    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES, OPT_SET, OPT_NORMALIZE_MAGNITUDE,
+    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES, OPT_SET, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR,
 };
 
 #define COMMON_MERGE_OPTIONS                                                                  \
@@ -111,6 +111,7 @@ int cmd_slerp(int argc, char **argv);
 int cmd_ties(int argc, char **argv);
 int cmd_dare(int argc, char **argv);
 int cmd_breadcrumbs(int argc, char **argv);
+int cmd_della(int argc, char **argv);
 int cmd_stock(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 

@@ -8,6 +8,8 @@
  *   dare_linear       random       -          no         yes
  *   breadcrumbs       outliers     -          no         -
  *   breadcrumbs_ties  outliers     sum        no         -
+ *   della             della        sum        yes        yes
+ *   della_linear      della        -          no         yes
  */
 #include "cli.h"
 #include "../methods/gta.h"
@@ -22,17 +24,17 @@ typedef struct gta_args {
     lad_sched_value weight[GTA_MAX_TV];
     char wname[GTA_MAX_TV][24];
     int nadd;
-    lad_sched_value density, lambda, gamma;
+    lad_sched_value density, lambda, gamma, epsilon;
     bool have_density;
     int consensus, normalize; /* normalize: -1 = the method's default */
-    bool rescale, sign_consensus, ties, normalize_magnitude, model_scope;
+    bool rescale, sign_consensus, ties, normalize_magnitude, model_scope, linear;
     unsigned long long seed;
     /* resolved at parse time */
     int sparsify;
     bool use_consensus, use_normalize;
 } gta_args;
 
-enum { P_LAMBDA, P_DENSITY, P_GAMMA, P_WEIGHT1 }; /* schedule order */
+enum { P_LAMBDA, P_DENSITY, P_GAMMA, P_EPSILON, P_WEIGHT1 }; /* schedule order */
 
 static int take(void *ctx, int id, const char *arg)
 {
@@ -64,6 +66,15 @@ static int take(void *ctx, int id, const char *arg)
         return 0;
     case OPT_LAMBDA:
         return parse_sched_option(a->cmd, "--lambda", arg, &a->lambda) ? EXIT_USAGE : 0;
+    case OPT_EPSILON:
+        if (parse_sched_option(a->cmd, "--epsilon", arg, &a->epsilon))
+            return EXIT_USAGE;
+        if (!sched_all(&a->epsilon, 0, 1))
+            return usage_error(a->cmd, "--epsilon takes fractions in [0, 1], not '%s'", arg);
+        return 0;
+    case OPT_LINEAR:
+        a->linear = true;
+        return 0;
     case OPT_MAJORITY:
         if (strcmp(arg, "sum") && strcmp(arg, "count"))
             return usage_error(a->cmd, "--majority takes sum or count, not '%s'", arg);
@@ -155,12 +166,16 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
     if (v[P_DENSITY] < 0 || v[P_DENSITY] > 1 || v[P_GAMMA] < 0 || v[P_GAMMA] > 1)
         return lad_fail(err, "density %g and gamma %g must be in [0, 1]", v[P_DENSITY],
                         v[P_GAMMA]);
-    op->method = &lad_method_gta;
+    if (a->sparsify == GTA_DELLA && v[P_DENSITY] > 0 && v[P_DENSITY] < 1 &&
+        (v[P_DENSITY] - v[P_EPSILON] <= 0 || v[P_DENSITY] + v[P_EPSILON] >= 1))
+        return lad_fail(err, "density %g +/- epsilon %g must stay inside (0, 1)", v[P_DENSITY],
+                        v[P_EPSILON]);
+    op->method = a->sparsify == GTA_DELLA ? &lad_method_della : &lad_method_gta;
     op->param[GTA_LAMBDA] = v[P_LAMBDA];
     op->param[GTA_SPARSIFY] = a->sparsify;
     op->param[GTA_CONSENSUS] = a->use_consensus ? a->consensus : GTA_NO_CONSENSUS;
     op->param[GTA_NORMALIZE] = a->use_normalize;
-    op->param[GTA_RESCALE] = a->sparsify == GTA_RANDOM && a->rescale;
+    op->param[GTA_RESCALE] = (a->sparsify == GTA_RANDOM || a->sparsify == GTA_DELLA) && a->rescale;
     op->param[GTA_SEED] = (double)a->seed;
     op->param[GTA_NORM_MAG] = a->normalize_magnitude;
     op->param[GTA_SCOPE] = a->model_scope;
@@ -168,6 +183,7 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
         op->param[GTA_TV(i, GTA_WEIGHT)] = v[P_WEIGHT1 + i];
         op->param[GTA_TV(i, GTA_DENSITY)] = v[P_DENSITY];
         op->param[GTA_TV(i, GTA_GAMMA)] = v[P_GAMMA];
+        op->param[GTA_TV(i, GTA_EPSILON)] = v[P_EPSILON];
     }
     op->nparam = (size_t)GTA_TV(a->nadd, 0);
     return 0;
@@ -191,11 +207,14 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
         {"gamma", required_argument, 0, OPT_GAMMA},
         {"ties", no_argument, 0, OPT_TIES},
         {"normalize-magnitude", no_argument, 0, OPT_NORMALIZE_MAGNITUDE},
+        {"epsilon", required_argument, 0, OPT_EPSILON},
+        {"linear", no_argument, 0, OPT_LINEAR},
         {0, 0, 0, 0}};
     merge_opts o;
     merge_opts_init(&o);
     static gta_args a; /* large; one command per process */
     a = (gta_args){.cmd = cmd, .lambda = {{1}, 1}, .gamma = {{0.01}, 1}, .density = {{1}, 1},
+                   .epsilon = {{0.15}, 1},
                    .consensus = GTA_SUM, .normalize = -1, .rescale = true, .sparsify = sparsify};
     int first, code;
     if (!parse_args(cmd, help, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a, &first,
@@ -221,6 +240,10 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
     } else if (sparsify == GTA_RANDOM) {
         a.use_consensus = a.sign_consensus;
         variant = a.use_consensus ? "dare_ties" : "dare_linear";
+    } else if (sparsify == GTA_DELLA) {
+        a.use_consensus = !a.linear;
+        a.use_normalize = !a.linear;
+        variant = a.linear ? "della_linear" : "della";
     } else {
         a.use_consensus = a.ties;
         variant = a.use_consensus ? "breadcrumbs_ties" : "breadcrumbs";
@@ -232,8 +255,8 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
     refs[0] = a.base;
     roles[0] = "base";
     static lad_schedule sched;
-    sched = (lad_schedule){.names = {"lambda", "density", "gamma"},
-                           .value = {a.lambda, a.density, a.gamma},
+    sched = (lad_schedule){.names = {"lambda", "density", "gamma", "epsilon"},
+                           .value = {a.lambda, a.density, a.gamma, a.epsilon},
                            .nparams = P_WEIGHT1 + a.nadd, .build = build, .ctx = &a};
     json_t *adds = json_array();
     for (int i = 0; i < a.nadd; i++) {
@@ -254,13 +277,15 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
     if (a.use_consensus)
         json_object_set_new(params, "majority",
                             json_string(a.consensus == GTA_SUM ? "sum" : "count"));
-    if (sparsify == GTA_RANDOM) {
+    if (sparsify == GTA_RANDOM || sparsify == GTA_DELLA) {
         json_object_set_new(params, "seed", json_integer((json_int_t)a.seed));
         json_object_set_new(params, "rescale", json_boolean(a.rescale));
     }
+    if (sparsify == GTA_DELLA)
+        json_object_set_new(params, "epsilon", sched_json(&a.epsilon));
     if (sparsify == GTA_OUTLIERS)
         json_object_set_new(params, "gamma", sched_json(&a.gamma));
-    if (sparsify != GTA_RANDOM)
+    if (sparsify == GTA_MAGNITUDE || sparsify == GTA_OUTLIERS)
         json_object_set_new(params, "trim_scope", json_string(a.model_scope ? "model" : "tensor"));
     job.params = params;
     return run_merge(&o, &job, argc, argv);
@@ -268,6 +293,24 @@ static int run_gta(const char *cmd, const char *help, int sparsify, int argc, ch
 
 int cmd_ties(int argc, char **argv) { return run_gta("ties", TIES_HELP, GTA_MAGNITUDE, argc, argv); }
 int cmd_dare(int argc, char **argv) { return run_gta("dare", DARE_HELP, GTA_RANDOM, argc, argv); }
+static const char DELLA_HELP[] =
+    "usage: ladle della --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
+    "\n"
+    "DELLA (Deep et al. 2024): within each row of each task vector, rank the entries by\n"
+    "magnitude; keep each with a probability from D - E (smallest) to D + E (largest),\n"
+    "rescale survivors by 1/p, then elect signs as TIES does (della) or sum them\n"
+    "(--linear: della_linear). Draws come from a counter-based generator keyed by\n"
+    "(seed, tensor name, element index): the same for any -j.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       average fraction kept (default 1: no pruning)\n"
+    "      --epsilon E       spread of the keep probabilities (default 0.15)\n"
+    "      --linear          no sign election (della_linear)\n"
+    "      --majority M      sum (default) or count\n"
+    "      --seed N          the draws' seed (default 0)\n"
+    "      --no-rescale      do not rescale survivors by 1/p\n" COMMON_MERGE_HELP;
+
+int cmd_della(int argc, char **argv) { return run_gta("della", DELLA_HELP, GTA_DELLA, argc, argv); }
+
 int cmd_breadcrumbs(int argc, char **argv)
 {
     return run_gta("breadcrumbs", BREADCRUMBS_HELP, GTA_OUTLIERS, argc, argv);

@@ -19,6 +19,7 @@ static const char USAGE[] =
     "  ties --base B --add W:M ...      trim, elect sign, disjoint merge (TIES)\n"
     "  dare --base B --add W:M ...      random drop and rescale (DARE), linear or TIES\n"
     "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
+    "  della --base B --add W:M ...     magnitude-ranked random drop (DELLA)\n"
     "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "\n"
@@ -32,7 +33,7 @@ static const struct {
     {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
     {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
     {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
-    {"stock", cmd_stock}, {"diff", cmd_diff},
+    {"stock", cmd_stock}, {"diff", cmd_diff}, {"della", cmd_della},
 };
 
 int main(int argc, char **argv)

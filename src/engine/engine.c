@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHUNK (1u << 17) /* elements per work item: 256 KiB of bf16 */
+#define CHUNK LAD_MAX_ROW /* elements per work item: 256 KiB of bf16 */
 #define BLOCK LAD_BLOCK  /* elements per conversion + kernel step */
 #define MAX_INPUTS 64
 #define MERGE_PASS (-1)
@@ -91,8 +91,9 @@ typedef struct worker {
     int index;
     unsigned char *raw[MAX_INPUTS];
     unsigned char *out_raw;
-    void *comp[MAX_INPUTS]; /* BLOCK fp32/fp64 values per input */
+    void *comp[MAX_INPUTS]; /* fp32/fp64 values per input: BLOCK, or a row */
     void *comp_out;
+    void *scratch;          /* row methods only */
 } worker;
 
 static void fail_run(run *r, const lad_error *e)
@@ -137,6 +138,14 @@ static lad_kctx scope_ctx(const run *r, size_t t)
     return k;
 }
 
+/* Elements per kernel call: BLOCK, or a whole row for a row method (0 if
+ * the method cannot handle the tensor's shape). */
+static uint64_t row_of(const lad_plan_tensor *pt)
+{
+    const lad_method *m = pt->kind == LAD_MERGE ? pt->op->method : NULL;
+    return m && m->row_length ? m->row_length(pt->op, pt->ndim, pt->shape) : 0;
+}
+
 static int npasses(const lad_plan_tensor *pt)
 {
     const lad_method *m = pt->kind == LAD_MERGE ? pt->op->method : NULL;
@@ -159,10 +168,12 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     }
     lad_kctx k = scope_ctx(r, it->tensor);
     k.item += it->index;
+    k.scratch = w->scratch;
     void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);
-    for (uint64_t b = 0; b < it->count; b += BLOCK) {
-        size_t n = (size_t)(it->count - b < BLOCK ? it->count - b : BLOCK);
+    uint64_t step = m->row_length ? row_of(pt) : BLOCK;
+    for (uint64_t b = 0; b < it->count; b += step) {
+        size_t n = (size_t)(it->count - b < step ? it->count - b : step);
         k.start = it->start + b;
         if (wide) {
             const double *in[MAX_INPUTS];
@@ -439,6 +450,16 @@ static int run_all(run *r, pool *pl, lad_error *err)
     return 0;
 }
 
+/* Elements (bytes for a copy) per work item: CHUNK, whole rows for a row
+ * method. */
+static uint64_t item_step(const lad_plan_tensor *pt)
+{
+    if (pt->kind != LAD_MERGE)
+        return (uint64_t)CHUNK * 8;
+    uint64_t row = pt->op->method->row_length ? row_of(pt) : 0;
+    return row > 0 && row <= CHUNK ? CHUNK / row * row : CHUNK;
+}
+
 static int make_items(run *r, lad_error *err)
 {
     size_t n = r->plan->n, total = 0;
@@ -449,7 +470,18 @@ static int make_items(run *r, lad_error *err)
     for (size_t i = 0; i < n; i++) {
         const lad_plan_tensor *pt = &r->plan->t[i];
         uint64_t size = pt->kind == LAD_MERGE ? pt->nelem : pt->nbytes;
-        uint64_t step = pt->kind == LAD_MERGE ? CHUNK : (uint64_t)CHUNK * 8;
+        uint64_t step = item_step(pt);
+        if (pt->kind == LAD_MERGE && pt->op->method->row_length && pt->nelem) {
+            uint64_t row = row_of(pt);
+            if (row == 0)
+                return lad_fail(err, "tensor '%s': %s supports tensors of 1 or 2 dimensions "
+                                     "only",
+                                pt->name, pt->op->method->name);
+            if (row > CHUNK)
+                return lad_fail(err, "tensor '%s': %s needs whole rows, and its rows of %llu "
+                                     "elements exceed ladle's limit of %u",
+                                pt->name, pt->op->method->name, (unsigned long long)row, CHUNK);
+        }
         r->first_item[i] = total;
         total += (size_t)((size + step - 1) / step);
         /* FNV-1a of the name, then mixed: the RNG key of the tensor. */
@@ -469,7 +501,7 @@ static int make_items(run *r, lad_error *err)
     for (size_t i = 0; i < n; i++) {
         const lad_plan_tensor *pt = &r->plan->t[i];
         uint64_t size = pt->kind == LAD_MERGE ? pt->nelem : pt->nbytes;
-        uint64_t step = pt->kind == LAD_MERGE ? CHUNK : (uint64_t)CHUNK * 8;
+        uint64_t step = item_step(pt);
         for (uint64_t s = 0, idx = 0; s < size; s += step, idx++)
             r->items[k++] = (item){i, s, size - s < step ? size - s : step, (size_t)idx};
     }
@@ -485,7 +517,16 @@ static void free_worker(worker *w)
     }
     free(w->out_raw);
     free(w->comp_out);
+    free(w->scratch);
     memset(w, 0, sizeof *w);
+}
+
+static bool uses_rows(const lad_plan *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->t[i].kind == LAD_MERGE && p->t[i].op->method->row_length)
+            return true;
+    return false;
 }
 
 static int init_worker(worker *w, run *r, int index, lad_error *err)
@@ -494,9 +535,12 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
     w->r = r;
     w->index = index;
     size_t nin = r->plan->req.nmodels;
-    bool ok = (w->out_raw = malloc((size_t)CHUNK * 8)) && (w->comp_out = malloc(BLOCK * 8));
+    bool rows = uses_rows(r->plan);
+    size_t comp = (rows ? (size_t)CHUNK : BLOCK) * 8;
+    bool ok = (w->out_raw = malloc((size_t)CHUNK * 8)) && (w->comp_out = malloc(comp)) &&
+              (!rows || (w->scratch = malloc(LAD_SCRATCH_BYTES(nin))));
     for (size_t j = 0; j < nin && ok; j++)
-        ok = (w->raw[j] = malloc((size_t)CHUNK * 8)) && (w->comp[j] = malloc(BLOCK * 8));
+        ok = (w->raw[j] = malloc((size_t)CHUNK * 8)) && (w->comp[j] = malloc(comp));
     if (!ok) {
         free_worker(w);
         return lad_fail(err, "out of memory for work buffers");

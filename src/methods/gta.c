@@ -29,15 +29,23 @@
  * measures each task vector's norm per tensor, and every d_i is scaled by
  * mean_j |d_j| / |d_i| (1 for a zero vector) before anything else.
  *
+ * DELLA (lad_method_della) works on whole rows (the last dimension; a 1-D
+ * tensor is one row): it ranks |d_i| within the row, ascending, ties to the
+ * lower index; rank r of R gives the keep probability p = (density - eps)
+ * + 2 eps (r - 1) / (R - 1); the draw is DARE's hash; survivors are
+ * rescaled by 1/p, as the DELLA paper does (mergekit now matches L1 norms).
+ *
  * Differences from mergekit, deliberate: density 0 drops the task vector
  * instead of failing; Breadcrumbs with int(gamma * n) == 0 keeps the top
  * int(density * n) instead of nothing (mergekit's indices[n_bot:-0] slice).
  */
+#define _GNU_SOURCE /* qsort_r */
 #include "gta.h"
 #include "kernel.h"
 #include "select.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct gta_stats {
@@ -256,6 +264,45 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
     return mix32((uint32_t)index ^ mix32((uint32_t)(index >> 32) ^ tvkey));
 }
 
+/* Ascending |d|, then index: the order DELLA ranks a row in. */
+static int by_magnitude(const void *a, const void *b, void *ctx)
+{
+    const double *mag = ctx;
+    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+    if (mag[i] != mag[j])
+        return mag[i] < mag[j] ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* DELLA: per task vector, the factor each element of this row is
+ * multiplied by: 0 when dropped, 1/p (or 1) when kept. d[e] is fac's input:
+ * the row's task vector, already scaled. */
+static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n, double *fac,
+                          double *mag, uint32_t *order)
+{
+    const lad_op *op = k->op;
+    double density = op->param[GTA_TV(i, GTA_DENSITY)];
+    double eps = op->param[GTA_TV(i, GTA_EPSILON)];
+    bool rescale = op->param[GTA_RESCALE] != 0;
+    if (density >= 1 || density <= 0) {
+        for (size_t e = 0; e < n; e++)
+            fac[e] = density >= 1;
+        return;
+    }
+    for (size_t e = 0; e < n; e++) {
+        mag[e] = fabs(d[e]);
+        order[e] = (uint32_t)e;
+    }
+    qsort_r(order, n, sizeof *order, by_magnitude, mag);
+    uint32_t key = tv_key(k, i);
+    for (size_t r = 0; r < n; r++) {
+        size_t e = order[r];
+        double p = density - eps + (n > 1 ? 2 * eps * (double)r / (double)(n - 1) : 0);
+        bool keep = (double)draw(key, k->start + e) < p * 4294967296.0;
+        fac[e] = keep ? (rescale ? 1 / p : 1) : 0;
+    }
+}
+
 /* The merge pass, once per compute type. */
 #define GTA_KERNEL(NAME, T, KEY, SCALE)                                                         \
     static void NAME(const lad_kctx *k, T *restrict out, const T *const *in, size_t n)          \
@@ -289,6 +336,17 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
         }                                                                                       \
         if (fabs((double)wsum) < 1e-8)                                                          \
             wsum = 1;                                                                           \
+        double *fac = k->scratch; /* DELLA: m x n factors, then n magnitudes */                 \
+        if (sp == GTA_DELLA) {                                                                  \
+            double *row = fac + m * n, *mag = row + n;                                          \
+            uint32_t *order = (uint32_t *)(mag + n);                                            \
+            for (size_t i = 0; i < m; i++) {                                                    \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    row[e] = (double)((in[i + 1][e] - in[0][e]) *                               \
+                                      (st ? (T)st->SCALE[i] : (T)1));                           \
+                della_factors(k, i, row, n, fac + i * n, mag, order);                           \
+            }                                                                                   \
+        }                                                                                       \
         for (size_t e = 0; e < n; e++) {                                                        \
             const T base = in[0][e];                                                            \
             T wd[GTA_MAX_TV], sum = 0;                                                          \
@@ -300,6 +358,9 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
                 bool keep = true;                                                               \
                 if (sp == GTA_RANDOM) {                                                         \
                     keep = draw(key[i], k->start + e) < thr[i];                                 \
+                } else if (sp == GTA_DELLA) {                                                   \
+                    keep = fac[i * n + e] != 0;                                                 \
+                    scale[i] = (T)fac[i * n + e];                                               \
                 } else if (sp != GTA_DENSE) {                                                   \
                     uint64_t kk = KEY(d);                                                       \
                     const lad_select *s = &st->sel[i * (size_t)st->targets];                    \
@@ -335,6 +396,26 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
 
 GTA_KERNEL(gta_f32, float, key_f32, scalef)
 GTA_KERNEL(gta_f64, double, key_f64, scale)
+
+static uint64_t della_row_length(const lad_op *op, int ndim, const uint64_t *shape)
+{
+    (void)op;
+    return ndim == 0 ? 1 : ndim == 1 ? shape[0] : ndim == 2 ? shape[1] : 0;
+}
+
+const lad_method lad_method_della = {
+    .name = "della",
+    .chunk_f32 = gta_f32,
+    .chunk_f64 = gta_f64,
+    .npasses = gta_npasses,
+    .stats_size = gta_stats_size,
+    .stats_init = gta_stats_init,
+    .acc_size = gta_acc_size,
+    .stats_f32 = gta_stats_f32,
+    .stats_f64 = gta_stats_f64,
+    .pass_end = gta_pass_end,
+    .row_length = della_row_length,
+};
 
 const lad_method lad_method_gta = {
     .name = "gta",

@@ -5,7 +5,7 @@
 #ifndef LADLE_GTA_H
 #define LADLE_GTA_H
 
-enum gta_sparsify { GTA_DENSE, GTA_MAGNITUDE, GTA_RANDOM, GTA_OUTLIERS };
+enum gta_sparsify { GTA_DENSE, GTA_MAGNITUDE, GTA_RANDOM, GTA_OUTLIERS, GTA_DELLA };
 enum gta_consensus { GTA_NO_CONSENSUS, GTA_SUM, GTA_COUNT };
 
 enum gta_param {

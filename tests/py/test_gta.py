@@ -44,20 +44,42 @@ def tensor_key(name):
     return h ^ (h >> 15)
 
 
-def dare_mask(name, i, seed, density, n):
-    if density >= 1:
-        return np.ones(n, bool)
+def draws(name, i, seed, n):
+    """The counter-based uniform draws of task vector i of a tensor."""
     tv = mix32(np.uint32(tensor_key(name)) ^ mix32(np.uint32(seed & 0xFFFFFFFF) ^ mix32(
         np.uint32(seed >> 32) ^ mix32(np.uint32(i + 1)))))
     idx = np.arange(n, dtype=np.uint64)
-    u = mix32((idx & np.uint64(0xFFFFFFFF)).astype(np.uint32) ^ mix32(
+    return mix32((idx & np.uint64(0xFFFFFFFF)).astype(np.uint32) ^ mix32(
         (idx >> np.uint64(32)).astype(np.uint32) ^ tv))
+
+
+def dare_mask(name, i, seed, density, n):
+    if density >= 1:
+        return np.ones(n, bool)
     thr = int(density * 4294967296.0) if density > 0 else 0
-    return u.astype(np.uint64) < np.uint64(thr)
+    return draws(name, i, seed, n).astype(np.uint64) < np.uint64(thr)
+
+
+def della_factor(name, i, seed, d, density, eps, rescale):
+    """Per element: 0 if dropped, else 1/p (or 1): ranks within each row
+    (last dim; 1-D is one row), ascending |d|, ties to the lower index."""
+    if density >= 1 or density <= 0:
+        return np.full(d.shape, 1.0 if density >= 1 else 0.0)
+    rows = d.reshape(1, -1) if d.ndim < 2 else d.reshape(-1, d.shape[-1])
+    nrow, width = rows.shape
+    u = draws(name, i, seed, d.size).reshape(nrow, width).astype(np.float64)
+    fac = np.zeros((nrow, width))
+    for r in range(nrow):
+        order = np.lexsort((np.arange(width), np.abs(rows[r].astype(np.float64))))
+        p = np.empty(width)
+        p[order] = density - eps + (2 * eps * np.arange(width) / (width - 1) if width > 1 else 0)
+        keep = u[r] < p * 4294967296.0
+        fac[r] = np.where(keep, 1 / p if rescale else 1.0, 0.0)
+    return fac.reshape(d.shape)
 
 
 def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normalize=False,
-            lam=1.0, gamma=0.01, seed=0, rescale=True):
+            lam=1.0, gamma=0.01, seed=0, rescale=True, epsilon=0.15):
     b = base
     wds = []
     for i, (x, w) in enumerate(zip(xs, weights)):
@@ -72,6 +94,10 @@ def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normali
                 target, top = int(density * n), int(gamma * n)
                 top = min(top, n - target)
                 keep = topk(d, target + top) & ~topk(d, top)
+        elif kind == "della":
+            fac = della_factor(name, i, seed, d, density, epsilon, rescale)
+            keep = fac != 0
+            d = (d * fac.astype(F32)).astype(F32)
         else:
             keep = dare_mask(name, i, seed, density, n).reshape(d.shape)
             if rescale and 0 < density < 1:
@@ -368,3 +394,32 @@ def test_ties_model_scope(tmp_path, rng):
               "model", "--set", "b.mid:density=0.5", "-o", tmp_path / "x.safetensors",
               check=False)
     assert r.code == 1 and "whole-model selection" in r.err
+
+
+@pytest.mark.parametrize("linear", [False, True])
+@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+def test_della(tmp_path, rng, linear, dtype):
+    base, fts = write_family(tmp_path, rng, dtype)
+    weights = [1.0, 0.6, 0.8]
+    out = tmp_path / "o.safetensors"
+    run("della", base, fts, weights, out, "--density", "0.5", "--epsilon", "0.2", "--seed", "7",
+        *(["--linear"] if linear else []))
+    check(out, base, fts, weights, dtype, kind="della", density=0.5, epsilon=0.2, seed=7,
+          consensus=None if linear else "sum", normalize=not linear)
+
+
+def test_della_rank_spread_and_errors(tmp_path, rng):
+    """Larger entries survive more often: p runs from D - E to D + E."""
+    b = np.zeros((64, 4096), F32)
+    x = np.tile(np.arange(1, 4097, dtype=F32), (64, 1))  # rank = column
+    st.write(tmp_path / "b.safetensors", [("w", "F32", b)])
+    st.write(tmp_path / "x.safetensors", [("w", "F32", x)])
+    out = tmp_path / "o.safetensors"
+    run("della", tmp_path / "b.safetensors", [tmp_path / "x.safetensors"], [1], out,
+        "--density", "0.5", "--epsilon", "0.3", "--linear", "-j", "2")
+    kept = st.read(out)[0]["w"][1] != 0
+    lo, hi = kept[:, :512].mean(), kept[:, -512:].mean()
+    assert abs(lo - 0.2375) < 0.02 and abs(hi - 0.7625) < 0.02, (lo, hi)
+    r = ladle("della", "--base", tmp_path / "b.safetensors", "--add", f"1:{tmp_path / 'x.safetensors'}",
+              "--density", "0.1", "--epsilon", "0.2", "-o", tmp_path / "e.safetensors", check=False)
+    assert r.code == 1 and "inside (0, 1)" in r.err
