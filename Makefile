@@ -3,10 +3,13 @@
 CC      ?= cc
 # -ffp-contract=off: no fused multiply-add, so the kernels round exactly as
 # the fp32 reference math (numpy/PyTorch) does, on every compiler and CPU.
+# -fno-trapping-math: ladle never reads floating-point exception flags, so
+# GCC may turn a float compare-and-select into a vector blend (it changes
+# no result; without it the merge kernels stay scalar).
 # CFLAGS is the user's (optimisation, sanitizers); REQ_CFLAGS always apply.
 CFLAGS  ?= -O3 -g
 REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
-              -ffp-contract=off -Iinclude -Isrc/core -MMD -MP
+              -ffp-contract=off -fno-trapping-math -Iinclude -Isrc/core -MMD -MP
 LDLIBS  += -ljansson -lpthread -lm
 BUILD   ?= build
 

@@ -139,12 +139,13 @@ typedef struct lad_kctx {
     size_t item, nitems;   /* this work item in the scope, and how many */
     uint64_t block_base;   /* LAD_BLOCK blocks before this tensor's in the scope */
     uint64_t nblocks;      /* LAD_BLOCK blocks in the scope */
-    void *scratch;         /* row methods: LAD_SCRATCH_BYTES(ninputs) per worker */
+    void *scratch;         /* LAD_SCRATCH_BYTES(ninputs, n) for a call of n elements */
 } lad_kctx;
 
-/* Scratch memory a row method may use per call. */
+/* The longest row a row method may ask for, and the scratch memory a
+ * kernel may use in a call of n elements. */
 #define LAD_MAX_ROW (1u << 17)
-#define LAD_SCRATCH_BYTES(ninputs) ((size_t)LAD_MAX_ROW * 8 * ((ninputs) + 1))
+#define LAD_SCRATCH_BYTES(ninputs, n) ((size_t)(n) * 8 * (2 * (size_t)(ninputs) + 4))
 
 /*
  * A merge method. A kernel computes out[i] = f(in[0][i], ..., in[k-1][i])

@@ -93,7 +93,7 @@ typedef struct worker {
     unsigned char *out_raw;
     void *comp[MAX_INPUTS]; /* fp32/fp64 values per input: BLOCK, or a row */
     void *comp_out;
-    void *scratch;          /* row methods only */
+    void *scratch;          /* for the kernels: LAD_SCRATCH_BYTES */
 } worker;
 
 static void fail_run(run *r, const lad_error *e)
@@ -538,7 +538,7 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
     bool rows = uses_rows(r->plan);
     size_t comp = (rows ? (size_t)CHUNK : BLOCK) * 8;
     bool ok = (w->out_raw = malloc((size_t)CHUNK * 8)) && (w->comp_out = malloc(comp)) &&
-              (!rows || (w->scratch = malloc(LAD_SCRATCH_BYTES(nin))));
+              (w->scratch = malloc(LAD_SCRATCH_BYTES(nin, rows ? LAD_MAX_ROW : BLOCK)));
     for (size_t j = 0; j < nin && ok; j++)
         ok = (w->raw[j] = malloc((size_t)CHUNK * 8)) && (w->comp[j] = malloc(comp));
     if (!ok) {

@@ -264,7 +264,34 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
     return mix32((uint32_t)index ^ mix32((uint32_t)(index >> 32) ^ tvkey));
 }
 
-/* Ascending |d|, then index: the order DELLA ranks a row in. */
+/* A stable LSD radix sort of n keys of at most 32 bits (11-bit digits),
+ * carrying their indexes: ascending key, ties in index order. */
+static void radix_sort(uint32_t *key, uint32_t *idx, uint32_t *key2, uint32_t *idx2, size_t n)
+{
+    for (int shift = 0; shift < 32; shift += 11) {
+        size_t count[2049] = {0};
+        for (size_t e = 0; e < n; e++)
+            count[((key[e] >> shift) & 2047) + 1]++;
+        for (int b = 0; b < 2048; b++)
+            count[b + 1] += count[b];
+        for (size_t e = 0; e < n; e++) {
+            size_t to = count[(key[e] >> shift) & 2047]++;
+            key2[to] = key[e];
+            idx2[to] = idx[e];
+        }
+        uint32_t *t = key;
+        key = key2;
+        key2 = t;
+        t = idx;
+        idx = idx2;
+        idx2 = t;
+    }
+    /* three passes: the sorted data is in the second buffers; copy back */
+    memcpy(key2, key, n * sizeof *key);
+    memcpy(idx2, idx, n * sizeof *idx);
+}
+
+/* Ascending |d|, then index, for fp64 rows (keys wider than 32 bits). */
 static int by_magnitude(const void *a, const void *b, void *ctx)
 {
     const double *mag = ctx;
@@ -275,10 +302,11 @@ static int by_magnitude(const void *a, const void *b, void *ctx)
 }
 
 /* DELLA: per task vector, the factor each element of this row is
- * multiplied by: 0 when dropped, 1/p (or 1) when kept. d[e] is fac's input:
- * the row's task vector, already scaled. */
-static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n, double *fac,
-                          double *mag, uint32_t *order)
+ * multiplied by: 0 when dropped, 1/p (or 1) when kept. d: the row's task
+ * vector (already scaled), in fp64; narrow: its values are fp32, so the
+ * magnitudes' fp32 bit patterns order them. */
+static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n, bool narrow,
+                          double *fac, uint32_t *work)
 {
     const lad_op *op = k->op;
     double density = op->param[GTA_TV(i, GTA_DENSITY)];
@@ -289,113 +317,207 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
             fac[e] = density >= 1;
         return;
     }
-    for (size_t e = 0; e < n; e++) {
-        mag[e] = fabs(d[e]);
+    uint32_t *order = work, *key = work + n, *key2 = work + 2 * n, *idx2 = work + 3 * n;
+    for (size_t e = 0; e < n; e++)
         order[e] = (uint32_t)e;
+    if (narrow) {
+        for (size_t e = 0; e < n; e++)
+            key[e] = (uint32_t)key_f32((float)d[e]);
+        radix_sort(key, order, key2, idx2, n);
+    } else {
+        double *mag = fac; /* fac is free until filled below */
+        for (size_t e = 0; e < n; e++)
+            mag[e] = fabs(d[e]);
+        qsort_r(order, n, sizeof *order, by_magnitude, mag);
     }
-    qsort_r(order, n, sizeof *order, by_magnitude, mag);
-    uint32_t key = tv_key(k, i);
+    uint32_t key_i = tv_key(k, i);
     for (size_t r = 0; r < n; r++) {
         size_t e = order[r];
         double p = density - eps + (n > 1 ? 2 * eps * (double)r / (double)(n - 1) : 0);
-        bool keep = (double)draw(key, k->start + e) < p * 4294967296.0;
+        bool keep = (double)draw(key_i, k->start + e) < p * 4294967296.0;
         fac[e] = keep ? (rescale ? 1 / p : 1) : 0;
     }
 }
 
-/* The merge pass, once per compute type. */
-#define GTA_KERNEL(NAME, T, KEY, SCALE)                                                         \
-    static void NAME(const lad_kctx *k, T *restrict out, const T *const *in, size_t n)          \
+/*
+ * The merge pass, once per compute type, as a sequence of simple loops the
+ * compiler vectorises: each task vector's weighted, sparsified values wd_i
+ * for the chunk, then the sign election, the sums and the output. The
+ * operations and their order are those of the scalar definition at the top.
+ *
+ * Scratch layout (n elements, m task vectors): wd (m x n), sum, mixed, div,
+ * elected (n each); DELLA also: a row (n doubles), factors (m x n doubles),
+ * four n-element index arrays.
+ */
+/* The magnitude selection's vector pass: wd for keys clearly above (or,
+ * with outliers, between) the thresholds; returns how many keys equal a
+ * threshold, which the caller settles in index order. Out of line with
+ * clones of its own: inlined into the kernel, GCC 12 leaves it scalar. */
+#define GTA_MAGNITUDE(NAME, T, KEY)                                                             \
+    __attribute__((noinline)) LAD_KERNEL static int NAME(T *restrict wi, const T *restrict x, const T *restrict b, size_t n,  \
+                           T sc, T w, int k0, int z0, int k1, int z1, int q0, int64_t s0t,      \
+                           int64_t s1t)                                                         \
+    {                                                                                           \
+        int equal = 0;                                                                          \
+        for (size_t e = 0; e < n; e++) {                                                        \
+            T d = (x[e] - b[e]) * sc, v = d * w;                                                \
+            int64_t kk = (int64_t)KEY(d);                                                       \
+            int keep = k0 | (!z0 & (kk > s0t));                                                 \
+            keep &= !z1 & !(k1 & (kk > s1t));                                                   \
+            equal += (q0 & (kk == s0t)) | (k1 & (kk == s1t));                                   \
+            wi[e] = keep ? v : (T)0;                                                            \
+        }                                                                                       \
+        return equal;                                                                           \
+    }
+
+GTA_MAGNITUDE(magnitude_f32, float, key_f32)
+GTA_MAGNITUDE(magnitude_f64, double, key_f64)
+
+/* The combination, from each task vector's wd: sign election (or not),
+ * the disjoint sum, the division by the contributing weights, lambda.
+ * Out of line with clones of its own, for the same reason as above. */
+#define GTA_COMBINE(NAME, T)                                                                    \
+    __attribute__((noinline)) LAD_KERNEL static void NAME(                                      \
+        const lad_op *op, const T *restrict wd, size_t m, size_t n, int cons, T wsum, T lambda, \
+        const T *restrict b, T *restrict out, T *restrict sum, T *restrict mixed,               \
+        T *restrict div, T *restrict elected)                                                   \
+    {                                                                                           \
+        for (size_t e = 0; e < n; e++)                                                          \
+            mixed[e] = 0;                                                                       \
+        if (cons == GTA_NO_CONSENSUS) {                                                         \
+            for (size_t i = 0; i < m; i++)                                                      \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    mixed[e] += wd[i * n + e];                                                  \
+            for (size_t e = 0; e < n; e++)                                                      \
+                div[e] = wsum;                                                                  \
+        } else {                                                                                \
+            for (size_t e = 0; e < n; e++)                                                      \
+                sum[e] = 0;                                                                     \
+            for (size_t i = 0; i < m; i++) {                                                    \
+                const T *restrict v = wd + i * n;                                               \
+                if (cons == GTA_SUM)                                                            \
+                    for (size_t e = 0; e < n; e++)                                              \
+                        sum[e] += v[e];                                                         \
+                else                                                                            \
+                    for (size_t e = 0; e < n; e++)                                              \
+                        sum[e] += (T)((v[e] > 0) - (v[e] < 0));                                 \
+            }                                                                                   \
+            for (size_t e = 0; e < n; e++) {                                                    \
+                elected[e] = sum[e] >= 0 ? (T)1 : (T)-1;                                        \
+                div[e] = 0;                                                                     \
+            }                                                                                   \
+            for (size_t i = 0; i < m; i++) {                                                    \
+                const T w = (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                \
+                const T *restrict v = wd + i * n;                                               \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    int agree = ((v[e] > 0) & (elected[e] > 0)) | ((v[e] < 0) & (elected[e] < 0)); \
+                    mixed[e] += agree ? v[e] : (T)0;                                            \
+                    div[e] += agree ? w : (T)0;                                                 \
+                }                                                                               \
+            }                                                                                   \
+            for (size_t e = 0; e < n; e++)                                                      \
+                div[e] = div[e] == 0 ? (T)1 : div[e];                                           \
+        }                                                                                       \
+        if (op->param[GTA_NORMALIZE] != 0)                                                      \
+            for (size_t e = 0; e < n; e++)                                                      \
+                mixed[e] /= div[e];                                                             \
+        for (size_t e = 0; e < n; e++)                                                          \
+            out[e] = b[e] + lambda * mixed[e];                                                  \
+    }
+
+GTA_COMBINE(combine_f32, float)
+GTA_COMBINE(combine_f64, double)
+
+#define GTA_KERNEL(NAME, T, KEY, SCALE, NARROW, MAGNITUDE, COMBINE)                                      \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,        \
+                                size_t n)                                                       \
     {                                                                                           \
         const lad_op *op = k->op;                                                               \
         const gta_stats *st = k->stats;                                                         \
         const size_t m = ntv(op);                                                               \
         const int sp = kind(op), cons = (int)op->param[GTA_CONSENSUS];                          \
-        const bool normalize = op->param[GTA_NORMALIZE] != 0;                                   \
         const T lambda = (T)op->param[GTA_LAMBDA];                                              \
-        T w[GTA_MAX_TV], scale[GTA_MAX_TV], wsum = 0;                                           \
-        uint64_t thr[GTA_MAX_TV], seen[GTA_MAX_TV][2];                                          \
-        uint32_t key[GTA_MAX_TV];                                                               \
+        const T *restrict b = in[0];                                                            \
+        T *restrict wd = k->scratch, *restrict sum = wd + m * n, *restrict mixed = sum + n;     \
+        T *restrict div = mixed + n, *restrict elected = div + n;                               \
+        double *fac = (double *)(elected + n), *row = fac + m * n;                              \
         uint64_t block = k->block_base + k->start / LAD_BLOCK;                                  \
-        for (size_t i = 0; i < m; i++) {                                                        \
-            double density = op->param[GTA_TV(i, GTA_DENSITY)];                                 \
-            w[i] = (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                         \
-            wsum += w[i];                                                                       \
-            scale[i] = 1;                                                                       \
-            if (sp == GTA_RANDOM) {                                                             \
-                thr[i] = density >= 1 ? (1ull << 32)                                            \
-                                      : density > 0 ? (uint64_t)(density * 4294967296.0) : 0;   \
-                if (op->param[GTA_RESCALE] != 0 && density > 0 && density < 1)                  \
-                    scale[i] = (T)(1.0 / density);                                              \
-                key[i] = tv_key(k, i);                                                          \
-            }                                                                                   \
-            for (int t = 0; st && t < st->targets; t++) {                                       \
-                const lad_select *s = &st->sel[i * (size_t)st->targets + (size_t)t];            \
-                seen[i][t] = s->all || s->none ? 0 : s->before[block];                          \
-            }                                                                                   \
-        }                                                                                       \
+        T wsum = 0;                                                                             \
+        for (size_t i = 0; i < m; i++)                                                          \
+            wsum += (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                        \
         if (fabs((double)wsum) < 1e-8)                                                          \
             wsum = 1;                                                                           \
-        double *fac = k->scratch; /* DELLA: m x n factors, then n magnitudes */                 \
-        if (sp == GTA_DELLA) {                                                                  \
-            double *row = fac + m * n, *mag = row + n;                                          \
-            uint32_t *order = (uint32_t *)(mag + n);                                            \
+        if (sp == GTA_DELLA)                                                                    \
             for (size_t i = 0; i < m; i++) {                                                    \
+                const T sc = st ? (T)st->SCALE[i] : (T)1, *restrict x = in[i + 1];              \
                 for (size_t e = 0; e < n; e++)                                                  \
-                    row[e] = (double)((in[i + 1][e] - in[0][e]) *                               \
-                                      (st ? (T)st->SCALE[i] : (T)1));                           \
-                della_factors(k, i, row, n, fac + i * n, mag, order);                           \
+                    row[e] = (double)((x[e] - b[e]) * sc);                                      \
+                della_factors(k, i, row, n, NARROW, fac + i * n, (uint32_t *)(row + n));        \
             }                                                                                   \
-        }                                                                                       \
-        for (size_t e = 0; e < n; e++) {                                                        \
-            const T base = in[0][e];                                                            \
-            T wd[GTA_MAX_TV], sum = 0;                                                          \
-            int signs = 0;                                                                      \
-            for (size_t i = 0; i < m; i++) {                                                    \
-                T d = in[i + 1][e] - base;                                                      \
-                if (st)                                                                         \
-                    d *= (T)st->SCALE[i];                                                       \
-                bool keep = true;                                                               \
-                if (sp == GTA_RANDOM) {                                                         \
-                    keep = draw(key[i], k->start + e) < thr[i];                                 \
-                } else if (sp == GTA_DELLA) {                                                   \
-                    keep = fac[i * n + e] != 0;                                                 \
-                    scale[i] = (T)fac[i * n + e];                                               \
-                } else if (sp != GTA_DENSE) {                                                   \
-                    uint64_t kk = KEY(d);                                                       \
-                    const lad_select *s = &st->sel[i * (size_t)st->targets];                    \
-                    keep = lad_select_keep(&s[0], kk, &seen[i][0]);                             \
-                    if (sp == GTA_OUTLIERS)                                                     \
-                        keep &= !lad_select_keep(&s[1], kk, &seen[i][1]);                       \
+        for (size_t i = 0; i < m; i++) {                                                        \
+            const T sc = st ? (T)st->SCALE[i] : (T)1, w = (T)op->param[GTA_TV(i, GTA_WEIGHT)];  \
+            const T *restrict x = in[i + 1];                                                    \
+            T *restrict wi = wd + i * n;                                                        \
+            double density = op->param[GTA_TV(i, GTA_DENSITY)];                                 \
+            if (sp == GTA_DENSE) {                                                              \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    wi[e] = (x[e] - b[e]) * sc * w;                                             \
+            } else if (sp == GTA_RANDOM) {                                                      \
+                const T rs = op->param[GTA_RESCALE] != 0 && density > 0 && density < 1          \
+                                 ? (T)(1.0 / density) : (T)1;                                   \
+                const bool all = density >= 1;                                                  \
+                const uint32_t thr = density > 0 && !all ? (uint32_t)(density * 4294967296.0) : 0; \
+                const uint32_t inner = mix32((uint32_t)(k->start >> 32) ^ tv_key(k, i));        \
+                const uint32_t lo = (uint32_t)k->start;                                         \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    T v = (x[e] - b[e]) * sc * rs * w;                                          \
+                    int keep = all | (mix32((lo + (uint32_t)e) ^ inner) < thr);                 \
+                    wi[e] = keep ? v : (T)0;                                                    \
                 }                                                                               \
-                d = keep ? d * scale[i] : (T)0;                                                 \
-                wd[i] = d * w[i];                                                               \
-                sum += wd[i];                                                                   \
-                signs += (wd[i] > 0) - (wd[i] < 0);                                             \
-            }                                                                                   \
-            T mixed = 0, div = wsum;                                                            \
-            if (cons != GTA_NO_CONSENSUS) {                                                     \
-                int elected = (cons == GTA_SUM ? sum >= 0 : signs >= 0) ? 1 : -1;               \
-                div = 0;                                                                        \
-                for (size_t i = 0; i < m; i++)                                                  \
-                    if ((wd[i] > 0) - (wd[i] < 0) == elected) {                                 \
-                        mixed += wd[i];                                                         \
-                        div += w[i];                                                            \
-                    }                                                                           \
-                if (div == 0)                                                                   \
-                    div = 1;                                                                    \
+            } else if (sp == GTA_DELLA) {                                                       \
+                const double *restrict f = fac + i * n;                                         \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    T v = (x[e] - b[e]) * sc * (T)f[e] * w;                                     \
+                    wi[e] = f[e] != 0 ? v : (T)0;                                               \
+                }                                                                               \
             } else {                                                                            \
-                for (size_t i = 0; i < m; i++)                                                  \
-                    mixed += wd[i];                                                             \
+                const lad_select *s0 = &st->sel[i * (size_t)st->targets];                       \
+                const lad_select *s1 = sp == GTA_OUTLIERS ? s0 + 1 : NULL;                      \
+                const bool all0 = s0->all, none0 = s0->none;                                    \
+                const uint64_t t0 = s0->thresh, t1 = s1 ? s1->thresh : 0;                       \
+                const bool out1 = s1 && !s1->none, all1 = s1 && s1->all;                        \
+                /* keys are below 2^63 (the sign bit is cleared): signed compares */           \
+                const int64_t s0t = (int64_t)t0, s1t = (int64_t)t1;                             \
+                const int k0 = all0, z0 = none0, k1 = out1 && !all1, z1 = all1;                  \
+                const int q0 = !all0 && !none0;                                                 \
+                int equal = MAGNITUDE(wi, x, b, n, sc, w, k0, z0, k1, z1, q0, s0t, s1t);          \
+                if (equal == 0)                                                                 \
+                    continue;                                                                   \
+                /* keys equal to a threshold: kept or dropped in index order */                 \
+                uint64_t seen0 = all0 || none0 ? 0 : s0->before[block];                         \
+                uint64_t seen1 = out1 && !all1 ? s1->before[block] : 0;                         \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    T d = (x[e] - b[e]) * sc;                                                   \
+                    uint64_t kk = KEY(d);                                                       \
+                    bool eq0 = !all0 && !none0 && kk == t0, eq1 = out1 && !all1 && kk == t1;    \
+                    if (!eq0 && !eq1)                                                           \
+                        continue;                                                               \
+                    bool keep = all0 || (!none0 && (kk > t0 || (eq0 && seen0 < s0->ties)));     \
+                    seen0 += eq0;                                                               \
+                    if (out1) {                                                                 \
+                        bool top = !all1 ? (kk > t1 || (eq1 && seen1 < s1->ties)) : true;       \
+                        keep = keep && !top;                                                    \
+                        seen1 += eq1;                                                           \
+                    }                                                                           \
+                    wi[e] = keep ? d * w : (T)0;                                                \
+                }                                                                               \
             }                                                                                   \
-            if (normalize)                                                                      \
-                mixed /= div;                                                                   \
-            out[e] = base + lambda * mixed;                                                     \
         }                                                                                       \
+        COMBINE(op, wd, m, n, cons, wsum, lambda, b, out, sum, mixed, div, elected);             \
     }
 
-GTA_KERNEL(gta_f32, float, key_f32, scalef)
-GTA_KERNEL(gta_f64, double, key_f64, scale)
+GTA_KERNEL(gta_f32, float, key_f32, scalef, true, magnitude_f32, combine_f32)
+GTA_KERNEL(gta_f64, double, key_f64, scale, false, magnitude_f64, combine_f64)
 
 static uint64_t della_row_length(const lad_op *op, int ndim, const uint64_t *shape)
 {
