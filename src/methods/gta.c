@@ -351,10 +351,11 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
  */
 /* The magnitude selection's vector pass: wd for keys clearly above (or,
  * with outliers, between) the thresholds; returns how many keys equal a
- * threshold, which the caller settles in index order. Out of line with
- * clones of its own: inlined into the kernel, GCC 12 leaves it scalar. */
+ * threshold, which the caller settles in index order. A function with
+ * clones of its own (so never inlined): inlined into the kernel, GCC 12
+ * left this loop scalar. */
 #define GTA_MAGNITUDE(NAME, T, KEY)                                                             \
-    __attribute__((noinline)) LAD_KERNEL static int NAME(T *restrict wi, const T *restrict x, const T *restrict b, size_t n,  \
+    LAD_KERNEL static int NAME(T *restrict wi, const T *restrict x, const T *restrict b, size_t n,  \
                            T sc, T w, int k0, int z0, int k1, int z1, int q0, int64_t s0t,      \
                            int64_t s1t)                                                         \
     {                                                                                           \
@@ -375,9 +376,9 @@ GTA_MAGNITUDE(magnitude_f64, double, key_f64)
 
 /* The combination, from each task vector's wd: sign election (or not),
  * the disjoint sum, the division by the contributing weights, lambda.
- * Out of line with clones of its own, for the same reason as above. */
+ * A function with clones of its own, for the same reason as above. */
 #define GTA_COMBINE(NAME, T)                                                                    \
-    __attribute__((noinline)) LAD_KERNEL static void NAME(                                      \
+    LAD_KERNEL static void NAME(                                    \
         const lad_op *op, const T *restrict wd, size_t m, size_t n, int cons, T wsum, T lambda, \
         const T *restrict b, T *restrict out, T *restrict sum, T *restrict mixed,               \
         T *restrict div, T *restrict elected)                                                   \
