@@ -229,6 +229,10 @@ typedef struct lad_schedule {
     /* Builds a tensor's op from its resolved values (in names' order). */
     int (*build)(const double *values, lad_op *op, const void *ctx, lad_error *err);
     const void *ctx;
+    /* Or, instead of names/values/build: resolves a tensor's op itself
+     * (recipes, whose rules are richer). depth as lad_sched_depth. */
+    int (*resolve)(const char *tensor, double depth, lad_op *op, const void *ctx,
+                   lad_error *err);
 } lad_schedule;
 
 /* Parses "0.3" or "0,0.5,1" (a gradient). */
@@ -290,6 +294,10 @@ size_t lad_plan_ntensors(const lad_plan *p);
 /* Float tensors ladle cannot merge (float8 and smaller), copied unchanged
  * from the template model; callers should tell the user. */
 size_t lad_plan_copied_lowbit_floats(const lad_plan *p);
+/* Tensor i's depth in the model, as schedules see it (lad_sched_depth). */
+double lad_plan_tensor_depth(const lad_plan *p, size_t i);
+uint64_t lad_plan_bytes_read(const lad_plan *p);
+uint64_t lad_plan_bytes_written(const lad_plan *p);
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i);
 
 typedef struct lad_run_stats {

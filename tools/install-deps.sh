@@ -7,6 +7,6 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    gcc clang make libc6-dev libjansson-dev pkg-config \
-    python3 python3-numpy python3-pytest python3-torch time >/dev/null
+    gcc clang make libc6-dev libjansson-dev libyaml-dev pkg-config \
+    python3 python3-numpy python3-pytest python3-torch python3-yaml time >/dev/null
 echo "install-deps: done"

@@ -14,7 +14,7 @@ enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_JSON, OPT_ALPHA, OPT_EXTRAPOLATE,
     OPT_WEIGHTS, OPT_BASE, OPT_ADD, OPT_ONTO, OPT_LAMBDA, OPT_LAST, OPT_DENSITY, OPT_MAJORITY,
     OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_TRIM_SCOPE, OPT_SIGN_CONSENSUS, OPT_SEED,
-    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES, OPT_SET, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR,
+    OPT_NO_RESCALE, OPT_GAMMA, OPT_TIES, OPT_SET, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR, OPT_DRY_RUN,
 };
 
 #define COMMON_MERGE_OPTIONS                                                                  \
@@ -68,6 +68,13 @@ typedef struct merge_job {
     lad_op op;                  /* used when there is no schedule */
     lad_schedule *schedule;     /* per-tensor parameters, or NULL */
     json_t *params;             /* stolen */
+    bool has_out_dtype;         /* the job's own default output dtype */
+    lad_dtype out_dtype;        /* (--dtype still wins) */
+    /* --dry-run: print the plan, with each tensor's parameters, instead */
+    bool dry_run;
+    int (*describe)(const char *tensor, double depth, char *buf, size_t len, const void *ctx,
+                    lad_error *err);
+    const void *describe_ctx;
 } merge_job;
 
 /* Opens the models, plans, runs, prints a summary; returns the exit code. */
@@ -112,6 +119,7 @@ int cmd_ties(int argc, char **argv);
 int cmd_dare(int argc, char **argv);
 int cmd_breadcrumbs(int argc, char **argv);
 int cmd_della(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int cmd_stock(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 

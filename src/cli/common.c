@@ -237,6 +237,45 @@ bool parse_args(const char *cmd, const char *help, int argc, char **argv,
     return true;
 }
 
+static void print_shape(const lad_plan_tensor *pt)
+{
+    printf("[");
+    for (int d = 0; d < pt->ndim; d++)
+        printf("%s%llu", d ? ", " : "", (unsigned long long)pt->shape[d]);
+    printf("]");
+}
+
+/* --dry-run: what would be written, from what, how. */
+static int print_plan(const lad_plan *plan, const merge_job *job, lad_error *err)
+{
+    printf("inputs:\n");
+    for (size_t j = 0; j < job->nmodels; j++)
+        printf("  %zu  %-10s %s\n", j, job->roles[j], job->refs[j]);
+    printf("tensors:\n");
+    for (size_t i = 0; i < lad_plan_ntensors(plan); i++) {
+        const lad_plan_tensor *pt = lad_plan_tensor_at(plan, i);
+        printf("  %s %s ", pt->name, lad_dtype_name(pt->out_dtype));
+        print_shape(pt);
+        if (pt->kind == LAD_COPY) {
+            printf(" copy from %s\n", job->refs[job->template_model]);
+            continue;
+        }
+        printf(" %s", job->cmd);
+        char desc[4096] = "";
+        if (job->describe &&
+            job->describe(pt->name, lad_plan_tensor_depth(plan, i), desc, sizeof desc,
+                          job->describe_ctx, err) != 0)
+            return -1;
+        printf("%s%s\n", desc[0] ? " " : "", desc);
+    }
+    char rd[32], wr[32];
+    lad_format_bytes(lad_plan_bytes_read(plan), rd, sizeof rd);
+    lad_format_bytes(lad_plan_bytes_written(plan), wr, sizeof wr);
+    printf("%zu tensors: would read %s and write %s (dry run: nothing written)\n",
+           lad_plan_ntensors(plan), rd, wr);
+    return 0;
+}
+
 int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
 {
     lad_error err = {0};
@@ -283,8 +322,8 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
         .schedule = job->schedule,
         .params_json = job->params,
         .output = o->output,
-        .has_out_dtype = o->has_dtype,
-        .out_dtype = o->dtype,
+        .has_out_dtype = o->has_dtype || job->has_out_dtype,
+        .out_dtype = o->has_dtype ? o->dtype : job->out_dtype,
         .shard_size = o->shard_size,
         .threads = o->threads,
         .force = o->force,
@@ -295,6 +334,11 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
         req.op.paramf[i] = (float)req.op.param[i];
     if (lad_plan_build(&req, &plan, &err) != 0) {
         rc = report(&err);
+        goto out;
+    }
+    if (job->dry_run) {
+        if (print_plan(plan, job, &err) != 0)
+            rc = report(&err);
         goto out;
     }
     size_t lowbit = lad_plan_copied_lowbit_floats(plan);

@@ -22,6 +22,7 @@ static const char USAGE[] =
     "  della --base B --add W:M ...     magnitude-ranked random drop (DELLA)\n"
     "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
+    "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
     "\n"
     "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
     "or model.safetensors.index.json with its shards).\n";
@@ -34,6 +35,7 @@ static const struct {
     {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
     {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
     {"stock", cmd_stock}, {"diff", cmd_diff}, {"della", cmd_della},
+    {"merge", cmd_merge},
 };
 
 int main(int argc, char **argv)

@@ -90,11 +90,17 @@ static void shape_str(const lad_tensor *t, char *buf, size_t len)
 static int resolve_op(lad_plan *p, size_t i, const char *name, lad_error *err)
 {
     const lad_schedule *s = p->req.schedule;
-    double values[LAD_SCHED_MAX_PARAMS];
-    lad_sched_resolve(s, name, lad_sched_depth(name, p->nlayers), values);
+    double values[LAD_SCHED_MAX_PARAMS], depth = lad_sched_depth(name, p->nlayers);
     lad_op *op = &p->ops[i];
     memset(op, 0, sizeof *op);
-    if (s->build(values, op, s->ctx, err) != 0)
+    int rc;
+    if (s->resolve) {
+        rc = s->resolve(name, depth, op, s->ctx, err);
+    } else {
+        lad_sched_resolve(s, name, depth, values);
+        rc = s->build(values, op, s->ctx, err);
+    }
+    if (rc != 0)
         return lad_fail_prefix(err, "tensor '%s': ", name);
     op->ninputs = p->req.nmodels;
     for (size_t k = 0; k < op->nparam; k++)
@@ -325,4 +331,12 @@ void lad_plan_free(lad_plan *p)
 
 size_t lad_plan_ntensors(const lad_plan *p) { return p->n; }
 size_t lad_plan_copied_lowbit_floats(const lad_plan *p) { return p->n_copied_f8; }
+uint64_t lad_plan_bytes_read(const lad_plan *p) { return p->bytes_in; }
+uint64_t lad_plan_bytes_written(const lad_plan *p) { return p->bytes_out; }
+
+double lad_plan_tensor_depth(const lad_plan *p, size_t i)
+{
+    uint64_t nlayers = p->nlayers ? p->nlayers : lad_sched_count_layers(p->req.models[p->req.template_model]);
+    return lad_sched_depth(p->t[i].name, nlayers);
+}
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i) { return &p->t[i]; }

@@ -7,7 +7,7 @@ import pytest
 import st
 from conftest import ladle
 
-COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp", "ties", "dare", "breadcrumbs", "stock", "diff", "della"]
+COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp", "ties", "dare", "breadcrumbs", "stock", "diff", "della", "merge"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

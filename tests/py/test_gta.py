@@ -82,7 +82,9 @@ def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normali
             lam=1.0, gamma=0.01, seed=0, rescale=True, epsilon=0.15):
     b = base
     wds = []
+    densities = density if isinstance(density, (list, tuple)) else [density] * len(xs)
     for i, (x, w) in enumerate(zip(xs, weights)):
+        density = densities[i]
         d = (x - b).astype(F32)
         n = d.size
         if kind == "magnitude":

@@ -1,0 +1,591 @@
+/*
+ * mergekit YAML recipes (see recipe.h).
+ *
+ * Parameter rules, as mergekit's ConfigReader applies them: a per-model
+ * ("tensor") parameter comes from the model's own `parameters:`, else the
+ * top-level `parameters:`, else the method's default; a global parameter
+ * comes from the top level, else the default. A setting is a number, a
+ * gradient (a list of numbers across the layers, evaluated at the tensor's
+ * depth as in lad_sched_depth), or a list of {filter, value} conditions of
+ * which the first whose filter is in the tensor's name applies (no filter
+ * or "*" matches all); a level where no condition matches is skipped.
+ */
+#include "recipe.h"
+#include "util.h"
+#include "../methods/gta.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { PER_MODEL = 1, REQUIRED = 2, BOOLEAN = 4, IGNORED = 8 };
+
+typedef struct param_def {
+    const char *name;
+    int flags;
+    double def;
+} param_def;
+
+typedef enum kind { K_LINEAR, K_SLERP, K_GTA, K_STOCK, K_PASSTHROUGH } kind;
+
+typedef struct method_spec {
+    const char *name;
+    kind kind;
+    int sparsify, consensus;
+    bool needs_base;
+    param_def params[8];
+} method_spec;
+
+/* The generalized task arithmetic parameters, with each method's defaults
+ * for normalize and rescale (mergekit's registry), and its extra one. */
+#define W {"weight", PER_MODEL | REQUIRED, 0}
+#define D {"density", PER_MODEL, 1}
+#define L {"lambda", 0, 1}
+#define I8 {"int8_mask", BOOLEAN | IGNORED, 0}
+#define N(v) {"normalize", BOOLEAN, v}
+#define R(v) {"rescale", BOOLEAN, v}
+
+static const method_spec SPECS[] = {
+    {"linear", K_LINEAR, 0, 0, false, {W, N(1)}},
+    {"slerp", K_SLERP, 0, 0, true, {{"t", REQUIRED, 0}}},
+    {"task_arithmetic", K_GTA, GTA_DENSE, GTA_NO_CONSENSUS, true, {W, L, N(0), R(0), I8}},
+    {"ties", K_GTA, GTA_MAGNITUDE, GTA_SUM, true, {W, D, L, N(1), R(0), I8}},
+    {"dare_ties", K_GTA, GTA_RANDOM, GTA_SUM, true, {W, D, L, N(0), R(1), I8}},
+    {"dare_linear", K_GTA, GTA_RANDOM, GTA_NO_CONSENSUS, true, {W, D, L, N(0), R(1), I8}},
+    {"breadcrumbs", K_GTA, GTA_OUTLIERS, GTA_NO_CONSENSUS, true,
+     {W, D, L, N(0), R(0), I8, {"gamma", PER_MODEL, 0.01}}},
+    {"breadcrumbs_ties", K_GTA, GTA_OUTLIERS, GTA_SUM, true,
+     {W, D, L, N(0), R(0), I8, {"gamma", PER_MODEL, 0.01}}},
+    {"della", K_GTA, GTA_DELLA, GTA_SUM, true,
+     {W, D, L, N(1), R(1), I8, {"epsilon", PER_MODEL, 0.15}}},
+    {"della_linear", K_GTA, GTA_DELLA, GTA_NO_CONSENSUS, true,
+     {W, D, L, N(0), R(1), I8, {"epsilon", PER_MODEL, 0.15}}},
+    {"model_stock", K_STOCK, 0, 0, true, {{"filter_wise", BOOLEAN, 0}}},
+    {"passthrough", K_PASSTHROUGH, 0, 0, false, {{"scale", PER_MODEL, 1}}},
+};
+
+#undef W
+#undef D
+#undef L
+#undef I8
+#undef N
+#undef R
+
+static const param_def *find_param(const method_spec *m, const char *name)
+{
+    for (size_t i = 0; i < sizeof m->params / sizeof *m->params && m->params[i].name; i++)
+        if (!strcmp(m->params[i].name, name))
+            return &m->params[i];
+    return NULL;
+}
+
+static void known_params(const method_spec *m, char *buf, size_t len)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof m->params / sizeof *m->params && m->params[i].name; i++) {
+        strncat(buf, i ? ", " : "", len - strlen(buf) - 1);
+        strncat(buf, m->params[i].name, len - strlen(buf) - 1);
+    }
+}
+
+/* ------------------------------------------------------------ settings */
+
+static int scalar_value(const lad_yaml *y, const yaml_node_t *n, const param_def *d,
+                        double *out, lad_error *err)
+{
+    if (d->flags & BOOLEAN) {
+        bool b;
+        if (lad_yaml_bool(y, n, d->name, &b, err))
+            return -1;
+        *out = b;
+        return 0;
+    }
+    return lad_yaml_number(y, n, d->name, out, err);
+}
+
+/* Checks a setting's shape and types without evaluating it. */
+static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int depth,
+                            lad_error *err)
+{
+    double v;
+    if (depth > 4)
+        return lad_yaml_fail(err, y, n, "%s: settings nest too deeply", d->name);
+    if (n->type == YAML_SCALAR_NODE)
+        return scalar_value(y, n, d, &v, err);
+    if (n->type == YAML_MAPPING_NODE) { /* one condition: {filter, value} */
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+            const char *k = lad_yaml_str(lad_yaml_node(y, p->key));
+            if (!k || (strcmp(k, "filter") && strcmp(k, "value")))
+                return lad_yaml_fail(err, y, lad_yaml_node(y, p->key),
+                                     "%s: a condition takes 'filter' and 'value', not '%s'",
+                                     d->name, k ? k : "?");
+        }
+        yaml_node_t *f = lad_yaml_get(y, n, "filter"), *val = lad_yaml_get(y, n, "value");
+        if (f && !lad_yaml_str(f))
+            return lad_yaml_fail(err, y, f, "%s: filter must be a string", d->name);
+        if (!val)
+            return lad_yaml_fail(err, y, n, "%s: a condition needs a 'value'", d->name);
+        return validate_setting(y, val, d, depth + 1, err);
+    }
+    /* a sequence: a gradient of numbers, or a list of conditions */
+    yaml_node_item_t *it = n->data.sequence.items.start, *end = n->data.sequence.items.top;
+    if (it == end)
+        return lad_yaml_fail(err, y, n, "%s: an empty list", d->name);
+    bool conditions = lad_yaml_node(y, *it)->type == YAML_MAPPING_NODE;
+    if (!conditions && end - it > LAD_SCHED_MAX_VALUES)
+        return lad_yaml_fail(err, y, n, "%s: a gradient of at most %d values", d->name,
+                             LAD_SCHED_MAX_VALUES);
+    for (; it < end; it++) {
+        yaml_node_t *e = lad_yaml_node(y, *it);
+        if (conditions != (e->type == YAML_MAPPING_NODE))
+            return lad_yaml_fail(err, y, e, "%s: a list is either numbers (a gradient) or "
+                                            "conditions {filter, value}, not both",
+                                 d->name);
+        if (!conditions && (d->flags & BOOLEAN))
+            return lad_yaml_fail(err, y, e, "%s: true/false cannot be a gradient", d->name);
+        if (validate_setting(y, e, d, depth + 1, err))
+            return -1;
+    }
+    return 0;
+}
+
+static bool filter_matches(const char *filter, const char *tensor)
+{
+    return !filter || !strcmp(filter, "*") || strstr(tensor, filter);
+}
+
+/* mergekit's evaluate_setting: *found false when no condition matched. */
+static void eval_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, const char *tensor,
+                         double t, double *out, bool *found)
+{
+    lad_error ignore;
+    *found = false;
+    if (n->type == YAML_SCALAR_NODE) {
+        *found = scalar_value(y, n, d, out, &ignore) == 0;
+        return;
+    }
+    if (n->type == YAML_MAPPING_NODE) {
+        if (filter_matches(lad_yaml_str(lad_yaml_get(y, n, "filter")), tensor))
+            eval_setting(y, lad_yaml_get(y, n, "value"), d, tensor, t, out, found);
+        return;
+    }
+    yaml_node_item_t *it = n->data.sequence.items.start, *end = n->data.sequence.items.top;
+    if (lad_yaml_node(y, *it)->type == YAML_MAPPING_NODE) {
+        for (; it < end; it++) {
+            yaml_node_t *c = lad_yaml_node(y, *it);
+            if (filter_matches(lad_yaml_str(lad_yaml_get(y, c, "filter")), tensor)) {
+                eval_setting(y, lad_yaml_get(y, c, "value"), d, tensor, t, out, found);
+                return;
+            }
+        }
+        return;
+    }
+    lad_sched_value g = {.n = (int)(end - it)};
+    for (int i = 0; i < g.n; i++)
+        scalar_value(y, lad_yaml_node(y, it[i]), d, &g.v[i], &ignore);
+    lad_schedule one = {.nparams = 1};
+    one.value[0] = g;
+    lad_sched_resolve(&one, tensor, t, out);
+    *found = true;
+}
+
+/* A parameter for one tensor, and one model (or -1), by mergekit's rules. */
+static int param(const lad_recipe *rc, const char *name, int model, const char *tensor,
+                 double t, double *out, lad_error *err)
+{
+    lad_recipe *r = (lad_recipe *)rc; /* libyaml's accessors are not const */
+    const param_def *d = find_param(r->spec, name);
+    bool found = false;
+    if (model >= 0 && (d->flags & PER_MODEL) && r->models[model].params) {
+        yaml_node_t *n = lad_yaml_get(&r->y, r->models[model].params, name);
+        if (n)
+            eval_setting(&r->y, n, d, tensor, t, out, &found);
+    }
+    if (!found && r->params) {
+        yaml_node_t *n = lad_yaml_get(&r->y, r->params, name);
+        if (n)
+            eval_setting(&r->y, n, d, tensor, t, out, &found);
+    }
+    if (found)
+        return 0;
+    if ((d->flags & REQUIRED) && (model < 0 || model != r->base))
+        return lad_yaml_fail(err, &r->y, model >= 0 ? r->models[model].node : NULL,
+                             "%s needs '%s'%s%s (no setting matches this tensor)",
+                             r->spec->name, name, model >= 0 ? " for model " : "",
+                             model >= 0 ? r->models[model].ref : "");
+    *out = d->def;
+    return 0;
+}
+
+/* ------------------------------------------------------------ loading */
+
+static const char *const TOP_KEYS[] = {"merge_method", "models", "base_model", "parameters",
+                                       "dtype", "out_dtype", "tokenizer_source", "slices",
+                                       "tokenizer", "chat_template"};
+
+static int check_keys(lad_yaml *y, yaml_node_t *map, const char *const *keys, size_t nkeys,
+                      const char *where, lad_error *err)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return lad_yaml_fail(err, y, map, "%s must be a mapping (key: value)", where);
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = lad_yaml_node(y, p->key);
+        const char *ks = lad_yaml_str(k);
+        size_t i;
+        for (i = 0; ks && i < nkeys && strcmp(ks, keys[i]); i++)
+            ;
+        if (!ks || i == nkeys) {
+            char known[512] = "";
+            for (size_t j = 0; j < nkeys; j++) {
+                strncat(known, j ? ", " : "", sizeof known - strlen(known) - 1);
+                strncat(known, keys[j], sizeof known - strlen(known) - 1);
+            }
+            return lad_yaml_fail(err, y, k, "unknown key '%s' in %s (known: %s)", ks ? ks : "?",
+                                 where, known);
+        }
+    }
+    return 0;
+}
+
+static int string_of(lad_yaml *y, yaml_node_t *n, const char *what, const char **out,
+                     lad_error *err)
+{
+    if (!(*out = lad_yaml_str(n)) || !**out)
+        return lad_yaml_fail(err, y, n, "%s must be a string", what);
+    return 0;
+}
+
+/* A model reference: a path as given, else relative to the recipe's folder. */
+static int resolve_ref(lad_yaml *y, yaml_node_t *n, char **out, lad_error *err)
+{
+    const char *ref;
+    if (string_of(y, n, "a model", &ref, err))
+        return -1;
+    if (strchr(ref, '+'))
+        return lad_yaml_fail(err, y, n, "'%s': model+LoRA references are not supported", ref);
+    if (lad_exists(ref))
+        return (*out = lad_strdup(ref)) ? 0 : lad_fail(err, "out of memory");
+    if (ref[0] != '/') {
+        char *dir = lad_dirname(y->path), *p = dir ? lad_path_join(dir, ref) : NULL;
+        free(dir);
+        if (p && lad_exists(p)) {
+            *out = p;
+            return 0;
+        }
+        free(p);
+    }
+    return lad_yaml_fail(err, y, n, "model '%s' not found (a Hugging Face Hub name? download "
+                                    "it first, e.g. with huggingface-cli download, and give "
+                                    "its path)",
+                         ref);
+}
+
+static int check_params(lad_recipe *r, yaml_node_t *map, bool per_model, lad_error *err)
+{
+    lad_yaml *y = &r->y;
+    if (map->type != YAML_MAPPING_NODE)
+        return lad_yaml_fail(err, y, map, "parameters must be a mapping (name: value)");
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = lad_yaml_node(y, p->key);
+        const char *name = lad_yaml_str(k);
+        const param_def *d = name ? find_param(r->spec, name) : NULL;
+        char known[256];
+        known_params(r->spec, known, sizeof known);
+        if (!d)
+            return lad_yaml_fail(err, y, k, "unknown parameter '%s' for %s (it takes: %s)",
+                                 name ? name : "?", r->spec->name, known);
+        if (per_model && !(d->flags & PER_MODEL))
+            return lad_yaml_fail(err, y, k, "'%s' applies to the whole merge: put it under the "
+                                            "top-level parameters",
+                                 name);
+        if (validate_setting(y, lad_yaml_node(y, p->value), d, 0, err))
+            return -1;
+    }
+    return 0;
+}
+
+static int add_model(lad_recipe *r, yaml_node_t *node, yaml_node_t *ref_node,
+                     yaml_node_t *params, lad_error *err)
+{
+    if (r->nmodels == RECIPE_MAX_MODELS)
+        return lad_yaml_fail(err, &r->y, node, "at most %d models", RECIPE_MAX_MODELS);
+    recipe_model *m = &r->models[r->nmodels];
+    if (resolve_ref(&r->y, ref_node, &m->ref, err))
+        return -1;
+    m->node = node;
+    m->params = params;
+    r->nmodels++;
+    return 0;
+}
+
+static bool same_model(const char *a, const char *b)
+{
+    char *x = lad_abspath(a), *y = lad_abspath(b);
+    bool same = x && y && !strcmp(x, y);
+    free(x);
+    free(y);
+    return same;
+}
+
+static int load(lad_recipe *r, lad_error *err)
+{
+    lad_yaml *y = &r->y;
+    yaml_node_t *root = lad_yaml_root(y);
+    if (check_keys(y, root, TOP_KEYS, sizeof TOP_KEYS / sizeof *TOP_KEYS, "the recipe", err))
+        return -1;
+    const char *method;
+    yaml_node_t *mn = lad_yaml_get(y, root, "merge_method");
+    if (!mn)
+        return lad_yaml_fail(err, y, root, "no merge_method");
+    if (string_of(y, mn, "merge_method", &method, err))
+        return -1;
+    for (size_t i = 0; i < sizeof SPECS / sizeof *SPECS; i++)
+        if (!strcmp(SPECS[i].name, method))
+            r->spec = &SPECS[i];
+    if (!r->spec) {
+        char known[512] = "";
+        for (size_t i = 0; i < sizeof SPECS / sizeof *SPECS; i++) {
+            strncat(known, i ? ", " : "", sizeof known - strlen(known) - 1);
+            strncat(known, SPECS[i].name, sizeof known - strlen(known) - 1);
+        }
+        return lad_yaml_fail(err, y, mn, "merge_method '%s' is not supported (ladle has: %s)",
+                             method, known);
+    }
+    yaml_node_t *n;
+    if ((n = lad_yaml_get(y, root, "slices")))
+        return lad_yaml_fail(err, y, n, "slices are not supported yet; use models");
+    if ((n = lad_yaml_get(y, root, "chat_template")))
+        return lad_yaml_fail(err, y, n, "chat_template is not supported yet");
+    if ((n = lad_yaml_get(y, root, "tokenizer")))
+        return lad_yaml_fail(err, y, n, "tokenizer: is not supported yet (ladle copies the base "
+                                        "model's tokenizer, as tokenizer_source: base)");
+    if ((n = lad_yaml_get(y, root, "tokenizer_source"))) {
+        const char *src = lad_yaml_str(n);
+        if (!src || strcmp(src, "base"))
+            return lad_yaml_fail(err, y, n, "tokenizer_source '%s' is not supported yet: ladle "
+                                            "copies the base model's tokenizer (base)",
+                                 src ? src : "?");
+    }
+    const char *const dkeys[2] = {"dtype", "out_dtype"};
+    for (int i = 0; i < 2; i++) {
+        const char *name;
+        lad_dtype t;
+        if (!(n = lad_yaml_get(y, root, dkeys[i])))
+            continue;
+        if (string_of(y, n, dkeys[i], &name, err))
+            return -1;
+        if (lad_dtype_parse_user(name, &t))
+            return lad_yaml_fail(err, y, n, "%s '%s': ladle writes float32, float16 or bfloat16",
+                                 dkeys[i], name);
+        if (i == 0)
+            r->dtype_name = name;
+        if (i == 1 || !r->has_out_dtype) { /* out_dtype wins; else dtype, as mergekit */
+            r->out_dtype = t;
+            r->has_out_dtype = true;
+        }
+    }
+    if ((r->params = lad_yaml_get(y, root, "parameters")) && check_params(r, r->params, false, err))
+        return -1;
+
+    yaml_node_t *models = lad_yaml_get(y, root, "models");
+    if (!models)
+        return lad_yaml_fail(err, y, root, "no models");
+    if (models->type != YAML_SEQUENCE_NODE)
+        return lad_yaml_fail(err, y, models, "models must be a list of - model: PATH");
+    static const char *const MODEL_KEYS[] = {"model", "parameters"};
+    for (yaml_node_item_t *it = models->data.sequence.items.start;
+         it < models->data.sequence.items.top; it++) {
+        yaml_node_t *e = lad_yaml_node(y, *it), *ref, *params;
+        if (check_keys(y, e, MODEL_KEYS, 2, "a model entry", err))
+            return -1;
+        if (!(ref = lad_yaml_get(y, e, "model")))
+            return lad_yaml_fail(err, y, e, "a model entry needs 'model: PATH'");
+        if ((params = lad_yaml_get(y, e, "parameters")) && lad_yaml_is_null(params))
+            params = NULL;
+        if (params && check_params(r, params, true, err))
+            return -1;
+        if (add_model(r, e, ref, params, err))
+            return -1;
+    }
+    /* The base: found among the models, else added (as mergekit does). */
+    r->base = -1;
+    if ((n = lad_yaml_get(y, root, "base_model"))) {
+        char *base;
+        if (resolve_ref(y, n, &base, err))
+            return -1;
+        for (size_t i = 0; i < r->nmodels && r->base < 0; i++)
+            if (same_model(r->models[i].ref, base))
+                r->base = (int)i;
+        if (r->base < 0) {
+            r->models[r->nmodels] = (recipe_model){.ref = base, .node = n};
+            r->base = (int)r->nmodels++;
+        } else {
+            free(base);
+        }
+    }
+    const method_spec *s = r->spec;
+    if (s->needs_base && r->base < 0)
+        return lad_yaml_fail(err, y, root, "%s needs a base_model", s->name);
+    size_t others = r->nmodels - (r->base >= 0);
+    if (s->kind == K_SLERP && (others != 1 || r->nmodels != 2))
+        return lad_yaml_fail(err, y, models, "slerp merges exactly two models: base_model and "
+                                             "one other");
+    if (s->kind == K_STOCK && others < 2)
+        return lad_yaml_fail(err, y, models, "model_stock needs at least two models besides "
+                                             "the base");
+    if (s->kind == K_PASSTHROUGH && r->nmodels != 1)
+        return lad_yaml_fail(err, y, models, "passthrough takes one model (slices are not "
+                                             "supported yet)");
+    if (s->kind == K_GTA && others < 1)
+        return lad_yaml_fail(err, y, models, "%s needs at least one model besides the base",
+                             s->name);
+    if (s->kind == K_STOCK && others > 24)
+        return lad_yaml_fail(err, y, models, "model_stock takes at most 24 models");
+    /* Methods with a base take it first, then the others in order. */
+    if (s->needs_base && r->base > 0) {
+        recipe_model b = r->models[r->base];
+        memmove(&r->models[1], &r->models[0], (size_t)r->base * sizeof b);
+        r->models[0] = b;
+        r->base = 0;
+    }
+    return 0;
+}
+
+int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->base = -1;
+    if (lad_yaml_load(&r->y, path, err) || load(r, err)) {
+        lad_recipe_free(r);
+        return -1;
+    }
+    return 0;
+}
+
+void lad_recipe_free(lad_recipe *r)
+{
+    for (size_t i = 0; i < r->nmodels; i++)
+        free(r->models[i].ref);
+    lad_yaml_free(&r->y);
+    memset(r, 0, sizeof *r);
+}
+
+const char *lad_recipe_method(const lad_recipe *r) { return r->spec->name; }
+
+/* ------------------------------------------------------------ resolving */
+
+int lad_recipe_resolve(const char *tensor, double t, lad_op *op, const void *ctx,
+                       lad_error *err)
+{
+    const lad_recipe *r = ctx;
+    const method_spec *s = r->spec;
+    double v;
+    switch (s->kind) {
+    case K_LINEAR: {
+        double w[RECIPE_MAX_MODELS + 1], sum = 0, normalize;
+        for (size_t i = 0; i < r->nmodels; i++) {
+            if (param(r, "weight", (int)i, tensor, t, &w[i], err))
+                return -1;
+            sum += w[i];
+        }
+        if (param(r, "normalize", -1, tensor, t, &normalize, err))
+            return -1;
+        if (normalize != 0 && sum == 0)
+            return lad_fail(err, "the weights sum to 0");
+        op->method = &lad_method_linear;
+        for (size_t i = 0; i < r->nmodels; i++)
+            op->param[i] = normalize != 0 ? w[i] / sum : w[i];
+        op->nparam = r->nmodels;
+        return 0;
+    }
+    case K_SLERP:
+        if (param(r, "t", -1, tensor, t, &v, err))
+            return -1;
+        op->method = &lad_method_slerp;
+        op->param[0] = v;
+        op->nparam = 1;
+        return 0;
+    case K_PASSTHROUGH:
+        if (param(r, "scale", 0, tensor, t, &v, err))
+            return -1;
+        op->method = &lad_method_linear;
+        op->param[0] = v;
+        op->nparam = 1;
+        return 0;
+    case K_STOCK:
+        if (param(r, "filter_wise", -1, tensor, t, &v, err))
+            return -1;
+        if (v != 0)
+            return lad_fail(err, "model_stock with filter_wise is not supported yet");
+        op->method = &lad_method_model_stock;
+        return 0;
+    case K_GTA:
+        break;
+    }
+    double lambda, normalize, rescale;
+    if (param(r, "lambda", -1, tensor, t, &lambda, err) ||
+        param(r, "normalize", -1, tensor, t, &normalize, err) ||
+        param(r, "rescale", -1, tensor, t, &rescale, err))
+        return -1;
+    if (rescale != 0 && (s->sparsify == GTA_MAGNITUDE || s->sparsify == GTA_OUTLIERS))
+        return lad_fail(err, "%s with rescale: true (mergekit's L1 rescaling) is not supported "
+                             "yet",
+                        s->name);
+    op->method = s->sparsify == GTA_DELLA ? &lad_method_della : &lad_method_gta;
+    op->param[GTA_LAMBDA] = lambda;
+    op->param[GTA_SPARSIFY] = s->sparsify;
+    op->param[GTA_CONSENSUS] = s->consensus;
+    op->param[GTA_NORMALIZE] = normalize;
+    op->param[GTA_RESCALE] = rescale;
+    for (size_t i = 1; i < r->nmodels; i++) { /* models[0] is the base */
+        size_t tv = i - 1;
+        if (param(r, "weight", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_WEIGHT)], err) ||
+            (find_param(s, "density") &&
+             param(r, "density", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_DENSITY)], err)))
+            return -1;
+        if (!find_param(s, "density"))
+            op->param[GTA_TV(tv, GTA_DENSITY)] = 1;
+        if (find_param(s, "gamma") &&
+            param(r, "gamma", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_GAMMA)], err))
+            return -1;
+        if (find_param(s, "epsilon") &&
+            param(r, "epsilon", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_EPSILON)], err))
+            return -1;
+        double d = op->param[GTA_TV(tv, GTA_DENSITY)], e = op->param[GTA_TV(tv, GTA_EPSILON)];
+        if (d < 0 || d > 1)
+            return lad_fail(err, "density %g of %s is outside [0, 1]", d, r->models[i].ref);
+        if (s->sparsify == GTA_DELLA && d > 0 && d < 1 && (d - e <= 0 || d + e >= 1))
+            return lad_fail(err, "density %g +/- epsilon %g of %s must stay inside (0, 1)", d, e,
+                            r->models[i].ref);
+    }
+    op->nparam = (size_t)GTA_TV(r->nmodels - 1, 0);
+    return 0;
+}
+
+int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, char *buf, size_t len,
+                        lad_error *err)
+{
+    const method_spec *s = r->spec;
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t p = 0; p < sizeof s->params / sizeof *s->params && s->params[p].name; p++) {
+        const param_def *d = &s->params[p];
+        if (d->flags & IGNORED)
+            continue;
+        for (size_t i = 0; i < ((d->flags & PER_MODEL) ? r->nmodels : 1); i++) {
+            int model = (d->flags & PER_MODEL) ? (int)i : -1;
+            if (model >= 0 && model == r->base && s->kind != K_LINEAR)
+                continue;
+            double v;
+            if (param(r, d->name, model, tensor, t, &v, err))
+                return -1;
+            if (o < len)
+                o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? " " : "", d->name);
+            if (model >= 0 && o < len)
+                o += (size_t)snprintf(buf + o, len - o, "[%zu]", i);
+            if (o < len)
+                o += (size_t)snprintf(buf + o, len - o, "=%g", v);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * mergekit YAML recipes: read, validated against the schema (every error
+ * names the file, line and column), and resolved per tensor into ladle ops
+ * with mergekit's parameter rules.
+ */
+#ifndef LADLE_RECIPE_H
+#define LADLE_RECIPE_H
+
+#include "ladle.h"
+#include "yaml_doc.h"
+
+#define RECIPE_MAX_MODELS 63
+
+typedef struct recipe_model {
+    char *ref;              /* as written, resolved to an existing path */
+    yaml_node_t *node;      /* for errors */
+    yaml_node_t *params;    /* its `parameters:` mapping, or NULL */
+} recipe_model;
+
+struct method_spec;
+
+typedef struct lad_recipe {
+    lad_yaml y;
+    const struct method_spec *spec;
+    recipe_model models[RECIPE_MAX_MODELS + 1]; /* inputs in the method's order */
+    size_t nmodels;
+    int base;               /* index of the base model in models, or -1 */
+    yaml_node_t *params;    /* top-level `parameters:`, or NULL */
+    bool has_out_dtype;
+    lad_dtype out_dtype;    /* out_dtype, else dtype */
+    const char *dtype_name; /* dtype as written (ladle computes in fp32) */
+} lad_recipe;
+
+int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err);
+void lad_recipe_free(lad_recipe *r);
+const char *lad_recipe_method(const lad_recipe *r);
+
+/* The op of one tensor (a lad_schedule resolve callback; ctx = recipe). */
+int lad_recipe_resolve(const char *tensor, double depth, lad_op *op, const void *ctx,
+                       lad_error *err);
+
+/* The resolved parameters of one tensor as "name=value, ..." (dry runs). */
+int lad_recipe_describe(const lad_recipe *r, const char *tensor, double depth, char *buf,
+                        size_t len, lad_error *err);
+
+#endif
