@@ -230,10 +230,15 @@ typedef struct lad_schedule {
     int (*build)(const double *values, lad_op *op, const void *ctx, lad_error *err);
     const void *ctx;
     /* Or, instead of names/values/build: resolves a tensor's op itself
-     * (recipes, whose rules are richer). depth as lad_sched_depth. */
-    int (*resolve)(const char *tensor, double depth, lad_op *op, const void *ctx,
-                   lad_error *err);
+     * (recipes, whose rules are richer). depth as lad_sched_depth, or the
+     * tensor spec's; spec_ctx is the spec's ctx (NULL without specs). */
+    int (*resolve)(const char *tensor, double depth, const void *spec_ctx, lad_op *op,
+                   const void *ctx, lad_error *err);
 } lad_schedule;
+
+/* The index N of "...layers.N..." (also h.N, blocks.N, layer.N) in a tensor
+ * name, with where its digits are; -1 if it has none. */
+long lad_sched_layer_index(const char *name, size_t *pos, size_t *len);
 
 /* Parses "0.3" or "0,0.5,1" (a gradient). */
 int lad_sched_parse_value(const char *s, lad_sched_value *out);
@@ -265,6 +270,18 @@ typedef struct lad_plan_tensor {
     uint64_t offset;           /* within the shard's data area */
 } lad_plan_tensor;
 
+/* An output tensor given explicitly (recipes with slices): its name and its
+ * inputs, each a tensor of one of the request's models. */
+#define LAD_SPEC_MAX_IN 16
+typedef struct lad_tensor_spec {
+    char *name;
+    size_t nin;
+    size_t model[LAD_SPEC_MAX_IN];
+    char *in_name[LAD_SPEC_MAX_IN];
+    double depth;          /* for the schedule: mergekit's t in its slice */
+    const void *ctx;       /* handed to the schedule's resolve */
+} lad_tensor_spec;
+
 typedef struct lad_merge_request {
     const char *command;       /* the command line, for the recipe */
     const char *method_label;  /* "lerp", "soup", ... for the card */
@@ -274,6 +291,9 @@ typedef struct lad_merge_request {
     size_t template_model;     /* config, tokenizer, non-float tensors */
     lad_op op;                 /* the op of every tensor, unless schedule */
     const lad_schedule *schedule; /* per-tensor parameters, or NULL */
+    const lad_tensor_spec *specs; /* the output tensors, or NULL: the template's */
+    size_t nspecs;
+    uint64_t num_layers;       /* > 0: config.json's num_hidden_layers */
     void *params_json;         /* json_t object describing parameters */
     const char *output;
     bool has_out_dtype;

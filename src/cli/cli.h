@@ -75,6 +75,11 @@ typedef struct merge_job {
     int (*describe)(const char *tensor, double depth, char *buf, size_t len, const void *ctx,
                     lad_error *err);
     const void *describe_ctx;
+    /* Explicit output tensors (recipe slices), built once the models are open. */
+    int (*make_specs)(lad_model *const *models, lad_tensor_spec **specs, size_t *n,
+                      uint64_t *num_layers, const void *ctx, lad_error *err);
+    void (*free_specs)(lad_tensor_spec *specs, size_t n);
+    const void *specs_ctx;
 } merge_job;
 
 /* Opens the models, plans, runs, prints a summary; returns the exit code. */

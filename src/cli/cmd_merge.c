@@ -27,6 +27,12 @@ static int take(void *ctx, int id, const char *arg)
     return 0;
 }
 
+static int make_specs(lad_model *const *models, lad_tensor_spec **specs, size_t *n,
+                      uint64_t *num_layers, const void *ctx, lad_error *err)
+{
+    return lad_recipe_specs(ctx, models, specs, n, num_layers, err);
+}
+
 static int describe(const char *tensor, double depth, char *buf, size_t len, const void *ctx,
                     lad_error *err)
 {
@@ -56,7 +62,7 @@ int cmd_merge(int argc, char **argv)
     const char *refs[RECIPE_MAX_MODELS + 1], *roles[RECIPE_MAX_MODELS + 1];
     for (size_t i = 0; i < r.nmodels; i++) {
         refs[i] = r.models[i].ref;
-        roles[i] = (int)i == r.base ? "base" : "model";
+        roles[i] = r.slices ? "slices" : (int)i == r.base ? "base" : "model";
     }
     char *text = NULL;
     size_t len = 0;
@@ -71,6 +77,13 @@ int cmd_merge(int argc, char **argv)
                      .schedule = &sched, .has_out_dtype = r.has_out_dtype,
                      .out_dtype = r.out_dtype, .dry_run = dry_run, .describe = describe,
                      .describe_ctx = &r};
+    if (r.slices) {
+        job.template_model = r.slices[0].src[0].model;
+        job.make_specs = make_specs;
+        job.free_specs = lad_recipe_free_specs;
+        job.specs_ctx = &r;
+        job.describe = NULL; /* per-source parameters: not shown per tensor */
+    }
     job.params = json_pack("{s:s, s:s}", "recipe", argv[first], "yaml", text);
     free(text);
     int rc = run_merge(&o, &job, argc, argv);

@@ -257,9 +257,11 @@ static int print_plan(const lad_plan *plan, const merge_job *job, lad_error *err
         printf("  %s %s ", pt->name, lad_dtype_name(pt->out_dtype));
         print_shape(pt);
         if (pt->kind == LAD_COPY) {
-            printf(" copy from %s\n", job->refs[job->template_model]);
+            printf(" copy of %s from %s\n", pt->in[0]->name, pt->in[0]->file->path);
             continue;
         }
+        if (pt->nin == 1 && strcmp(pt->in[0]->name, pt->name)) /* renamed (slices) */
+            printf(" from %s of %s", pt->in[0]->name, pt->in[0]->file->path);
         printf(" %s", job->cmd);
         char desc[4096] = "";
         if (job->describe &&
@@ -282,6 +284,9 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
     lad_model **models = calloc(job->nmodels, sizeof *models);
     lad_plan *plan = NULL;
     char *cmdline = command_line(argc, argv);
+    lad_tensor_spec *specs = NULL;
+    size_t nspecs = 0;
+    uint64_t num_layers = 0;
     int rc = 0;
     if (!o->output) {
         rc = usage_error(job->cmd, "no output given (-o OUT)");
@@ -311,6 +316,11 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
             rc = report(&err);
             goto out;
         }
+    if (job->make_specs &&
+        job->make_specs(models, &specs, &nspecs, &num_layers, job->specs_ctx, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
     lad_merge_request req = {
         .command = cmdline,
         .method_label = job->cmd,
@@ -320,6 +330,9 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
         .template_model = job->template_model,
         .op = job->op,
         .schedule = job->schedule,
+        .specs = specs,
+        .nspecs = nspecs,
+        .num_layers = num_layers,
         .params_json = job->params,
         .output = o->output,
         .has_out_dtype = o->has_dtype || job->has_out_dtype,
@@ -360,6 +373,8 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
          st.nshards, st.nshards == 1 ? "" : "s", rd, st.seconds);
 out:
     lad_plan_free(plan);
+    if (specs)
+        job->free_specs(specs, nspecs);
     for (size_t i = 0; models && i < job->nmodels; i++)
         lad_model_close(models[i]);
     free(models);

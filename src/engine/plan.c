@@ -90,52 +90,88 @@ static void shape_str(const lad_tensor *t, char *buf, size_t len)
 static int resolve_op(lad_plan *p, size_t i, const char *name, lad_error *err)
 {
     const lad_schedule *s = p->req.schedule;
-    double values[LAD_SCHED_MAX_PARAMS], depth = lad_sched_depth(name, p->nlayers);
+    const lad_tensor_spec *spec = p->req.specs ? &p->req.specs[i] : NULL;
+    double values[LAD_SCHED_MAX_PARAMS];
+    double depth = spec ? spec->depth : lad_sched_depth(name, p->nlayers);
     lad_op *op = &p->ops[i];
     memset(op, 0, sizeof *op);
     int rc;
     if (s->resolve) {
-        rc = s->resolve(name, depth, op, s->ctx, err);
+        rc = s->resolve(name, depth, spec ? spec->ctx : NULL, op, s->ctx, err);
     } else {
         lad_sched_resolve(s, name, depth, values);
         rc = s->build(values, op, s->ctx, err);
     }
     if (rc != 0)
         return lad_fail_prefix(err, "tensor '%s': ", name);
-    op->ninputs = p->req.nmodels;
+    op->ninputs = spec ? spec->nin : p->req.nmodels;
     for (size_t k = 0; k < op->nparam; k++)
         op->paramf[k] = (float)op->param[k];
     p->t[i].op = op;
     return 0;
 }
 
-/* Fills p->t[i] for output tensor `name` (template tensor tt, or NULL for an
- * added lm_head). */
+/* Fills p->t[i] once pt->in[0..nin) are set: shapes, dtypes, kind, op.
+ * in_model[j] names input j's model for errors; `first` is the input whose
+ * dtype and non-float data the output takes. */
+static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_model *const *in_model,
+                         size_t first_in, lad_error *err);
+
+/* Fills p->t[i] for output tensor `name` of the template (or an added
+ * lm_head), its inputs found by name in every model. */
 static int plan_tensor(lad_plan *p, size_t i, const char *name, lad_error *err)
 {
     const lad_merge_request *r = &p->req;
     const lad_model *tmpl = r->models[r->template_model];
     lad_plan_tensor *pt = &p->t[i];
     pt->name = name;
-    pt->in = p->inptrs + i * r->nmodels;
+    pt->in = p->inptrs + i * p->max_in;
     pt->nin = r->nmodels;
     for (size_t j = 0; j < r->nmodels; j++)
         if (!(pt->in[j] = resolve(r->models[j], name, tmpl, err)))
             return -1;
-    const lad_tensor *first = pt->in[r->template_model];
-    for (size_t j = 0; j < r->nmodels; j++) {
+    return finish_tensor(p, i, name, (const lad_model *const *)r->models, r->template_model, err);
+}
+
+/* Fills p->t[i] from an explicit spec: inputs by model and name. */
+static int plan_spec(lad_plan *p, size_t i, lad_error *err)
+{
+    const lad_merge_request *r = &p->req;
+    const lad_tensor_spec *s = &r->specs[i];
+    lad_plan_tensor *pt = &p->t[i];
+    const lad_model *in_model[LAD_SPEC_MAX_IN];
+    pt->name = s->name;
+    pt->in = p->inptrs + i * p->max_in;
+    pt->nin = s->nin;
+    for (size_t j = 0; j < s->nin; j++) {
+        in_model[j] = r->models[s->model[j]];
+        if (!(pt->in[j] = lad_model_find(in_model[j], s->in_name[j])))
+            return lad_fail(err, "tensor '%s' (for output '%s') is not in %s", s->in_name[j],
+                            s->name, in_model[j]->ref);
+    }
+    return finish_tensor(p, i, s->name, in_model, 0, err);
+}
+
+static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_model *const *in_model,
+                         size_t first_in, lad_error *err)
+{
+    const lad_merge_request *r = &p->req;
+    lad_plan_tensor *pt = &p->t[i];
+    const lad_tensor *first = pt->in[first_in];
+    const lad_model *tmpl = in_model[first_in];
+    for (size_t j = 0; j < pt->nin; j++) {
         char sa[256], sb[256];
         if (!same_shape(first, pt->in[j])) {
             shape_str(first, sa, sizeof sa);
             shape_str(pt->in[j], sb, sizeof sb);
             return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s", name, sa,
-                            tmpl->ref, sb, r->models[j]->ref);
+                            tmpl->ref, sb, in_model[j]->ref);
         }
         bool ma = lad_dtype_mergeable(first->dtype), mb = lad_dtype_mergeable(pt->in[j]->dtype);
         if (ma != mb || (!ma && first->dtype != pt->in[j]->dtype))
             return lad_fail(err, "tensor '%s' is %s in %s but %s in %s", name,
                             lad_dtype_name(first->dtype), tmpl->ref,
-                            lad_dtype_name(pt->in[j]->dtype), r->models[j]->ref);
+                            lad_dtype_name(pt->in[j]->dtype), in_model[j]->ref);
     }
     pt->ndim = first->ndim;
     memcpy(pt->shape, first->shape, sizeof pt->shape);
@@ -287,20 +323,32 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     }
     p->n = tmpl->ntensors + add_head;
     p->untie_head = add_head;
+    if (req->specs) {
+        p->n = req->nspecs;
+        p->untie_head = false;
+    }
+    p->max_in = req->nmodels;
+    for (size_t i = 0; req->specs && i < req->nspecs; i++)
+        p->max_in = req->specs[i].nin > p->max_in ? req->specs[i].nin : p->max_in;
     p->t = calloc(p->n + 1, sizeof *p->t);
-    p->inptrs = calloc((p->n + 1) * req->nmodels, sizeof *p->inptrs);
+    p->inptrs = calloc((p->n + 1) * p->max_in, sizeof *p->inptrs);
     if (req->schedule) {
         p->ops = calloc(p->n + 1, sizeof *p->ops);
         p->nlayers = lad_sched_count_layers(tmpl);
     }
     int rc = (!p->t || !p->inptrs || (req->schedule && !p->ops)) ? lad_fail(err, "out of memory")
                                                                  : 0;
-    for (size_t i = 0; i < tmpl->ntensors && rc == 0; i++)
-        rc = plan_tensor(p, i, tmpl->tensors[i].name, err);
-    if (rc == 0 && add_head)
-        rc = plan_tensor(p, p->n - 1, HEAD, err);
-    if (rc == 0)
-        rc = check_no_extra(p, err);
+    if (req->specs) {
+        for (size_t i = 0; i < req->nspecs && rc == 0; i++)
+            rc = plan_spec(p, i, err);
+    } else {
+        for (size_t i = 0; i < tmpl->ntensors && rc == 0; i++)
+            rc = plan_tensor(p, i, tmpl->tensors[i].name, err);
+        if (rc == 0 && add_head)
+            rc = plan_tensor(p, p->n - 1, HEAD, err);
+        if (rc == 0)
+            rc = check_no_extra(p, err);
+    }
     if (rc == 0)
         rc = check_output_path(p, err);
     if (rc == 0)

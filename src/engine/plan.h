@@ -18,6 +18,7 @@ struct lad_plan {
     lad_plan_tensor *t;
     size_t n;
     const lad_tensor **inptrs; /* storage behind every t[i].in */
+    size_t max_in;          /* inputs per tensor at most */
     lad_shard *shards;
     size_t nshards;
     bool as_dir;            /* a Hugging Face folder, not one file */

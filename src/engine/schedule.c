@@ -75,8 +75,7 @@ void lad_sched_free(lad_schedule *s)
     s->nover = 0;
 }
 
-/* The N of "...layers.N..." (also h.N, blocks.N, layer.N), or -1. */
-static long layer_index(const char *name)
+long lad_sched_layer_index(const char *name, size_t *pos, size_t *len)
 {
     static const char *const keys[] = {"layers.", "h.", "blocks.", "layer."};
     for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
@@ -89,8 +88,13 @@ static long layer_index(const char *name)
                 continue;
             char *end;
             long v = strtol(d, &end, 10);
-            if (*end == '.' || *end == 0)
+            if (*end == '.' || *end == 0) {
+                if (pos)
+                    *pos = (size_t)(d - name);
+                if (len)
+                    *len = (size_t)(end - d);
                 return v;
+            }
         }
     }
     return -1;
@@ -105,7 +109,7 @@ uint64_t lad_sched_count_layers(const lad_model *m)
     }
     long max = -1;
     for (size_t i = 0; i < m->ntensors; i++) {
-        long l = layer_index(m->tensors[i].name);
+        long l = lad_sched_layer_index(m->tensors[i].name, NULL, NULL);
         max = l > max ? l : max;
     }
     return (uint64_t)(max + 1);
@@ -113,7 +117,7 @@ uint64_t lad_sched_count_layers(const lad_model *m)
 
 double lad_sched_depth(const char *tensor, uint64_t nlayers)
 {
-    long l = layer_index(tensor);
+    long l = lad_sched_layer_index(tensor, NULL, NULL);
     if (l >= 0)
         return nlayers > 1 ? (double)l / (double)(nlayers - 1) : 1.0;
     /* Outside the layers: mergekit's pre-weights (embeddings) at 0, the

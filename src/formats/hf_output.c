@@ -84,6 +84,8 @@ static int write_config(lad_writer *w, const lad_plan *p, lad_error *err)
         json_object_set_new(cfg, "torch_dtype", json_string(torch));
     if (p->untie_head)
         json_object_set_new(cfg, "tie_word_embeddings", json_false());
+    if (p->req.num_layers)
+        json_object_set_new(cfg, "num_hidden_layers", json_integer((json_int_t)p->req.num_layers));
     char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(cfg);
     if (!text)

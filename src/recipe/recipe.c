@@ -327,6 +327,101 @@ static bool same_model(const char *a, const char *b)
     return same;
 }
 
+/* A source's model: one entry in models per distinct path. */
+static int source_model(lad_recipe *r, yaml_node_t *node, yaml_node_t *ref, size_t *index,
+                        lad_error *err)
+{
+    char *path;
+    if (resolve_ref(&r->y, ref, &path, err))
+        return -1;
+    for (size_t i = 0; i < r->nmodels; i++)
+        if (same_model(r->models[i].ref, path)) {
+            free(path);
+            *index = i;
+            return 0;
+        }
+    if (r->nmodels == RECIPE_MAX_MODELS) {
+        free(path);
+        return lad_yaml_fail(err, &r->y, node, "at most %d models", RECIPE_MAX_MODELS);
+    }
+    r->models[r->nmodels] = (recipe_model){.ref = path, .node = node};
+    *index = r->nmodels++;
+    return 0;
+}
+
+static int layer_bound(lad_yaml *y, yaml_node_t *n, long *out, lad_error *err)
+{
+    double v;
+    if (lad_yaml_number(y, n, "layer_range", &v, err))
+        return -1;
+    if (v < 0 || v != (double)(long)v)
+        return lad_yaml_fail(err, y, n, "layer_range takes whole layer numbers");
+    *out = (long)v;
+    return 0;
+}
+
+static int load_slices(lad_recipe *r, yaml_node_t *slices, lad_error *err)
+{
+    lad_yaml *y = &r->y;
+    static const char *const SLICE_KEYS[] = {"sources", "parameters"};
+    static const char *const SOURCE_KEYS[] = {"model", "layer_range", "parameters"};
+    if (slices->type != YAML_SEQUENCE_NODE || slices->data.sequence.items.start ==
+                                                  slices->data.sequence.items.top)
+        return lad_yaml_fail(err, y, slices, "slices must be a list of - sources: [...]");
+    size_t n = (size_t)(slices->data.sequence.items.top - slices->data.sequence.items.start);
+    if (!(r->slices = calloc(n, sizeof *r->slices)))
+        return lad_fail(err, "out of memory");
+    for (yaml_node_item_t *it = slices->data.sequence.items.start;
+         it < slices->data.sequence.items.top; it++) {
+        recipe_slice *sl = &r->slices[r->nslices++];
+        yaml_node_t *e = lad_yaml_node(y, *it), *sources;
+        if (check_keys(y, e, SLICE_KEYS, 2, "a slice", err))
+            return -1;
+        sl->node = e;
+        if ((sl->params = lad_yaml_get(y, e, "parameters")) && check_params(r, sl->params, false, err))
+            return -1;
+        if (!(sources = lad_yaml_get(y, e, "sources")) || sources->type != YAML_SEQUENCE_NODE)
+            return lad_yaml_fail(err, y, sources ? sources : e, "a slice needs sources: a list");
+        for (yaml_node_item_t *si = sources->data.sequence.items.start;
+             si < sources->data.sequence.items.top; si++) {
+            yaml_node_t *src = lad_yaml_node(y, *si), *ref, *range;
+            if (sl->nsrc == LAD_SPEC_MAX_IN)
+                return lad_yaml_fail(err, y, src, "at most %d sources in a slice", LAD_SPEC_MAX_IN);
+            recipe_source *rs = &sl->src[sl->nsrc++];
+            if (check_keys(y, src, SOURCE_KEYS, 3, "a slice source", err))
+                return -1;
+            if (!(ref = lad_yaml_get(y, src, "model")))
+                return lad_yaml_fail(err, y, src, "a source needs 'model: PATH'");
+            range = lad_yaml_get(y, src, "layer_range");
+            if (!range || range->type != YAML_SEQUENCE_NODE ||
+                range->data.sequence.items.top - range->data.sequence.items.start != 2)
+                return lad_yaml_fail(err, y, range ? range : src,
+                                     "a source needs layer_range: [first, end]");
+            if (layer_bound(y, lad_yaml_node(y, range->data.sequence.items.start[0]), &rs->first,
+                            err) ||
+                layer_bound(y, lad_yaml_node(y, range->data.sequence.items.start[1]), &rs->last,
+                            err))
+                return -1;
+            if (rs->last <= rs->first)
+                return lad_yaml_fail(err, y, range, "layer_range [%ld, %ld] is empty", rs->first,
+                                     rs->last);
+            if ((rs->params = lad_yaml_get(y, src, "parameters")) &&
+                check_params(r, rs->params, true, err))
+                return -1;
+            rs->node = src;
+            rs->range = range;
+            if (source_model(r, src, ref, &rs->model, err))
+                return -1;
+        }
+        if (r->spec->kind == K_PASSTHROUGH && sl->nsrc != 1)
+            return lad_yaml_fail(err, y, sources, "passthrough takes one source per slice");
+        if (sl->src[0].last - sl->src[0].first != sl->src[sl->nsrc - 1].last - sl->src[sl->nsrc - 1].first)
+            return lad_yaml_fail(err, y, sources, "every source of a slice needs the same number "
+                                                  "of layers");
+    }
+    return 0;
+}
+
 static int load(lad_recipe *r, lad_error *err)
 {
     lad_yaml *y = &r->y;
@@ -352,8 +447,9 @@ static int load(lad_recipe *r, lad_error *err)
                              method, known);
     }
     yaml_node_t *n;
-    if ((n = lad_yaml_get(y, root, "slices")))
-        return lad_yaml_fail(err, y, n, "slices are not supported yet; use models");
+    yaml_node_t *slices = lad_yaml_get(y, root, "slices");
+    if (slices && lad_yaml_is_null(slices))
+        slices = NULL;
     if ((n = lad_yaml_get(y, root, "chat_template")))
         return lad_yaml_fail(err, y, n, "chat_template is not supported yet");
     if ((n = lad_yaml_get(y, root, "tokenizer")))
@@ -388,6 +484,19 @@ static int load(lad_recipe *r, lad_error *err)
         return -1;
 
     yaml_node_t *models = lad_yaml_get(y, root, "models");
+    if (slices) {
+        if (models)
+            return lad_yaml_fail(err, y, models, "give either models or slices, not both");
+        if (r->spec->kind != K_PASSTHROUGH)
+            return lad_yaml_fail(err, y, slices, "slices with merge_method %s are not supported "
+                                                 "yet (passthrough only)",
+                                 r->spec->name);
+        if (load_slices(r, slices, err))
+            return -1;
+        if ((n = lad_yaml_get(y, root, "base_model")))
+            return lad_yaml_fail(err, y, n, "base_model with slices is not supported yet");
+        return 0;
+    }
     if (!models)
         return lad_yaml_fail(err, y, root, "no models");
     if (models->type != YAML_SEQUENCE_NODE)
@@ -466,6 +575,7 @@ void lad_recipe_free(lad_recipe *r)
 {
     for (size_t i = 0; i < r->nmodels; i++)
         free(r->models[i].ref);
+    free(r->slices);
     lad_yaml_free(&r->y);
     memset(r, 0, sizeof *r);
 }
@@ -474,8 +584,8 @@ const char *lad_recipe_method(const lad_recipe *r) { return r->spec->name; }
 
 /* ------------------------------------------------------------ resolving */
 
-int lad_recipe_resolve(const char *tensor, double t, lad_op *op, const void *ctx,
-                       lad_error *err)
+int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_op *op,
+                       const void *ctx, lad_error *err)
 {
     const lad_recipe *r = ctx;
     const method_spec *s = r->spec;
@@ -506,8 +616,18 @@ int lad_recipe_resolve(const char *tensor, double t, lad_op *op, const void *ctx
         op->nparam = 1;
         return 0;
     case K_PASSTHROUGH:
-        if (param(r, "scale", 0, tensor, t, &v, err))
+        if (spec_ctx) { /* a slice source: its parameters, then the top level */
+            const recipe_source *src = spec_ctx;
+            const param_def *d = find_param(s, "scale");
+            bool found = false;
+            if (src->params && lad_yaml_get((lad_yaml *)&r->y, src->params, "scale"))
+                eval_setting((lad_yaml *)&r->y, lad_yaml_get((lad_yaml *)&r->y, src->params, "scale"),
+                             d, tensor, t, &v, &found);
+            if (!found && param(r, "scale", -1, tensor, t, &v, err))
+                return -1;
+        } else if (param(r, "scale", 0, tensor, t, &v, err)) {
             return -1;
+        }
         op->method = &lad_method_linear;
         op->param[0] = v;
         op->nparam = 1;
@@ -587,5 +707,101 @@ int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, char 
                 o += (size_t)snprintf(buf + o, len - o, "=%g", v);
         }
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------ slices */
+
+static char *renumber(const char *name, long layer)
+{
+    size_t pos, len;
+    if (lad_sched_layer_index(name, &pos, &len) < 0)
+        return lad_strdup(name);
+    return lad_asprintf("%.*s%ld%s", (int)pos, name, layer, name + pos + len);
+}
+
+static int add_spec(lad_tensor_spec **specs, size_t *n, size_t *cap, char *name, size_t model,
+                    const char *in_name, double depth, const void *ctx, lad_error *err)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        lad_tensor_spec *g = realloc(*specs, nc * sizeof *g);
+        if (!g) {
+            free(name);
+            return lad_fail(err, "out of memory");
+        }
+        *specs = g;
+        *cap = nc;
+    }
+    lad_tensor_spec *s = &(*specs)[(*n)++];
+    *s = (lad_tensor_spec){.name = name, .nin = 1, .model = {model}, .depth = depth, .ctx = ctx};
+    s->in_name[0] = lad_strdup(in_name);
+    if (!name || !s->in_name[0])
+        return lad_fail(err, "out of memory");
+    return 0;
+}
+
+void lad_recipe_free_specs(lad_tensor_spec *specs, size_t n)
+{
+    for (size_t i = 0; specs && i < n; i++) {
+        free(specs[i].name);
+        for (size_t j = 0; j < specs[i].nin; j++)
+            free(specs[i].in_name[j]);
+    }
+    free(specs);
+}
+
+/* passthrough slices: the first slice's model's embeddings, every slice's
+ * layers renumbered from 0 in order, the last slice's model's final norm,
+ * head and the rest; t runs over each slice's layers as mergekit's does. */
+int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_spec **out,
+                     size_t *nout, uint64_t *num_layers, lad_error *err)
+{
+    lad_tensor_spec *specs = NULL;
+    size_t n = 0, cap = 0;
+    long layer = 0;
+    int rc = 0;
+    const recipe_slice *s0 = &r->slices[0], *sl = &r->slices[r->nslices - 1];
+    const lad_model *first = models[s0->src[0].model], *last = models[sl->src[0].model];
+    for (size_t i = 0; rc == 0 && i < first->ntensors; i++) {
+        const char *name = first->tensors[i].name;
+        if (lad_sched_layer_index(name, NULL, NULL) < 0 && lad_sched_depth(name, 2) == 0)
+            rc = add_spec(&specs, &n, &cap, lad_strdup(name), s0->src[0].model, name, 0,
+                          &s0->src[0], err);
+    }
+    for (size_t k = 0; rc == 0 && k < r->nslices; k++) {
+        const recipe_source *src = &r->slices[k].src[0];
+        const lad_model *m = models[src->model];
+        uint64_t have = lad_sched_count_layers(m);
+        if ((uint64_t)src->last > have) {
+            rc = lad_yaml_fail(err, &r->y, src->range, "layer_range [%ld, %ld] but %s has %llu "
+                                                       "layers",
+                               src->first, src->last, m->ref, (unsigned long long)have);
+            break;
+        }
+        long span = src->last - src->first;
+        for (long j = src->first; rc == 0 && j < src->last; j++, layer++) {
+            double t = span > 1 ? (double)(j - src->first) / (double)(span - 1) : 1.0;
+            for (size_t i = 0; rc == 0 && i < m->ntensors; i++) {
+                const char *name = m->tensors[i].name;
+                if (lad_sched_layer_index(name, NULL, NULL) == j)
+                    rc = add_spec(&specs, &n, &cap, renumber(name, layer), src->model, name, t,
+                                  src, err);
+            }
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < last->ntensors; i++) {
+        const char *name = last->tensors[i].name;
+        if (lad_sched_layer_index(name, NULL, NULL) < 0 && lad_sched_depth(name, 2) != 0)
+            rc = add_spec(&specs, &n, &cap, lad_strdup(name), sl->src[0].model, name, 1,
+                          &sl->src[0], err);
+    }
+    if (rc) {
+        lad_recipe_free_specs(specs, n);
+        return -1;
+    }
+    *out = specs;
+    *nout = n;
+    *num_layers = (uint64_t)layer;
     return 0;
 }

@@ -19,6 +19,19 @@ typedef struct recipe_model {
 
 struct method_spec;
 
+/* slices: one input layer range per source. */
+typedef struct recipe_source {
+    size_t model;           /* index into models */
+    long first, last;       /* layer_range [first, last) */
+    yaml_node_t *node, *range, *params;
+} recipe_source;
+
+typedef struct recipe_slice {
+    recipe_source src[LAD_SPEC_MAX_IN];
+    size_t nsrc;
+    yaml_node_t *node, *params;
+} recipe_slice;
+
 typedef struct lad_recipe {
     lad_yaml y;
     const struct method_spec *spec;
@@ -29,6 +42,8 @@ typedef struct lad_recipe {
     bool has_out_dtype;
     lad_dtype out_dtype;    /* out_dtype, else dtype */
     const char *dtype_name; /* dtype as written (ladle computes in fp32) */
+    recipe_slice *slices;   /* slices:, or NULL for models: */
+    size_t nslices;
 } lad_recipe;
 
 int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err);
@@ -36,8 +51,14 @@ void lad_recipe_free(lad_recipe *r);
 const char *lad_recipe_method(const lad_recipe *r);
 
 /* The op of one tensor (a lad_schedule resolve callback; ctx = recipe). */
-int lad_recipe_resolve(const char *tensor, double depth, lad_op *op, const void *ctx,
-                       lad_error *err);
+int lad_recipe_resolve(const char *tensor, double depth, const void *spec_ctx, lad_op *op,
+                       const void *ctx, lad_error *err);
+
+/* With slices: the output tensors (layers renumbered) from the opened
+ * models (in the recipe's model order); *num_layers for config.json. */
+int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_spec **specs,
+                     size_t *nspecs, uint64_t *num_layers, lad_error *err);
+void lad_recipe_free_specs(lad_tensor_spec *specs, size_t n);
 
 /* The resolved parameters of one tensor as "name=value, ..." (dry runs). */
 int lad_recipe_describe(const lad_recipe *r, const char *tensor, double depth, char *buf,

@@ -167,6 +167,39 @@ def test_resolution_matches_mergekit(workdir):
     assert checked > 10
 
 
+# ---------------------------------------------------------------- slices
+
+def test_frankenmerge(workdir):
+    import json
+    out = workdir / "franken"
+    ladle("merge", workdir / "frankenmerge.yml", "-o", out, "-q")
+    got, order = st.load(str(out))
+    a, a_order = st.load(str(workdir / "models" / "ft1"))
+    b, b_order = st.load(str(workdir / "models" / "ft2"))
+    want = {}  # output name -> (source tensors, source name)
+    for name in a_order:
+        if not re.search(r"\.layers\.\d+\.", name) and "embed" in name:
+            want[name] = (a, name)
+    layer = 0
+    for src, order_, first, end in ((a, a_order, 0, 4), (b, b_order, 2, 5)):
+        for j in range(first, end):
+            for name in order_:
+                m = re.search(r"\.layers\.(\d+)\.", name)
+                if m and int(m.group(1)) == j:
+                    want[name.replace(f".layers.{j}.", f".layers.{layer}.")] = (src, name)
+            layer += 1
+    for name in b_order:
+        if not re.search(r"\.layers\.\d+\.", name) and "embed" not in name:
+            want[name] = (b, name)
+    assert order == list(want)  # embeddings, the layers in slice order, then the rest
+    for name, (src, sname) in want.items():
+        assert got[name][0] == src[sname][0] and got[name][1].tobytes() == src[sname][1].tobytes(), name
+    cfg = json.load(open(out / "config.json"))
+    assert cfg["num_hidden_layers"] == 7
+    dry = ladle("merge", workdir / "frankenmerge.yml", "-o", workdir / "x", "--dry-run").out
+    assert "model.layers.4.mlp.up_proj.weight" in dry and "from model.layers.2.mlp.up_proj.weight" in dry
+
+
 # ---------------------------------------------------------------- errors
 
 BAD = [
@@ -188,8 +221,18 @@ BAD = [
      "    parameters:\n      weight: [1, {filter: mlp, value: 2}]\n", "6:19", "not both"),
     ("merge_method: ties\nbase_model: models/base\nmodels:\n  - model: models/ft1\n"
      "    parameters:\n      weight: 1\n      lambda: 2\n", "7:7", "top-level parameters"),
+    ("merge_method: ties\nslices:\n  - sources:\n      - model: models/ft1\n"
+     "        layer_range: [0, 2]\n", "3:3", "slices with merge_method ties are not supported"),
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
-     "        layer_range: [0, 2]\n", "3:3", "slices are not supported yet"),
+     "        layer_range: [2, 2]\n", "5:22", "is empty"),
+    ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
+     "        layer_range: [0, 99]\n", "5:22", "models/ft1 has 10 layers"),
+    ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
+     "        layer_range: [0, 1.5]\n", "5:26", "whole layer numbers"),
+    ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
+     "        layers: [0, 2]\n", "5:9", "unknown key 'layers'"),
+    ("merge_method: passthrough\nmodels:\n  - model: models/ft1\nslices:\n  - sources:\n"
+     "      - model: models/ft1\n        layer_range: [0, 2]\n", "3:3", "not both"),
 ]
 
 
