@@ -189,32 +189,79 @@ static void eval_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, const 
     *found = true;
 }
 
-/* A parameter for one tensor, and one model (or -1), by mergekit's rules. */
-static int param(const lad_recipe *rc, const char *name, int model, const char *tensor,
-                 double t, double *out, lad_error *err)
+/* A parameter for one tensor from the first of `levels` (parameter
+ * mappings, most specific first) with a setting that applies, else the
+ * method's default; required and missing is an error at `where`. */
+static int param_levels(const lad_recipe *rc, const char *name, yaml_node_t *const *levels,
+                        int nlevels, bool required, yaml_node_t *where, const char *who,
+                        const char *tensor, double t, double *out, lad_error *err)
 {
     lad_recipe *r = (lad_recipe *)rc; /* libyaml's accessors are not const */
     const param_def *d = find_param(r->spec, name);
     bool found = false;
-    if (model >= 0 && (d->flags & PER_MODEL) && r->models[model].params) {
-        yaml_node_t *n = lad_yaml_get(&r->y, r->models[model].params, name);
-        if (n)
-            eval_setting(&r->y, n, d, tensor, t, out, &found);
-    }
-    if (!found && r->params) {
-        yaml_node_t *n = lad_yaml_get(&r->y, r->params, name);
+    for (int l = 0; l < nlevels && !found; l++) {
+        yaml_node_t *n = levels[l] ? lad_yaml_get(&r->y, levels[l], name) : NULL;
         if (n)
             eval_setting(&r->y, n, d, tensor, t, out, &found);
     }
     if (found)
         return 0;
-    if ((d->flags & REQUIRED) && (model < 0 || model != r->base))
-        return lad_yaml_fail(err, &r->y, model >= 0 ? r->models[model].node : NULL,
-                             "%s needs '%s'%s%s (no setting matches this tensor)",
-                             r->spec->name, name, model >= 0 ? " for model " : "",
-                             model >= 0 ? r->models[model].ref : "");
+    if (required && (d->flags & REQUIRED))
+        return lad_yaml_fail(err, &r->y, where, "%s needs '%s'%s%s (no setting matches this tensor)",
+                             r->spec->name, name, who ? " for model " : "", who ? who : "");
     *out = d->def;
     return 0;
+}
+
+/* The inputs of one tensor, as the recipe's models or as a slice's sources. */
+typedef struct inputs {
+    const lad_recipe *r;
+    const recipe_slice *slice; /* NULL: the models form */
+    size_t n;
+    int base;                  /* the base's index among the inputs, or -1 */
+} inputs;
+
+static inputs inputs_of(const lad_recipe *r, const void *spec_ctx)
+{
+    const recipe_slice *sl = spec_ctx;
+    if (!sl)
+        return (inputs){r, NULL, r->nmodels, r->base};
+    return (inputs){r, sl, sl->nsrc, r->spec->needs_base ? 0 : -1};
+}
+
+/* A per-model parameter of input k: its own, (its slice's,) the top level. */
+static int in_param(const inputs *in, size_t k, const char *name, const char *tensor, double t,
+                    double *out, lad_error *err)
+{
+    const lad_recipe *r = in->r;
+    bool per_model = find_param(r->spec, name)->flags & PER_MODEL;
+    yaml_node_t *levels[3];
+    int n = 0;
+    const char *who;
+    yaml_node_t *where;
+    if (in->slice) {
+        const recipe_source *src = &in->slice->src[in->slice->order[k]];
+        if (per_model)
+            levels[n++] = src->params;
+        levels[n++] = in->slice->params;
+        who = r->models[src->model].ref;
+        where = src->node;
+    } else {
+        if (per_model)
+            levels[n++] = r->models[k].params;
+        who = r->models[k].ref;
+        where = r->models[k].node;
+    }
+    levels[n++] = r->params;
+    return param_levels(r, name, levels, n, (int)k != in->base, where, who, tensor, t, out, err);
+}
+
+/* A global parameter: (the slice's,) the top level. */
+static int glob_param(const inputs *in, const char *name, const char *tensor, double t,
+                      double *out, lad_error *err)
+{
+    yaml_node_t *levels[2] = {in->slice ? in->slice->params : NULL, in->r->params};
+    return param_levels(in->r, name, levels, 2, true, NULL, NULL, tensor, t, out, err);
 }
 
 /* ------------------------------------------------------------ loading */
@@ -413,12 +460,46 @@ static int load_slices(lad_recipe *r, yaml_node_t *slices, lad_error *err)
             if (source_model(r, src, ref, &rs->model, err))
                 return -1;
         }
-        if (r->spec->kind == K_PASSTHROUGH && sl->nsrc != 1)
-            return lad_yaml_fail(err, y, sources, "passthrough takes one source per slice");
         if (sl->src[0].last - sl->src[0].first != sl->src[sl->nsrc - 1].last - sl->src[sl->nsrc - 1].first)
             return lad_yaml_fail(err, y, sources, "every source of a slice needs the same number "
                                                   "of layers");
     }
+    return 0;
+}
+
+/* With slices, the base is one of each slice's sources, and comes first. */
+static int slices_base(lad_recipe *r, yaml_node_t *base_node, lad_error *err)
+{
+    const method_spec *s = r->spec;
+    size_t base = 0;
+    if (base_node && source_model(r, base_node, base_node, &base, err))
+        return -1;
+    if (s->needs_base && !base_node)
+        return lad_yaml_fail(err, &r->y, lad_yaml_root(&r->y), "%s needs a base_model", s->name);
+    for (size_t k = 0; k < r->nslices; k++) {
+        recipe_slice *sl = &r->slices[k];
+        size_t o = 0;
+        int at = -1;
+        for (size_t i = 0; i < sl->nsrc; i++)
+            if (base_node && sl->src[i].model == base && at < 0)
+                at = (int)i;
+        if (s->needs_base && at < 0)
+            return lad_yaml_fail(err, &r->y, sl->node, "this slice has no source from the "
+                                                       "base_model, which %s needs",
+                                 s->name);
+        if (s->needs_base)
+            sl->order[o++] = (size_t)at;
+        for (size_t i = 0; i < sl->nsrc; i++)
+            if (!s->needs_base || (int)i != at)
+                sl->order[o++] = i;
+        size_t others = sl->nsrc - (s->needs_base ? 1 : 0);
+        if ((s->kind == K_SLERP && (sl->nsrc != 2)) || (s->kind == K_STOCK && others < 2) ||
+            (s->kind == K_GTA && others < 1) || (s->kind == K_PASSTHROUGH && sl->nsrc != 1))
+            return lad_yaml_fail(err, &r->y, sl->node, "%s cannot merge this slice's %zu "
+                                                       "source%s",
+                                 s->name, sl->nsrc, sl->nsrc == 1 ? "" : "s");
+    }
+    r->base = base_node ? (int)base : -1;
     return 0;
 }
 
@@ -487,15 +568,9 @@ static int load(lad_recipe *r, lad_error *err)
     if (slices) {
         if (models)
             return lad_yaml_fail(err, y, models, "give either models or slices, not both");
-        if (r->spec->kind != K_PASSTHROUGH)
-            return lad_yaml_fail(err, y, slices, "slices with merge_method %s are not supported "
-                                                 "yet (passthrough only)",
-                                 r->spec->name);
         if (load_slices(r, slices, err))
             return -1;
-        if ((n = lad_yaml_get(y, root, "base_model")))
-            return lad_yaml_fail(err, y, n, "base_model with slices is not supported yet");
-        return 0;
+        return slices_base(r, lad_yaml_get(y, root, "base_model"), err);
     }
     if (!models)
         return lad_yaml_fail(err, y, root, "no models");
@@ -589,51 +664,42 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
 {
     const lad_recipe *r = ctx;
     const method_spec *s = r->spec;
+    inputs in = inputs_of(r, spec_ctx);
     double v;
     switch (s->kind) {
     case K_LINEAR: {
         double w[RECIPE_MAX_MODELS + 1], sum = 0, normalize;
-        for (size_t i = 0; i < r->nmodels; i++) {
-            if (param(r, "weight", (int)i, tensor, t, &w[i], err))
+        for (size_t i = 0; i < in.n; i++) {
+            if (in_param(&in, i, "weight", tensor, t, &w[i], err))
                 return -1;
             sum += w[i];
         }
-        if (param(r, "normalize", -1, tensor, t, &normalize, err))
+        if (glob_param(&in, "normalize", tensor, t, &normalize, err))
             return -1;
         if (normalize != 0 && sum == 0)
             return lad_fail(err, "the weights sum to 0");
         op->method = &lad_method_linear;
-        for (size_t i = 0; i < r->nmodels; i++)
+        for (size_t i = 0; i < in.n; i++)
             op->param[i] = normalize != 0 ? w[i] / sum : w[i];
-        op->nparam = r->nmodels;
+        op->nparam = in.n;
         return 0;
     }
     case K_SLERP:
-        if (param(r, "t", -1, tensor, t, &v, err))
+        if (glob_param(&in, "t", tensor, t, &v, err))
             return -1;
         op->method = &lad_method_slerp;
         op->param[0] = v;
         op->nparam = 1;
         return 0;
     case K_PASSTHROUGH:
-        if (spec_ctx) { /* a slice source: its parameters, then the top level */
-            const recipe_source *src = spec_ctx;
-            const param_def *d = find_param(s, "scale");
-            bool found = false;
-            if (src->params && lad_yaml_get((lad_yaml *)&r->y, src->params, "scale"))
-                eval_setting((lad_yaml *)&r->y, lad_yaml_get((lad_yaml *)&r->y, src->params, "scale"),
-                             d, tensor, t, &v, &found);
-            if (!found && param(r, "scale", -1, tensor, t, &v, err))
-                return -1;
-        } else if (param(r, "scale", 0, tensor, t, &v, err)) {
+        if (in_param(&in, 0, "scale", tensor, t, &v, err))
             return -1;
-        }
         op->method = &lad_method_linear;
         op->param[0] = v;
         op->nparam = 1;
         return 0;
     case K_STOCK:
-        if (param(r, "filter_wise", -1, tensor, t, &v, err))
+        if (glob_param(&in, "filter_wise", tensor, t, &v, err))
             return -1;
         if (v != 0)
             return lad_fail(err, "model_stock with filter_wise is not supported yet");
@@ -643,9 +709,9 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
         break;
     }
     double lambda, normalize, rescale;
-    if (param(r, "lambda", -1, tensor, t, &lambda, err) ||
-        param(r, "normalize", -1, tensor, t, &normalize, err) ||
-        param(r, "rescale", -1, tensor, t, &rescale, err))
+    if (glob_param(&in, "lambda", tensor, t, &lambda, err) ||
+        glob_param(&in, "normalize", tensor, t, &normalize, err) ||
+        glob_param(&in, "rescale", tensor, t, &rescale, err))
         return -1;
     if (rescale != 0 && (s->sparsify == GTA_MAGNITUDE || s->sparsify == GTA_OUTLIERS))
         return lad_fail(err, "%s with rescale: true (mergekit's L1 rescaling) is not supported "
@@ -657,28 +723,24 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
     op->param[GTA_CONSENSUS] = s->consensus;
     op->param[GTA_NORMALIZE] = normalize;
     op->param[GTA_RESCALE] = rescale;
-    for (size_t i = 1; i < r->nmodels; i++) { /* models[0] is the base */
+    for (size_t i = 1; i < in.n; i++) { /* input 0 is the base */
         size_t tv = i - 1;
-        if (param(r, "weight", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_WEIGHT)], err) ||
+        op->param[GTA_TV(tv, GTA_DENSITY)] = 1;
+        if (in_param(&in, i, "weight", tensor, t, &op->param[GTA_TV(tv, GTA_WEIGHT)], err) ||
             (find_param(s, "density") &&
-             param(r, "density", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_DENSITY)], err)))
-            return -1;
-        if (!find_param(s, "density"))
-            op->param[GTA_TV(tv, GTA_DENSITY)] = 1;
-        if (find_param(s, "gamma") &&
-            param(r, "gamma", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_GAMMA)], err))
-            return -1;
-        if (find_param(s, "epsilon") &&
-            param(r, "epsilon", (int)i, tensor, t, &op->param[GTA_TV(tv, GTA_EPSILON)], err))
+             in_param(&in, i, "density", tensor, t, &op->param[GTA_TV(tv, GTA_DENSITY)], err)) ||
+            (find_param(s, "gamma") &&
+             in_param(&in, i, "gamma", tensor, t, &op->param[GTA_TV(tv, GTA_GAMMA)], err)) ||
+            (find_param(s, "epsilon") &&
+             in_param(&in, i, "epsilon", tensor, t, &op->param[GTA_TV(tv, GTA_EPSILON)], err)))
             return -1;
         double d = op->param[GTA_TV(tv, GTA_DENSITY)], e = op->param[GTA_TV(tv, GTA_EPSILON)];
         if (d < 0 || d > 1)
-            return lad_fail(err, "density %g of %s is outside [0, 1]", d, r->models[i].ref);
+            return lad_fail(err, "density %g is outside [0, 1]", d);
         if (s->sparsify == GTA_DELLA && d > 0 && d < 1 && (d - e <= 0 || d + e >= 1))
-            return lad_fail(err, "density %g +/- epsilon %g of %s must stay inside (0, 1)", d, e,
-                            r->models[i].ref);
+            return lad_fail(err, "density %g +/- epsilon %g must stay inside (0, 1)", d, e);
     }
-    op->nparam = (size_t)GTA_TV(r->nmodels - 1, 0);
+    op->nparam = (size_t)GTA_TV(in.n - 1, 0);
     return 0;
 }
 
@@ -697,7 +759,9 @@ int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, char 
             if (model >= 0 && model == r->base && s->kind != K_LINEAR)
                 continue;
             double v;
-            if (param(r, d->name, model, tensor, t, &v, err))
+            inputs in = inputs_of(r, NULL);
+            if (model >= 0 ? in_param(&in, (size_t)model, d->name, tensor, t, &v, err)
+                           : glob_param(&in, d->name, tensor, t, &v, err))
                 return -1;
             if (o < len)
                 o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? " " : "", d->name);
@@ -720,8 +784,12 @@ static char *renumber(const char *name, long layer)
     return lad_asprintf("%.*s%ld%s", (int)pos, name, layer, name + pos + len);
 }
 
-static int add_spec(lad_tensor_spec **specs, size_t *n, size_t *cap, char *name, size_t model,
-                    const char *in_name, double depth, const void *ctx, lad_error *err)
+/* Appends the output tensor `name` of one slice: input k is the slice's
+ * input k's tensor at layer first_k + offset (or the same name, for the
+ * embeddings and head). */
+static int add_spec(lad_tensor_spec **specs, size_t *n, size_t *cap, char *name,
+                    const recipe_slice *sl, const char *src_name, long offset, double depth,
+                    lad_error *err)
 {
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 256;
@@ -734,10 +802,16 @@ static int add_spec(lad_tensor_spec **specs, size_t *n, size_t *cap, char *name,
         *cap = nc;
     }
     lad_tensor_spec *s = &(*specs)[(*n)++];
-    *s = (lad_tensor_spec){.name = name, .nin = 1, .model = {model}, .depth = depth, .ctx = ctx};
-    s->in_name[0] = lad_strdup(in_name);
-    if (!name || !s->in_name[0])
+    *s = (lad_tensor_spec){.name = name, .nin = sl->nsrc, .depth = depth, .ctx = sl};
+    if (!name)
         return lad_fail(err, "out of memory");
+    for (size_t k = 0; k < sl->nsrc; k++) {
+        const recipe_source *src = &sl->src[sl->order[k]];
+        s->model[k] = src->model;
+        s->in_name[k] = offset < 0 ? lad_strdup(src_name) : renumber(src_name, src->first + offset);
+        if (!s->in_name[k])
+            return lad_fail(err, "out of memory");
+    }
     return 0;
 }
 
@@ -751,9 +825,10 @@ void lad_recipe_free_specs(lad_tensor_spec *specs, size_t n)
     free(specs);
 }
 
-/* passthrough slices: the first slice's model's embeddings, every slice's
- * layers renumbered from 0 in order, the last slice's model's final norm,
- * head and the rest; t runs over each slice's layers as mergekit's does. */
+/* Slices: the embeddings of the first slice's sources, every slice's
+ * layers renumbered from 0 in order (t runs over each slice's layers, as
+ * mergekit computes it), then the final norm, head and the rest of the last
+ * slice's sources. Names come from each slice's first input (the base). */
 int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_spec **out,
                      size_t *nout, uint64_t *num_layers, lad_error *err)
 {
@@ -762,39 +837,41 @@ int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_s
     long layer = 0;
     int rc = 0;
     const recipe_slice *s0 = &r->slices[0], *sl = &r->slices[r->nslices - 1];
-    const lad_model *first = models[s0->src[0].model], *last = models[sl->src[0].model];
+    const lad_model *first = models[s0->src[s0->order[0]].model];
+    const lad_model *last = models[sl->src[sl->order[0]].model];
     for (size_t i = 0; rc == 0 && i < first->ntensors; i++) {
         const char *name = first->tensors[i].name;
         if (lad_sched_layer_index(name, NULL, NULL) < 0 && lad_sched_depth(name, 2) == 0)
-            rc = add_spec(&specs, &n, &cap, lad_strdup(name), s0->src[0].model, name, 0,
-                          &s0->src[0], err);
+            rc = add_spec(&specs, &n, &cap, lad_strdup(name), s0, name, -1, 0, err);
     }
     for (size_t k = 0; rc == 0 && k < r->nslices; k++) {
-        const recipe_source *src = &r->slices[k].src[0];
-        const lad_model *m = models[src->model];
-        uint64_t have = lad_sched_count_layers(m);
-        if ((uint64_t)src->last > have) {
-            rc = lad_yaml_fail(err, &r->y, src->range, "layer_range [%ld, %ld] but %s has %llu "
-                                                       "layers",
-                               src->first, src->last, m->ref, (unsigned long long)have);
-            break;
+        const recipe_slice *slice = &r->slices[k];
+        for (size_t q = 0; q < slice->nsrc && rc == 0; q++) {
+            const recipe_source *src = &slice->src[q];
+            uint64_t have = lad_sched_count_layers(models[src->model]);
+            if ((uint64_t)src->last > have)
+                rc = lad_yaml_fail(err, &r->y, src->range, "layer_range [%ld, %ld] but %s has "
+                                                           "%llu layers",
+                                   src->first, src->last, models[src->model]->ref,
+                                   (unsigned long long)have);
         }
-        long span = src->last - src->first;
-        for (long j = src->first; rc == 0 && j < src->last; j++, layer++) {
-            double t = span > 1 ? (double)(j - src->first) / (double)(span - 1) : 1.0;
+        const recipe_source *lead = &slice->src[slice->order[0]];
+        const lad_model *m = models[lead->model];
+        long span = lead->last - lead->first;
+        for (long off = 0; rc == 0 && off < span; off++, layer++) {
+            double t = span > 1 ? (double)off / (double)(span - 1) : 1.0;
             for (size_t i = 0; rc == 0 && i < m->ntensors; i++) {
                 const char *name = m->tensors[i].name;
-                if (lad_sched_layer_index(name, NULL, NULL) == j)
-                    rc = add_spec(&specs, &n, &cap, renumber(name, layer), src->model, name, t,
-                                  src, err);
+                if (lad_sched_layer_index(name, NULL, NULL) == lead->first + off)
+                    rc = add_spec(&specs, &n, &cap, renumber(name, layer), slice, name, off, t,
+                                  err);
             }
         }
     }
     for (size_t i = 0; rc == 0 && i < last->ntensors; i++) {
         const char *name = last->tensors[i].name;
         if (lad_sched_layer_index(name, NULL, NULL) < 0 && lad_sched_depth(name, 2) != 0)
-            rc = add_spec(&specs, &n, &cap, lad_strdup(name), sl->src[0].model, name, 1,
-                          &sl->src[0], err);
+            rc = add_spec(&specs, &n, &cap, lad_strdup(name), sl, name, -1, 1, err);
     }
     if (rc) {
         lad_recipe_free_specs(specs, n);

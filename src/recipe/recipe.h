@@ -29,6 +29,7 @@ typedef struct recipe_source {
 typedef struct recipe_slice {
     recipe_source src[LAD_SPEC_MAX_IN];
     size_t nsrc;
+    size_t order[LAD_SPEC_MAX_IN]; /* input k is src[order[k]]: the base first */
     yaml_node_t *node, *params;
 } recipe_slice;
 

@@ -200,6 +200,52 @@ def test_frankenmerge(workdir):
     assert "model.layers.4.mlp.up_proj.weight" in dry and "from model.layers.2.mlp.up_proj.weight" in dry
 
 
+def test_slices_form_equals_models_form(workdir):
+    # both need the family's 10 layers: the recipe names layer_range [0, 10]
+    assert LAYERS == 10
+    ladle("merge", workdir / "slerp_slices.yml", "-o", workdir / "s1.safetensors", "-q")
+    ladle("merge", workdir / "slerp.yml", "-o", workdir / "s2.safetensors", "-q")
+    same_tensors(workdir / "s1.safetensors", workdir / "s2.safetensors")
+
+
+def test_two_slice_slerp_restarts_t_per_slice(workdir):
+    from test_slerp import slerp_coeffs
+    (workdir / "two.yml").write_text(
+        "slices:\n"
+        "  - sources:\n      - model: models/ft1\n        layer_range: [0, 4]\n"
+        "      - model: models/ft2\n        layer_range: [0, 4]\n"
+        "  - sources:\n      - model: models/ft1\n        layer_range: [6, 9]\n"
+        "      - model: models/ft2\n        layer_range: [6, 9]\n"
+        "merge_method: slerp\nbase_model: models/ft1\n"
+        "parameters:\n  t: [0.1, 0.9]\ndtype: float32\n")
+    out = workdir / "two.safetensors"
+    ladle("merge", workdir / "two.yml", "-o", out, "-q")
+    got, order = st.load(str(out))
+    a, _ = st.load(str(workdir / "models" / "ft1"))
+    b, _ = st.load(str(workdir / "models" / "ft2"))
+    plan = [(0, 4), (6, 9)]
+    layer, checked = 0, 0
+    for first, end in plan:
+        for j in range(first, end):
+            t = 0.1 + 0.8 * ((j - first) / (end - first - 1))
+            for name in a:
+                m = re.search(r"\.layers\.(\d+)\.", name)
+                if m and int(m.group(1)) == j:
+                    x, y = st.to_f32(*a[name]), st.to_f32(*b[name])
+                    s0, s1 = slerp_coeffs(t, x, y)
+                    want = np.float32(s0) * x + np.float32(s1) * y
+                    oname = name.replace(f".layers.{j}.", f".layers.{layer}.")
+                    assert np.array_equal(got[oname][1], want), (oname, t)
+                    checked += 1
+            layer += 1
+    assert layer == 7 and checked > 0
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):  # t = 0 and t = 1
+        t = 0.1 if "embed" in name else 0.9
+        x, y = st.to_f32(*a[name]), st.to_f32(*b[name])
+        s0, s1 = slerp_coeffs(t, x, y)
+        assert np.array_equal(got[name][1], np.float32(s0) * x + np.float32(s1) * y), name
+
+
 # ---------------------------------------------------------------- errors
 
 BAD = [
@@ -222,7 +268,10 @@ BAD = [
     ("merge_method: ties\nbase_model: models/base\nmodels:\n  - model: models/ft1\n"
      "    parameters:\n      weight: 1\n      lambda: 2\n", "7:7", "top-level parameters"),
     ("merge_method: ties\nslices:\n  - sources:\n      - model: models/ft1\n"
-     "        layer_range: [0, 2]\n", "3:3", "slices with merge_method ties are not supported"),
+     "        layer_range: [0, 2]\n", "1:1", "ties needs a base_model"),
+    ("merge_method: ties\nbase_model: models/base\nslices:\n  - sources:\n"
+     "      - model: models/ft1\n        layer_range: [0, 2]\n", "4:5",
+     "no source from the base_model"),
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
      "        layer_range: [2, 2]\n", "5:22", "is empty"),
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
