@@ -316,6 +316,8 @@ size_t lad_plan_ntensors(const lad_plan *p);
 size_t lad_plan_copied_lowbit_floats(const lad_plan *p);
 /* Tensor i's depth in the model, as schedules see it (lad_sched_depth). */
 double lad_plan_tensor_depth(const lad_plan *p, size_t i);
+/* Tensor i's spec context (explicit tensor lists), or NULL. */
+const void *lad_plan_tensor_ctx(const lad_plan *p, size_t i);
 uint64_t lad_plan_bytes_read(const lad_plan *p);
 uint64_t lad_plan_bytes_written(const lad_plan *p);
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i);

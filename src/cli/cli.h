@@ -72,8 +72,8 @@ typedef struct merge_job {
     lad_dtype out_dtype;        /* (--dtype still wins) */
     /* --dry-run: print the plan, with each tensor's parameters, instead */
     bool dry_run;
-    int (*describe)(const char *tensor, double depth, char *buf, size_t len, const void *ctx,
-                    lad_error *err);
+    int (*describe)(const char *tensor, double depth, const void *spec_ctx, char *buf,
+                    size_t len, const void *ctx, lad_error *err);
     const void *describe_ctx;
     /* Explicit output tensors (recipe slices), built once the models are open. */
     int (*make_specs)(lad_model *const *models, lad_tensor_spec **specs, size_t *n,

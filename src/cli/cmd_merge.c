@@ -33,10 +33,10 @@ static int make_specs(lad_model *const *models, lad_tensor_spec **specs, size_t 
     return lad_recipe_specs(ctx, models, specs, n, num_layers, err);
 }
 
-static int describe(const char *tensor, double depth, char *buf, size_t len, const void *ctx,
-                    lad_error *err)
+static int describe(const char *tensor, double depth, const void *spec_ctx, char *buf, size_t len,
+                    const void *ctx, lad_error *err)
 {
-    return lad_recipe_describe(ctx, tensor, depth, buf, len, err);
+    return lad_recipe_describe(ctx, tensor, depth, spec_ctx, buf, len, err);
 }
 
 int cmd_merge(int argc, char **argv)
@@ -82,7 +82,6 @@ int cmd_merge(int argc, char **argv)
         job.make_specs = make_specs;
         job.free_specs = lad_recipe_free_specs;
         job.specs_ctx = &r;
-        job.describe = NULL; /* per-source parameters: not shown per tensor */
     }
     job.params = json_pack("{s:s, s:s}", "recipe", argv[first], "yaml", text);
     free(text);

@@ -265,8 +265,8 @@ static int print_plan(const lad_plan *plan, const merge_job *job, lad_error *err
         printf(" %s", job->cmd);
         char desc[4096] = "";
         if (job->describe &&
-            job->describe(pt->name, lad_plan_tensor_depth(plan, i), desc, sizeof desc,
-                          job->describe_ctx, err) != 0)
+            job->describe(pt->name, lad_plan_tensor_depth(plan, i), lad_plan_tensor_ctx(plan, i),
+                          desc, sizeof desc, job->describe_ctx, err) != 0)
             return -1;
         printf("%s%s\n", desc[0] ? " " : "", desc);
     }

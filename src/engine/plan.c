@@ -382,8 +382,15 @@ size_t lad_plan_copied_lowbit_floats(const lad_plan *p) { return p->n_copied_f8;
 uint64_t lad_plan_bytes_read(const lad_plan *p) { return p->bytes_in; }
 uint64_t lad_plan_bytes_written(const lad_plan *p) { return p->bytes_out; }
 
+const void *lad_plan_tensor_ctx(const lad_plan *p, size_t i)
+{
+    return p->req.specs ? p->req.specs[i].ctx : NULL;
+}
+
 double lad_plan_tensor_depth(const lad_plan *p, size_t i)
 {
+    if (p->req.specs)
+        return p->req.specs[i].depth;
     uint64_t nlayers = p->nlayers ? p->nlayers : lad_sched_count_layers(p->req.models[p->req.template_model]);
     return lad_sched_depth(p->t[i].name, nlayers);
 }

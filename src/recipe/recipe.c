@@ -744,28 +744,28 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
     return 0;
 }
 
-int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, char *buf, size_t len,
-                        lad_error *err)
+int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, const void *spec_ctx,
+                        char *buf, size_t len, lad_error *err)
 {
     const method_spec *s = r->spec;
+    inputs in = inputs_of(r, spec_ctx);
     size_t o = 0;
     buf[0] = 0;
     for (size_t p = 0; p < sizeof s->params / sizeof *s->params && s->params[p].name; p++) {
         const param_def *d = &s->params[p];
         if (d->flags & IGNORED)
             continue;
-        for (size_t i = 0; i < ((d->flags & PER_MODEL) ? r->nmodels : 1); i++) {
-            int model = (d->flags & PER_MODEL) ? (int)i : -1;
-            if (model >= 0 && model == r->base && s->kind != K_LINEAR)
+        bool per = d->flags & PER_MODEL;
+        for (size_t i = 0; i < (per ? in.n : 1); i++) {
+            if (per && (int)i == in.base && s->kind != K_LINEAR)
                 continue;
             double v;
-            inputs in = inputs_of(r, NULL);
-            if (model >= 0 ? in_param(&in, (size_t)model, d->name, tensor, t, &v, err)
-                           : glob_param(&in, d->name, tensor, t, &v, err))
+            if (per ? in_param(&in, i, d->name, tensor, t, &v, err)
+                    : glob_param(&in, d->name, tensor, t, &v, err))
                 return -1;
             if (o < len)
                 o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? " " : "", d->name);
-            if (model >= 0 && o < len)
+            if (per && o < len)
                 o += (size_t)snprintf(buf + o, len - o, "[%zu]", i);
             if (o < len)
                 o += (size_t)snprintf(buf + o, len - o, "=%g", v);
@@ -773,7 +773,6 @@ int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, char 
     }
     return 0;
 }
-
 /* ------------------------------------------------------------ slices */
 
 static char *renumber(const char *name, long layer)

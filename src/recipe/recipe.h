@@ -62,7 +62,7 @@ int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_s
 void lad_recipe_free_specs(lad_tensor_spec *specs, size_t n);
 
 /* The resolved parameters of one tensor as "name=value, ..." (dry runs). */
-int lad_recipe_describe(const lad_recipe *r, const char *tensor, double depth, char *buf,
-                        size_t len, lad_error *err);
+int lad_recipe_describe(const lad_recipe *r, const char *tensor, double depth,
+                        const void *spec_ctx, char *buf, size_t len, lad_error *err);
 
 #endif
