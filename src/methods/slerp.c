@@ -49,33 +49,23 @@ static size_t slerp_acc_size(const lad_op *op)
     return 0;
 }
 
-static void slerp_stats_f32(const lad_kctx *k, int pass, void *acc, const float *const *in,
-                            size_t n)
-{
-    (void)pass;
-    (void)acc;
-    sums *s = &((slerp_stats *)k->stats)->item[k->item];
-    for (size_t i = 0; i < n; i++) {
-        double a = in[0][i], b = in[1][i];
-        s->aa += a * a;
-        s->bb += b * b;
-        s->ab += a * b;
+/* Partial sums of one chunk, once per compute type. */
+#define SLERP_STATS(NAME, T)                                                                  \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    {                                                                                         \
+        (void)pass;                                                                           \
+        (void)acc;                                                                            \
+        sums *s = &((slerp_stats *)k->stats)->item[k->item];                                  \
+        for (size_t i = 0; i < n; i++) {                                                      \
+            double a = in[0][i], b = in[1][i];                                                \
+            s->aa += a * a;                                                                   \
+            s->bb += b * b;                                                                   \
+            s->ab += a * b;                                                                   \
+        }                                                                                     \
     }
-}
 
-static void slerp_stats_f64(const lad_kctx *k, int pass, void *acc, const double *const *in,
-                            size_t n)
-{
-    (void)pass;
-    (void)acc;
-    sums *s = &((slerp_stats *)k->stats)->item[k->item];
-    for (size_t i = 0; i < n; i++) {
-        double a = in[0][i], b = in[1][i];
-        s->aa += a * a;
-        s->bb += b * b;
-        s->ab += a * b;
-    }
-}
+SLERP_STATS(slerp_stats_f32, float)
+SLERP_STATS(slerp_stats_f64, double)
 
 static void slerp_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                            size_t naccs)

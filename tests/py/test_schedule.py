@@ -92,8 +92,7 @@ def test_slerp_with_filters(tmp_path, rng):
         assert np.array_equal(got[name][1], F32(s0) * arr + F32(s1) * B[name][1]), (name, t)
 
 
-def test_task_lambda_and_weight_gradients(tmp_path, rng):
-    layers = 3
+def base_and_two(tmp_path, rng, layers):
     base = st.llama(rng, "F32", layers=layers)
     paths = []
     for i, m in enumerate([base] + [st.llama(rng, "F32", base=base, layers=layers)
@@ -101,6 +100,12 @@ def test_task_lambda_and_weight_gradients(tmp_path, rng):
         p = tmp_path / f"m{i}.safetensors"
         st.write(p, m)
         paths.append(p)
+    return paths
+
+
+def test_task_lambda_and_weight_gradients(tmp_path, rng):
+    layers = 3
+    paths = base_and_two(tmp_path, rng, layers)
     out = tmp_path / "o.safetensors"
     ladle("task", "--base", paths[0], "--add", f"0.2,1:{paths[1]}", "--add", f"-0.5:{paths[2]}",
           "--lambda", "1,0.5", "--set", "mlp:weight2=0", "-o", out, "-q")
@@ -118,13 +123,7 @@ def test_task_lambda_and_weight_gradients(tmp_path, rng):
 def test_ties_density_gradient(tmp_path, rng):
     from test_gta import gta_ref
     layers = 3
-    base = st.llama(rng, "F32", layers=layers)
-    paths = []
-    for i, m in enumerate([base] + [st.llama(rng, "F32", base=base, layers=layers)
-                                    for _ in range(2)]):
-        p = tmp_path / f"m{i}.safetensors"
-        st.write(p, m)
-        paths.append(p)
+    paths = base_and_two(tmp_path, rng, layers)
     out = tmp_path / "o.safetensors"
     ladle("ties", "--base", paths[0], "--add", f"1:{paths[1]}", "--add", f"1:{paths[2]}",
           "--density", "0.2,0.9", "--set", "lm_head:density=1", "-o", out, "-q")
