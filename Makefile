@@ -18,9 +18,13 @@ CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+# Fuzz targets: libFuzzer binaries under `make fuzz`, and in every build a
+# replay driver that runs each over its seed corpus and kept regressions.
+FUZZ_TARGETS := safetensors index recipe
+REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 
-.PHONY: all test check sanitize warnings bench clean
-all: $(BUILD)/ladle $(UNIT)
+.PHONY: all test check sanitize warnings bench clean fuzz fuzz-build
+all: $(BUILD)/ladle $(UNIT) $(REPLAY)
 
 $(BUILD)/ladle: $(CLI_OBJ) $(BUILD)/libladle.a
 	$(CC) $(CFLAGS) $(REQ_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -35,6 +39,10 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libladle.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(REQ_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libladle.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(REQ_CFLAGS) -Isrc/recipe -o $@ $^ $(LDLIBS)
 
 # Unit tests (C), then the reference tests (Python: numpy/PyTorch).
 test: all
@@ -53,10 +61,25 @@ sanitize:
 	$(MAKE) BUILD=build-san LADLE_SANITIZED=1 \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
+# Coverage-guided fuzzing (clang's libFuzzer, ASan+UBSan): FUZZ_SECONDS per
+# target (default 60), from the checked-in seeds; findings land in
+# build-fuzz/findings/. See tools/fuzz.sh.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz-build:
+	$(MAKE) -s BUILD=build-fuzz CC=clang CFLAGS="-O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+	    build-fuzz/libladle.a
+	@for t in $(FUZZ_TARGETS); do \
+	    clang -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer $(REQ_CFLAGS) -Isrc/recipe -MF /dev/null \
+	        -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build-fuzz/libladle.a $(LDLIBS) || exit 1; \
+	done
+
+fuzz: fuzz-build
+	./tools/fuzz.sh $(FUZZ_TARGETS)
+
 bench: all
 	./bench/run
 
 clean:
-	rm -rf build build-san build-gcc-werror build-clang-werror
+	rm -rf build build-san build-gcc-werror build-clang-werror build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

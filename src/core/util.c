@@ -152,14 +152,31 @@ int lad_read_file(const char *path, size_t max, char **data, size_t *len, lad_er
     FILE *f = fopen(path, "rb");
     if (!f)
         return lad_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = malloc(max + 1);
-    if (!buf) {
-        fclose(f);
-        return lad_fail(err, "%s: out of memory", path);
+    /* Sized from fstat, grown if the file grows while read: never `max`
+     * bytes up front (that is 256 MB for an index). */
+    struct stat st;
+    size_t cap = 4096, n = 0;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0)
+        cap = (size_t)st.st_size < max ? (size_t)st.st_size + 1 : max + 1;
+    char *buf = malloc(cap + 1);
+    int bad = 0;
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if ((bad = ferror(f)) || n < cap || n > max)
+            break;
+        size_t grown = cap > max / 2 ? max + 1 : cap * 2;
+        char *more = realloc(buf, grown + 1);
+        if (!more) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = more;
+        cap = grown;
     }
-    size_t n = fread(buf, 1, max + 1, f);
-    int bad = ferror(f);
     fclose(f);
+    if (!buf)
+        return lad_fail(err, "%s: out of memory", path);
     if (bad || n > max) {
         free(buf);
         return lad_fail(err, "%s: %s", path, bad ? "read error" : "file too large");

@@ -1,0 +1,58 @@
+/*
+ * Fuzz target: the safetensors file parser (header length, JSON header,
+ * dtypes, shapes, offsets, tiling, metadata) on arbitrary bytes.
+ *
+ * Beyond "no crash", it checks the parser's promise: every tensor it
+ * accepts lies inside the file's data area and has the size its shape and
+ * dtype say.
+ */
+#define _GNU_SOURCE
+#include "ladle.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void check(bool ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_safetensors: accepted a file that breaks: %s\n", what);
+        abort(); /* the fuzzer's signal for a finding */
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fd = memfd_create("fuzz.safetensors", MFD_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    if (size && write(fd, data, size) != (ssize_t)size) {
+        close(fd);
+        return 0;
+    }
+    lad_file f = {.path = "fuzz.safetensors", .fd = fd, .size = size};
+    lad_tensor *ts = NULL;
+    size_t n = 0;
+    lad_error err;
+    if (lad_safetensors_parse(&f, &ts, &n, &err) == 0) {
+        uint64_t covered = 0;
+        for (size_t i = 0; i < n; i++) {
+            const lad_tensor *t = &ts[i];
+            check(t->file == &f, "tensor not tied to its file");
+            check(t->offset >= f.data_start, "tensor before the data area");
+            check(t->nbytes <= f.size - t->offset, "tensor past end of file");
+            check(t->nelem * lad_dtype_bits(t->dtype) == t->nbytes * 8,
+                  "byte size disagrees with shape x dtype");
+            covered += t->nbytes;
+        }
+        check(covered == f.size - f.data_start, "tensors do not tile the data area");
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ts[i].name);
+    free(ts);
+    json_decref(f.metadata);
+    close(fd);
+    return 0;
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Writes the fuzzers' seed corpora (checked in under tests/fuzz/corpus/):
+valid files of every kind plus every crafted bad file of the bad-input
+tests, so fuzzing starts from inputs that reach deep into each parser.
+Run it again after adding a reader rule or a recipe feature."""
+import json
+import pathlib
+import shutil
+import sys
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "py"))
+import st  # noqa: E402
+from test_bad_input import CASES  # noqa: E402
+
+corpus = HERE / "corpus"
+
+
+def fresh(name):
+    d = corpus / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
+
+
+# safetensors: small valid files (several dtypes, metadata, empty, 0-d),
+# then one file per reader rule.
+d = fresh("safetensors")
+rng = np.random.default_rng(0)
+st.write(d / "valid_f32", [("a", "F32", np.ones(2, np.float32)),
+                           ("b", "F32", np.arange(6, dtype=np.float32).reshape(2, 3))])
+st.write(d / "valid_meta", [("w", "F16", np.ones(4, np.float16))], metadata={"format": "pt"})
+st.write(d / "valid_llama_bf16", st.llama(rng, "BF16", layers=1, hidden=8, inter=8, vocab=8))
+st.write(d / "valid_empty_and_scalar", [("e", "F32", np.zeros((0, 4), np.float32)),
+                                        ("s", "I64", np.array(7, np.int64))])
+st.write(d / "valid_none", [])
+for name, (make, _) in CASES.items():
+    make(d / f"bad_{name}")
+
+# index: for the fuzz target's fixed shards (a.weight, b.weight).
+d = fresh("index")
+s1, s2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+good = {"metadata": {"total_size": 16}, "weight_map": {"a.weight": s1, "b.weight": s2}}
+seeds = {
+    "valid": good,
+    "valid_no_metadata": {"weight_map": good["weight_map"]},
+    "missing_tensor": {"weight_map": {"a.weight": s1}},
+    "ghost_tensor": {"weight_map": {**good["weight_map"], "c.weight": s1}},
+    "maps_elsewhere": {"weight_map": {"a.weight": s2, "b.weight": s2}},
+    "missing_shard": {"weight_map": {"a.weight": s1, "b.weight": "model-00003.safetensors"}},
+    "path_traversal": {"weight_map": {"a.weight": "../" + s1, "b.weight": s2}},
+    "absolute_path": {"weight_map": {"a.weight": "/etc/passwd", "b.weight": s2}},
+    "not_string": {"weight_map": {"a.weight": 1, "b.weight": s2}},
+    "no_weight_map": {"metadata": {}},
+    "array": [1, 2],
+}
+for name, doc in seeds.items():
+    (d / name).write_text(json.dumps(doc))
+(d / "bad_json").write_text("{nope")
+(d / "duplicate_key").write_text('{"weight_map": {"a.weight": "%s", "a.weight": "%s"}}'
+                                 % (s1, s2))
+
+# recipe: every example recipe (they name models/base, models/ft1..3,
+# which the fuzz target creates).
+d = fresh("recipe")
+for y in sorted((HERE.parent.parent / "examples" / "recipes").glob("*.yml")):
+    shutil.copy(y, d / y.stem)
+(d / "anchors").write_text("base: &b models/base\nmodels:\n  - model: *b\n  - model: models/ft1\n"
+                           "merge_method: task_arithmetic\nbase_model: *b\n"
+                           "parameters: {weight: [0, 0.5, 1]}\n")
+(d / "bad_indent").write_text("models:\n - model: models/ft1\n  parameters: [\n")
+print("seeds written to", corpus)
