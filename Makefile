@@ -13,7 +13,8 @@ REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra
 LDLIBS  += -ljansson -lyaml -lpthread -lm
 BUILD   ?= build
 
-LIB_SRC := $(wildcard src/core/*.c src/formats/*.c src/engine/*.c src/methods/*.c src/recipe/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/formats/*.c src/engine/*.c src/methods/*.c src/recipe/*.c \
+                      src/eval/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)

@@ -347,6 +347,81 @@ typedef struct lad_diff_tensor {
 int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base,
              lad_diff_tensor **out, size_t *n, lad_error *err);
 
+/* ---------------------------------------------------------------- evaluation */
+
+/*
+ * Child processes with their output captured: the evaluator protocol's
+ * commands and the merges that make candidates. Several run at once; the
+ * caller polls them. A child in its own process group (evaluators) is
+ * stopped as a whole group: SIGTERM, then SIGKILL two seconds later.
+ */
+#define LAD_TAIL_BYTES 65536   /* of each output stream, the last bytes kept */
+
+typedef struct lad_child {
+    int pid;                   /* 0: not started */
+    int fd[2];                 /* stdout and stderr pipes; -1 once closed */
+    char *text[2];             /* their last LAD_TAIL_BYTES, NUL-terminated */
+    size_t len[2];
+    bool own_group;
+    double started;            /* lad_now() at start */
+    double timeout;            /* seconds; 0 = none */
+    bool timed_out;            /* stopped because of the timeout */
+    int stop_stage;            /* 0 running, 1 SIGTERM sent, 2 SIGKILL sent */
+    double stop_time;
+    bool exited;
+    int status;                /* waitpid status once exited */
+} lad_child;
+
+/* Starts argv[0] (searched in PATH) with the extra "NAME=VALUE" strings in
+ * env added to the environment (env may be NULL); stdin is /dev/null. */
+int lad_child_start(lad_child *c, char *const argv[], char *const env[], bool own_group,
+                    double timeout, lad_error *err);
+/* Waits at most timeout_ms for output, exits or timeouts of the children
+ * that are still running; enforces timeouts. */
+void lad_child_poll(lad_child *const *cs, size_t n, int timeout_ms);
+/* Asks a running child (and its group) to stop: SIGTERM now, SIGKILL
+ * after two seconds of polling. */
+void lad_child_stop(lad_child *c);
+/* "exit status 3", "killed by signal 9", "timed out after 5 s". */
+void lad_child_describe(const lad_child *c, char *buf, size_t len);
+bool lad_child_ok(const lad_child *c); /* exited with status 0, no timeout */
+void lad_child_free(lad_child *c);
+double lad_now(void);                  /* monotonic seconds */
+
+/* The evaluator command template: "{model}" becomes the shell-quoted path,
+ * "{slot}" the slot number, "{NAME}" the value of vars NAME (names[i] =
+ * values[i]); other braces stay. Returns an allocated string. */
+char *lad_eval_expand(const char *tmpl, const char *model, int slot, const char *const *names,
+                      const char *const *values, size_t nvars);
+/* The score an evaluator printed: the last token of its standard output
+ * that is a finite number, tokens being separated by white space and
+ * any of , ; : = ( ) [ ] { } % " ' (so "acc=0.93", "93.1%" and JSON work).
+ * Returns -1 when there is none. */
+int lad_eval_score(const char *text, double *score);
+
+/*
+ * The evaluation log: one JSON object per line (recipe, eval, path,
+ * score, seconds, ...), appended and flushed to disk as each evaluation
+ * ends, so an interrupted search loses nothing. Resuming reads it back and
+ * finds a score by (recipe, eval command).
+ */
+typedef struct lad_journal {
+    char *path;
+    int fd;
+    void *entries;             /* json_t object: key -> the last entry */
+    size_t nloaded;
+} lad_journal;
+
+/* Opens the log for appending. resume: read the scores already in it;
+ * otherwise an existing non-empty log is an error (nothing is overwritten). */
+int lad_journal_open(lad_journal *j, const char *path, bool resume, lad_error *err);
+/* The logged score of (recipe, eval), if one succeeded. */
+bool lad_journal_find(const lad_journal *j, const char *recipe, const char *eval,
+                      double *score);
+/* Appends an entry (a json_t object with at least "recipe" and "eval"). */
+int lad_journal_append(lad_journal *j, void *entry, lad_error *err);
+void lad_journal_close(lad_journal *j);
+
 /* ---------------------------------------------------------------- process */
 
 /* SIGINT/SIGTERM set a flag that long operations poll. */

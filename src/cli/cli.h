@@ -127,5 +127,6 @@ int cmd_della(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_stock(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_sweep(int argc, char **argv);
 
 #endif

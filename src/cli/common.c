@@ -209,7 +209,12 @@ bool parse_args(const char *cmd, const char *help, int argc, char **argv,
                 opt_handler take, void *ctx, int *first, int *exit_code)
 {
     char optstring[128];
-    snprintf(optstring, sizeof optstring, ":%s", shortopts);
+    /* ':' reports missing values; a leading '+' (stop at the first
+     * positional) must stay first. */
+    if (shortopts[0] == '+')
+        snprintf(optstring, sizeof optstring, "+:%s", shortopts + 1);
+    else
+        snprintf(optstring, sizeof optstring, ":%s", shortopts);
     opterr = 0;
     optind = 1;
     int c;

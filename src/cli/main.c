@@ -23,6 +23,9 @@ static const char USAGE[] =
     "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
+    "  soup --greedy --eval CMD M...    greedy soup: add ingredients while the score holds\n"
+    "  sweep --grid N=A:B:K --eval CMD -- MERGE...\n"
+    "                                   score a merge over a parameter grid, keep the best\n"
     "\n"
     "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
     "or model.safetensors.index.json with its shards).\n";
@@ -35,7 +38,7 @@ static const struct {
     {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
     {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
     {"stock", cmd_stock}, {"diff", cmd_diff}, {"della", cmd_della},
-    {"merge", cmd_merge},
+    {"merge", cmd_merge}, {"sweep", cmd_sweep},
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,526 @@
+/*
+ * The candidate pipeline of greedy soups and sweeps.
+ *
+ * Merges run one at a time as child processes of this same binary (a
+ * merge already uses every core, and a failed one cannot take the search
+ * down with it); evaluations run up to --jobs at once, each in its own
+ * process group so a timeout or Ctrl-C stops the evaluator's whole process
+ * tree. At most one merged candidate waits for a free evaluation slot, so
+ * the disk holds at most jobs + 1 candidates.
+ */
+#include "search.h"
+#include "../core/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_JOBS 64
+#define POLL_MS 50
+
+int search_opts_take(search_opts *o, const char *cmd, int id, const char *arg)
+{
+    long n;
+    double v;
+    switch (id) {
+    case OPT_EVAL:
+        o->eval = arg;
+        return 1;
+    case OPT_EVAL_TIMEOUT:
+        if (parse_double(arg, &v) != 0 || v <= 0)
+            return usage_error(cmd, "--eval-timeout takes a number of seconds > 0, not '%s'", arg);
+        o->timeout = v;
+        return 1;
+    case OPT_JOBS:
+        if (parse_int(arg, 1, MAX_JOBS, &n) != 0)
+            return usage_error(cmd, "--jobs takes a count from 1 to %d, not '%s'", MAX_JOBS, arg);
+        o->jobs = (int)n;
+        return 1;
+    case OPT_MINIMIZE:
+        o->minimize = true;
+        return 1;
+    case OPT_KEEP:
+        o->keep = true;
+        return 1;
+    case OPT_WORK:
+        o->work = arg;
+        return 1;
+    case OPT_LOG:
+        o->log = arg;
+        return 1;
+    case OPT_RESUME:
+        o->resume = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+void argv_free(char **argv)
+{
+    for (size_t i = 0; argv && argv[i]; i++)
+        free(argv[i]);
+    free(argv);
+}
+
+void candidate_free(candidate *c)
+{
+    free(c->label);
+    argv_free(c->merge);
+    free(c->recipe);
+    memset(c, 0, sizeof *c);
+}
+
+char *recipe_of(char *const *merge)
+{
+    int n = 0;
+    while (merge[n])
+        n++;
+    return command_line(n, (char **)merge);
+}
+
+bool search_better(const search *s, double a, double b)
+{
+    return s->o.minimize ? a < b : a > b;
+}
+
+int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bool folders,
+                const char *out, lad_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->cmd = cmd;
+    s->o = *o;
+    s->quiet = quiet;
+    s->folders = folders;
+    if (s->o.jobs < 1)
+        s->o.jobs = 1;
+    if (!o->eval)
+        return lad_fail(err, "%s: no evaluator given (--eval 'CMD {model}')", cmd);
+    if (o->resume && !o->work && !o->log)
+        return lad_fail(err, "%s: --resume needs the earlier run's --work DIR or --log FILE "
+                             "(without them there is no log to resume from)",
+                        cmd);
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return lad_fail(err, "cannot find the ladle executable: %s", strerror(errno));
+    exe[len] = 0;
+    if (!(s->self = lad_strdup(exe)))
+        return lad_fail(err, "out of memory");
+
+    if (o->work) {
+        if (mkdir(o->work, 0755) != 0 && errno != EEXIST)
+            return lad_fail(err, "%s: cannot make the work folder: %s", o->work,
+                            strerror(errno));
+        if (!lad_is_dir(o->work))
+            return lad_fail(err, "%s: the work folder is not a folder", o->work);
+        s->work = lad_strdup(o->work);
+    } else {
+        /* Beside the output: the file system the user chose for a model. */
+        const char *tmp = getenv("TMPDIR");
+        char *dir = out ? lad_dirname(out) : lad_strdup(tmp && *tmp ? tmp : "/tmp");
+        s->work = dir ? lad_asprintf("%s/.ladle-%s-work-XXXXXX", dir, cmd) : NULL;
+        free(dir);
+        if (s->work && !mkdtemp(s->work))
+            return lad_fail(err, "%s: cannot make a work folder: %s", s->work, strerror(errno));
+        s->work_temp = true;
+    }
+    if (!s->work)
+        return lad_fail(err, "out of memory");
+
+    char *log = o->log ? lad_strdup(o->log)
+                       : o->work ? lad_path_join(o->work, "ladle-log.jsonl") : NULL;
+    if (log) {
+        int rc = lad_journal_open(&s->log, log, o->resume, err);
+        free(log);
+        if (rc)
+            return -1;
+        s->has_log = true;
+        if (o->resume)
+            note(quiet, "%s: resuming: %zu score%s in %s", cmd, s->log.nloaded,
+                 s->log.nloaded == 1 ? "" : "s", s->log.path);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ the pipeline */
+
+typedef enum { PENDING, MERGING, READY, EVALUATING, DONE } cand_state;
+
+typedef struct pipeline {
+    search *s;
+    candidate *c;
+    size_t n;
+    cand_state *state;
+    char **path;            /* candidate i's model path while it exists */
+    lad_child merge;
+    long merging, ready;    /* candidate indexes, -1 for none */
+    lad_child eval[MAX_JOBS];
+    long slot_cand[MAX_JOBS];
+    double merge_seconds;
+    bool failed;
+} pipeline;
+
+/* The last line of a child's stderr without our "ladle: error: " prefix. */
+static const char *last_line(lad_child *ch)
+{
+    char *t = ch->text[1];
+    size_t n = ch->len[1];
+    while (n && (t[n - 1] == '\n' || t[n - 1] == ' '))
+        t[--n] = 0;
+    size_t start = n;
+    while (start && t[start - 1] != '\n')
+        start--;
+    const char *line = t + start;
+    if (!strncmp(line, "ladle: error: ", 14))
+        line += 14;
+    return *line ? line : "(no message)";
+}
+
+/* The evaluator's stderr, last lines, indented, for a failure. */
+static void show_stderr(const candidate *c, lad_child *ch)
+{
+    char *t = ch->text[1];
+    size_t n = ch->len[1];
+    while (n && t[n - 1] == '\n')
+        n--;
+    if (!n) {
+        fprintf(stderr, "ladle: the evaluator printed nothing on stderr for %s\n", c->label);
+        return;
+    }
+    size_t start = n, lines = 0;
+    while (start > 0 && lines < 12)
+        if (t[--start] == '\n')
+            lines++;
+    if (t[start] == '\n')
+        start++;
+    fprintf(stderr, "ladle: the evaluator's stderr for %s (last lines):\n", c->label);
+    for (size_t i = start; i < n;) {
+        const char *nl = memchr(t + i, '\n', n - i);
+        size_t len = nl ? (size_t)(nl - (t + i)) : n - i;
+        fprintf(stderr, "  | %.*s\n", (int)len, t + i);
+        i += len + 1;
+    }
+}
+
+static void remove_candidate(pipeline *p, size_t i)
+{
+    if (p->path[i] && p->c[i].merge && !p->s->o.keep)
+        lad_remove_tree(p->path[i]);
+}
+
+static int log_entry(pipeline *p, size_t i, const char *path, const char *error_msg,
+                     double seconds, lad_error *err)
+{
+    search *s = p->s;
+    if (!s->has_log)
+        return 0;
+    json_t *e = json_object();
+    json_object_set_new(e, "recipe", json_string(p->c[i].recipe));
+    json_object_set_new(e, "eval", json_string(s->o.eval));
+    json_object_set_new(e, "label", json_string(p->c[i].label));
+    json_object_set_new(e, "path", json_string(path));
+    json_object_set_new(e, "score", error_msg ? json_null() : json_real(p->c[i].score));
+    json_object_set_new(e, "seconds", json_real(seconds));
+    if (p->c[i].merge)
+        json_object_set_new(e, "merge_seconds", json_real(p->merge_seconds));
+    if (error_msg)
+        json_object_set_new(e, "error", json_string(error_msg));
+    int rc = lad_journal_append(&s->log, e, err);
+    json_decref(e);
+    return rc;
+}
+
+static int start_merge(pipeline *p, size_t i, lad_error *err)
+{
+    search *s = p->s;
+    char *name = lad_asprintf("%s/cand-%04d%s", s->work, s->seq++,
+                              s->folders ? "" : ".safetensors");
+    size_t n = 0;
+    while (p->c[i].merge[n])
+        n++;
+    char **argv = calloc(n + 6, sizeof *argv);
+    if (!name || !argv) {
+        free(name);
+        free(argv);
+        return lad_fail(err, "out of memory");
+    }
+    argv[0] = s->self;
+    for (size_t k = 0; k < n; k++)
+        argv[k + 1] = p->c[i].merge[k];
+    argv[n + 1] = "-o";
+    argv[n + 2] = name;
+    argv[n + 3] = "-q";
+    int rc = lad_child_start(&p->merge, argv, NULL, false, 0, err);
+    free(argv);
+    if (rc) {
+        free(name);
+        return -1;
+    }
+    p->path[i] = name;
+    p->state[i] = MERGING;
+    p->merging = (long)i;
+    return 0;
+}
+
+static int start_eval(pipeline *p, size_t i, int slot, lad_error *err)
+{
+    search *s = p->s;
+    const char *path = p->c[i].merge ? p->path[i] : p->c[i].model;
+    char *cmd = lad_eval_expand(s->o.eval, path, slot, p->c[i].var_names, p->c[i].var_values,
+                                p->c[i].nvars);
+    char *env[3] = {lad_asprintf("LADLE_MODEL=%s", path), lad_asprintf("LADLE_SLOT=%d", slot),
+                    NULL};
+    int rc = -1;
+    if (!cmd || !env[0] || !env[1]) {
+        lad_fail(err, "out of memory");
+    } else {
+        char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+        rc = lad_child_start(&p->eval[slot], argv, env, true, s->o.timeout, err);
+    }
+    free(cmd);
+    /* putenv in the child took these strings; the parent's copies go. */
+    free(env[0]);
+    free(env[1]);
+    if (rc == 0) {
+        p->slot_cand[slot] = (long)i;
+        p->state[i] = EVALUATING;
+    }
+    return rc;
+}
+
+static void fail_once(pipeline *p, lad_error *err, const lad_error *why)
+{
+    if (!p->failed) {
+        *err = *why;
+        p->failed = true;
+    } else {
+        fprintf(stderr, "ladle: also: %s\n", why->msg);
+    }
+}
+
+static void merge_finished(pipeline *p, lad_error *err)
+{
+    size_t i = (size_t)p->merging;
+    p->merge_seconds = lad_now() - p->merge.started;
+    if (lad_child_ok(&p->merge)) {
+        p->state[i] = READY;
+        p->ready = (long)i;
+    } else {
+        lad_error e = {0};
+        char how[128];
+        lad_child_describe(&p->merge, how, sizeof how);
+        lad_fail(&e, "%s: merging candidate %s failed (%s): %s", p->s->cmd, p->c[i].label, how,
+                 last_line(&p->merge));
+        e.interrupted = lad_interrupted();
+        lad_remove_tree(p->path[i]);
+        p->state[i] = DONE;
+        fail_once(p, err, &e);
+    }
+    lad_child_free(&p->merge);
+    p->merging = -1;
+}
+
+static void eval_finished(pipeline *p, int slot, lad_error *err)
+{
+    search *s = p->s;
+    lad_child *ch = &p->eval[slot];
+    size_t i = (size_t)p->slot_cand[slot];
+    candidate *c = &p->c[i];
+    const char *path = c->merge ? p->path[i] : c->model;
+    double seconds = lad_now() - ch->started;
+    char how[160] = "";
+    if (!lad_child_ok(ch))
+        lad_child_describe(ch, how, sizeof how);
+    else if (lad_eval_score(ch->text[0], &c->score) != 0)
+        snprintf(how, sizeof how, "it printed no number on stdout (the score is the last number "
+                                  "printed)");
+    lad_error e = {0};
+    if (how[0] && lad_interrupted()) {
+        lad_fail(&e, "%s: interrupted while evaluating %s", s->cmd, c->label);
+        e.interrupted = true;
+        fail_once(p, err, &e);
+    } else if (how[0]) {
+        show_stderr(c, ch);
+        lad_fail(&e, "%s: evaluating %s%s%s%s failed: %s; nothing was accepted from it", s->cmd,
+                 c->label, strcmp(path, c->label) ? " (" : "", strcmp(path, c->label) ? path : "",
+                 strcmp(path, c->label) ? ")" : "", how);
+        if (log_entry(p, i, path, how, seconds, &e) != 0)
+            fprintf(stderr, "ladle: also: %s\n", e.msg);
+        fail_once(p, err, &e);
+    } else {
+        c->scored = true;
+        c->seconds = seconds;
+        s->done++;
+        if (log_entry(p, i, path, NULL, seconds, &e) != 0)
+            fail_once(p, err, &e);
+        note(s->quiet, "%s [%zu/%zu] %s: %.10g (evaluated in %.1fs)", s->cmd, s->done, s->total,
+             c->label, c->score, seconds);
+    }
+    remove_candidate(p, i);
+    p->state[i] = DONE;
+    p->slot_cand[slot] = -1;
+    lad_child_free(ch);
+}
+
+int search_eval(search *s, candidate *c, size_t n, lad_error *err)
+{
+    pipeline p = {.s = s, .c = c, .n = n, .merging = -1, .ready = -1};
+    p.state = calloc(n ? n : 1, sizeof *p.state);
+    p.path = calloc(n ? n : 1, sizeof *p.path);
+    for (int k = 0; k < MAX_JOBS; k++) {
+        p.slot_cand[k] = -1;
+        p.eval[k].fd[0] = p.eval[k].fd[1] = -1;
+    }
+    p.merge.fd[0] = p.merge.fd[1] = -1;
+    if (!p.state || !p.path) {
+        free(p.state);
+        free(p.path);
+        return lad_fail(err, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].scored) {
+            p.state[i] = DONE;
+            continue;
+        }
+        if (!s->planned) /* else the caller told the whole count */
+            s->total++;
+        if (s->has_log && lad_journal_find(&s->log, c[i].recipe, s->o.eval, &c[i].score)) {
+            c[i].scored = c[i].from_log = true;
+            p.state[i] = DONE;
+            s->done++;
+            note(s->quiet, "%s [%zu/%zu] %s: %.10g (from the log)", s->cmd, s->done, s->total,
+                 c[i].label, c[i].score);
+        }
+    }
+    size_t next = 0;
+    for (;;) {
+        if (lad_interrupted() && !p.failed) {
+            lad_error e = {.interrupted = true};
+            lad_fail(&e, "%s: interrupted; every finished evaluation is in the log%s", s->cmd,
+                     s->has_log ? "" : " (none: no --work or --log was given)");
+            e.interrupted = true;
+            fail_once(&p, err, &e);
+        }
+        if (p.failed) { /* stop starting; interrupted: stop the running ones too */
+            for (int k = 0; k < s->o.jobs; k++)
+                if (p.slot_cand[k] >= 0 && lad_interrupted())
+                    lad_child_stop(&p.eval[k]);
+            if (p.merging >= 0 && lad_interrupted())
+                lad_child_stop(&p.merge);
+        }
+        while (next < n && p.state[next] != PENDING)
+            next++;
+        for (int k = 0; k < s->o.jobs && !p.failed; k++) {
+            if (p.slot_cand[k] >= 0)
+                continue;
+            long i = p.ready;
+            if (i < 0 && next < n && !c[next].merge)
+                i = (long)next;
+            if (i < 0)
+                break;
+            if (i == p.ready)
+                p.ready = -1;
+            lad_error e = {0};
+            if (start_eval(&p, (size_t)i, k, &e) != 0)
+                fail_once(&p, err, &e);
+            while (next < n && p.state[next] != PENDING)
+                next++;
+        }
+        if (!p.failed && p.merging < 0 && p.ready < 0 && next < n && c[next].merge) {
+            lad_error e = {0};
+            if (start_merge(&p, next, &e) != 0)
+                fail_once(&p, err, &e);
+            continue;
+        }
+        lad_child *running[MAX_JOBS + 1];
+        size_t nr = 0;
+        if (p.merging >= 0)
+            running[nr++] = &p.merge;
+        for (int k = 0; k < s->o.jobs; k++)
+            if (p.slot_cand[k] >= 0)
+                running[nr++] = &p.eval[k];
+        if (!nr && (p.failed || (next >= n && p.ready < 0)))
+            break;
+        if (!nr && p.ready >= 0 && p.failed)
+            break;
+        lad_child_poll(running, nr, POLL_MS);
+        if (p.merging >= 0 && p.merge.exited)
+            merge_finished(&p, err);
+        for (int k = 0; k < s->o.jobs; k++)
+            if (p.slot_cand[k] >= 0 && p.eval[k].exited)
+                eval_finished(&p, k, err);
+    }
+    if (p.ready >= 0) /* merged, never evaluated (a failure elsewhere) */
+        lad_remove_tree(p.path[p.ready]);
+    for (size_t i = 0; i < n; i++)
+        free(p.path[i]);
+    free(p.path);
+    free(p.state);
+    return p.failed ? -1 : 0;
+}
+
+int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err)
+{
+    size_t n = 0;
+    while (merge[n])
+        n++;
+    char **argv = calloc(n + 6, sizeof *argv);
+    if (!argv)
+        return lad_fail(err, "out of memory");
+    size_t k = 0;
+    argv[k++] = s->self;
+    for (size_t i = 0; i < n; i++)
+        argv[k++] = merge[i];
+    argv[k++] = "-o";
+    argv[k++] = (char *)out;
+    if (force)
+        argv[k++] = "--force";
+    if (s->quiet)
+        argv[k++] = "-q";
+    lad_child ch;
+    int rc = lad_child_start(&ch, argv, NULL, false, 0, err);
+    free(argv);
+    if (rc)
+        return -1;
+    lad_child *one = &ch;
+    bool stopped = false;
+    while (!ch.exited) {
+        if (lad_interrupted() && !stopped) {
+            lad_child_stop(&ch); /* it removes its temporary output */
+            stopped = true;
+        }
+        lad_child_poll(&one, 1, POLL_MS);
+    }
+    if (!lad_child_ok(&ch)) {
+        char how[128];
+        lad_child_describe(&ch, how, sizeof how);
+        lad_fail(err, "%s: writing %s failed (%s): %s", s->cmd, out, how, last_line(&ch));
+        err->interrupted = lad_interrupted();
+        rc = -1;
+    } else {
+        fputs(ch.text[1], stderr); /* its summary */
+    }
+    lad_child_free(&ch);
+    return rc;
+}
+
+void search_close(search *s)
+{
+    if (s->work_temp && s->work) {
+        if (s->o.keep)
+            note(s->quiet, "%s: candidates kept in %s", s->cmd, s->work);
+        else
+            lad_remove_tree(s->work);
+    }
+    if (s->has_log)
+        lad_journal_close(&s->log);
+    free(s->work);
+    free(s->self);
+    memset(s, 0, sizeof *s);
+}

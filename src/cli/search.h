@@ -1,0 +1,97 @@
+/*
+ * What greedy soups and sweeps share: candidates made by a ladle merge (run
+ * as a child process), scored by the user's evaluator (the protocol in
+ * ladle.h), several at once, logged, and resumable.
+ */
+#ifndef LADLE_SEARCH_H
+#define LADLE_SEARCH_H
+
+#include "cli.h"
+
+/* One thing to score: the output of a merge, or a model as it is. */
+typedef struct candidate {
+    char *label;        /* in tables and messages: "alpha=0.3", "ft-2" */
+    char **merge;       /* ladle arguments (command first, no -o), NULL-ended; */
+    const char *model;  /* or, when merge is NULL, a model scored as it is */
+    char *recipe;       /* what the log knows it by (a command line) */
+    const char *const *var_names, *const *var_values; /* {NAME} in the evaluator */
+    size_t nvars;
+    /* results */
+    bool scored, from_log;
+    double score, seconds;
+} candidate;
+
+enum {
+    OPT_EVAL = 1100, OPT_EVAL_TIMEOUT, OPT_JOBS, OPT_MINIMIZE, OPT_KEEP, OPT_WORK, OPT_LOG,
+    OPT_RESUME,
+};
+
+#define SEARCH_OPTIONS                                                                        \
+    {"eval", required_argument, 0, OPT_EVAL},                                                 \
+        {"eval-timeout", required_argument, 0, OPT_EVAL_TIMEOUT},                             \
+        {"jobs", required_argument, 0, OPT_JOBS}, {"minimize", no_argument, 0, OPT_MINIMIZE}, \
+        {"keep-candidates", no_argument, 0, OPT_KEEP},                                        \
+        {"work", required_argument, 0, OPT_WORK}, {"log", required_argument, 0, OPT_LOG},     \
+        {"resume", no_argument, 0, OPT_RESUME}
+
+#define SEARCH_HELP                                                                           \
+    "      --eval CMD        the evaluator: run by /bin/sh -c once per candidate, {model}\n"  \
+    "                        replaced by its path (quoted; also in $LADLE_MODEL) and {slot}\n" \
+    "                        by 0..N-1 (--jobs N; also $LADLE_SLOT). Its score is the last\n" \
+    "                        number on its stdout; higher is better\n"                       \
+    "      --minimize        lower scores are better (a loss, a perplexity)\n"                \
+    "      --eval-timeout S  an evaluation running longer than S seconds fails\n"            \
+    "      --jobs N          evaluate up to N candidates at once (default 1)\n"             \
+    "      --work DIR        where candidates are written (default: a temporary folder\n"    \
+    "                        beside OUT, removed at the end); the log goes there too\n"      \
+    "      --log FILE        the log: one JSON line per evaluation (default DIR/ladle-log.jsonl\n" \
+    "                        with --work, none without)\n"                                   \
+    "      --resume          re-use every score in the log; evaluate only the rest\n"        \
+    "      --keep-candidates keep every candidate (default: deleted once scored)\n"
+
+typedef struct search_opts {
+    const char *eval;
+    double timeout;     /* 0: none */
+    int jobs;
+    bool minimize, keep, resume;
+    const char *work, *log;
+} search_opts;
+
+/* Handles a search option: 1 taken, 0 not one, or an exit code > 1. */
+int search_opts_take(search_opts *o, const char *cmd, int id, const char *arg);
+
+typedef struct search {
+    const char *cmd;    /* "soup" or "sweep", for messages */
+    search_opts o;
+    bool quiet;
+    bool folders;       /* candidates are Hugging Face folders, not files */
+    char *self;         /* this executable, to run merges */
+    char *work;
+    bool work_temp;     /* made by us: removed at the end */
+    lad_journal log;
+    bool has_log;
+    int seq;            /* candidate names */
+    size_t done, total; /* progress */
+    size_t planned;     /* evaluations the whole search will need, if known */
+} search;
+
+/* out: where the result goes (the default work folder is made beside it),
+ * or NULL. Checks the options (--resume needs a log). */
+int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bool folders,
+                const char *out, lad_error *err);
+/* Scores every candidate that is not scored yet: from the log, else by
+ * merging and evaluating it. Fails on the first failed merge or evaluation
+ * (after letting the others running finish and be logged). */
+int search_eval(search *s, candidate *c, size_t n, lad_error *err);
+/* Runs `ladle MERGE... -o OUT` with the child's messages passed on. */
+int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err);
+/* Is a better than b in the search's direction (strictly)? */
+bool search_better(const search *s, double a, double b);
+void search_close(search *s);
+void candidate_free(candidate *c);
+/* Frees a NULL-ended argument list. */
+void argv_free(char **argv);
+/* The log's recipe for a merge: "ladle ARGS..." quoted as a shell would. */
+char *recipe_of(char *const *merge);
+
+#endif
