@@ -10,10 +10,13 @@ import struct
 
 import numpy as np
 
-try:
+
+
+def _torch():
+    """PyTorch, imported when first needed (it takes a second to load, and
+    the test evaluator, run once per candidate, never needs it)."""
     import torch
-except ImportError:  # the conversion tests skip without it
-    torch = None
+    return torch
 
 NP = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16,
       "I64": np.int64, "I32": np.int32, "U8": np.uint8, "BOOL": np.bool_, "I8": np.int8,
@@ -42,6 +45,7 @@ def round_to(dtype, x):
     if dtype == "F16":
         return x.astype(np.float32).astype(np.float16)
     if dtype == "BF16":
+        torch = _torch()
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(torch.bfloat16)
         return t.view(torch.int16).numpy().view(np.uint16)
     raise ValueError(dtype)
