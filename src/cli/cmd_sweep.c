@@ -26,8 +26,8 @@ static const char HELP[] =
     "  ladle sweep --grid lam=0.1:1.0:10 --eval ... -- task --base B --add {lam}:M\n"
     "\n"
     "  -g, --grid G          an axis: NAME=START:STOP:STEPS (STEPS evenly spaced values\n"
-    "                        from START to STOP, as numpy.linspace) or NAME=v1,v2,...;\n"
-    "                        several axes make a cartesian product\n"
+    "                        from START to STOP, as numpy.linspace, to 12 significant\n"
+    "                        digits) or NAME=v1,v2,...; axes make a cartesian product\n"
     "  -o, --output OUT      write the best point's merge to OUT\n"
     "      --force           replace OUT if it exists\n"
     "      --json            print the table as JSON\n"
@@ -61,16 +61,16 @@ enum { OPT_GRID = 1300, OPT_SWEEP_JSON, OPT_SWEEP_FORCE };
 static const char *const MERGES[] = {"lerp", "soup", "task", "ckpt", "slerp", "ties", "dare",
                                      "breadcrumbs", "della", "stock", "merge"};
 
-/* The shortest decimal that reads back as v (as Python's repr). */
-static char *shortest(double v)
+/* A grid value as it is substituted, and then used: rounded to 12
+ * significant digits, so 0:1:11 gives 0.3, not 0.30000000000000004. */
+static char *grid_text(double *v)
 {
     char buf[40];
-    for (int p = 1; p <= 17; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, v);
-        if (strtod(buf, NULL) == v)
-            break;
-    }
-    return lad_strdup(strcmp(buf, "-0") ? buf : "0");
+    snprintf(buf, sizeof buf, "%.12g", *v);
+    if (!strcmp(buf, "-0"))
+        strcpy(buf, "0");
+    *v = strtod(buf, NULL);
+    return lad_strdup(buf);
 }
 
 static bool identifier(const char *s, size_t n)
@@ -132,7 +132,7 @@ static int parse_axis(sweep_args *a, const char *arg)
     }
     x->text = calloc(x->n, sizeof *x->text);
     for (size_t i = 0; x->text && i < x->n; i++)
-        if (!(x->text[i] = shortest(x->v[i])))
+        if (!(x->text[i] = grid_text(&x->v[i])))
             return usage_error("sweep", "out of memory");
     if (!x->text)
         return usage_error("sweep", "out of memory");

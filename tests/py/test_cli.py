@@ -7,7 +7,8 @@ import pytest
 import st
 from conftest import ladle
 
-COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp", "ties", "dare", "breadcrumbs", "stock", "diff", "della", "merge"]
+COMMANDS = ["info", "lerp", "soup", "task", "ckpt", "slerp", "ties", "dare", "breadcrumbs", "stock", "diff", "della", "merge",
+            "sweep"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
