@@ -11,6 +11,7 @@
 #include "search.h"
 #include "../core/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -89,6 +90,33 @@ bool search_better(const search *s, double a, double b)
     return s->o.minimize ? a < b : a > b;
 }
 
+/* Candidates of a run that was killed (SIGKILL, a crash, a power cut):
+ * "cand-NNNN[.safetensors]" and the merge's hidden temporaries. They are
+ * ladle's own, in ladle's work folder, and may be as large as a model. */
+static void remove_stale(search *s)
+{
+    DIR *d = opendir(s->work);
+    struct dirent *e;
+    size_t n = 0;
+    while (d && (e = readdir(d))) {
+        const char *name = e->d_name;
+        bool ours = !strncmp(name, "cand-", 5) ||
+                    (!strncmp(name, ".cand-", 6) && strstr(name, ".ladle-tmp-"));
+        if (!ours)
+            continue;
+        char *path = lad_path_join(s->work, name);
+        if (path)
+            lad_remove_tree(path);
+        free(path);
+        n++;
+    }
+    if (d)
+        closedir(d);
+    if (n)
+        note(s->quiet, "%s: removed %zu candidate%s left in %s by an earlier run", s->cmd, n,
+             n == 1 ? "" : "s", s->work);
+}
+
 int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bool folders,
                 const char *out, lad_error *err)
 {
@@ -132,6 +160,9 @@ int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bo
     }
     if (!s->work)
         return lad_fail(err, "out of memory");
+
+    if (o->work && !o->keep)
+        remove_stale(s);
 
     char *log = o->log ? lad_strdup(o->log)
                        : o->work ? lad_path_join(o->work, "ladle-log.jsonl") : NULL;
@@ -239,8 +270,12 @@ static int log_entry(pipeline *p, size_t i, const char *path, const char *error_
 static int start_merge(pipeline *p, size_t i, lad_error *err)
 {
     search *s = p->s;
-    char *name = lad_asprintf("%s/cand-%04d%s", s->work, s->seq++,
-                              s->folders ? "" : ".safetensors");
+    /* A run killed earlier may have left candidates: never reuse a name. */
+    char *name = NULL;
+    do {
+        free(name);
+        name = lad_asprintf("%s/cand-%04d%s", s->work, s->seq++, s->folders ? "" : ".safetensors");
+    } while (name && lad_exists(name));
     size_t n = 0;
     while (p->c[i].merge[n])
         n++;
@@ -384,20 +419,20 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
         return lad_fail(err, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
-        if (c[i].scored) {
+        if (c[i].scored)
             p.state[i] = DONE;
-            continue;
-        }
-        if (!s->planned) /* else the caller told the whole count */
+        else if (!s->planned) /* else the caller told the whole count */
             s->total++;
-        if (s->has_log && lad_journal_find(&s->log, c[i].recipe, s->o.eval, &c[i].score)) {
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!c[i].scored && s->has_log &&
+            lad_journal_find(&s->log, c[i].recipe, s->o.eval, &c[i].score)) {
             c[i].scored = c[i].from_log = true;
             p.state[i] = DONE;
             s->done++;
             note(s->quiet, "%s [%zu/%zu] %s: %.10g (from the log)", s->cmd, s->done, s->total,
                  c[i].label, c[i].score);
         }
-    }
     size_t next = 0;
     for (;;) {
         if (lad_interrupted() && !p.failed) {
