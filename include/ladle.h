@@ -326,6 +326,12 @@ typedef struct lad_run_stats {
     uint64_t bytes_read, bytes_written;
     double seconds;
     size_t nshards;
+    /* NaN or Inf values the merge produced (before rounding to the output
+     * dtype): an input holds some, or the arithmetic overflowed. A merge
+     * does not fail on them; callers should warn. */
+    uint64_t nonfinite;
+    size_t nonfinite_tensors;
+    const char *first_nonfinite; /* the first such tensor's name */
 } lad_run_stats;
 
 /* Streams the plan to the output; the output appears complete or not at all. */

@@ -31,6 +31,7 @@
 #include "plan.h"
 #include "util.h"
 #include "../formats/writer.h"
+#include "../methods/kernel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +61,7 @@ typedef struct run {
     size_t nitems;
     size_t *first_item;     /* per tensor, and [n] = nitems */
     uint32_t *keys;         /* per tensor: hash of its name */
+    atomic_uint_least64_t *nonfinite; /* per tensor: NaN/Inf results */
     int *fds;               /* per shard */
     uint64_t *data_start;   /* per shard */
     atomic_uint_least64_t done_bytes;
@@ -153,6 +155,26 @@ static int npasses(const lad_plan_tensor *pt)
 }
 
 /* One item of a merged tensor: a statistics pass or the merge pass. */
+/* NaN and +-Inf are the values whose exponent bits are all ones. The
+ * common case (none) is an OR over the chunk, which vectorises to a few
+ * instructions per 8 values; only a chunk that has some is counted. */
+#define COUNT_NONFINITE(NAME, T, U, EXP)                                                      \
+    LAD_KERNEL static uint64_t NAME(const T *x, size_t n)                                     \
+    {                                                                                         \
+        const U *u = (const U *)(const void *)x;                                              \
+        U any = 0;                                                                            \
+        for (size_t i = 0; i < n; i++)                                                        \
+            any |= (U)((u[i] & EXP) == EXP);                                                  \
+        if (!any)                                                                             \
+            return 0;                                                                         \
+        uint64_t c = 0;                                                                       \
+        for (size_t i = 0; i < n; i++)                                                        \
+            c += (u[i] & EXP) == EXP;                                                         \
+        return c;                                                                             \
+    }
+COUNT_NONFINITE(count_nonfinite_f32, float, uint32_t, 0x7f800000u)
+COUNT_NONFINITE(count_nonfinite_f64, double, uint64_t, 0x7ff0000000000000ull)
+
 static int do_merge(worker *w, const item *it, int pass, lad_error *err)
 {
     run *r = w->r;
@@ -172,6 +194,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);
     uint64_t step = m->row_length ? row_of(pt) : BLOCK;
+    uint64_t nonfinite = 0;
     for (uint64_t b = 0; b < it->count; b += step) {
         size_t n = (size_t)(it->count - b < step ? it->count - b : step);
         k.start = it->start + b;
@@ -187,6 +210,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 continue;
             }
             m->chunk_f64(&k, w->comp_out, in, n);
+            nonfinite += count_nonfinite_f64(w->comp_out, n);
             lad_store_f64(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
         } else {
             const float *in[MAX_INPUTS];
@@ -200,11 +224,14 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 continue;
             }
             m->chunk_f32(&k, w->comp_out, in, n);
+            nonfinite += count_nonfinite_f32(w->comp_out, n);
             lad_store_f32(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
         }
     }
     if (pass != MERGE_PASS)
         return 0;
+    if (nonfinite)
+        atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
     size_t s = pt->shard;
     if (lad_pwrite_full(r->fds[s], w->out_raw, it->count * oes,
                         r->data_start[s] + pt->offset + it->start * oes, err))
@@ -465,7 +492,8 @@ static int make_items(run *r, lad_error *err)
     size_t n = r->plan->n, total = 0;
     r->first_item = calloc(n + 1, sizeof *r->first_item);
     r->keys = calloc(n + 1, sizeof *r->keys);
-    if (!r->first_item || !r->keys)
+    r->nonfinite = calloc(n + 1, sizeof *r->nonfinite);
+    if (!r->first_item || !r->keys || !r->nonfinite)
         return lad_fail(err, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const lad_plan_tensor *pt = &r->plan->t[i];
@@ -679,12 +707,22 @@ int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
         stats->bytes_written = p->bytes_out;
         stats->seconds = now() - t0;
         stats->nshards = p->nshards;
+        stats->nonfinite = 0;
+        stats->nonfinite_tensors = 0;
+        stats->first_nonfinite = NULL;
+        for (size_t t = 0; t < p->n; t++)
+            if (r.nonfinite[t]) {
+                stats->nonfinite += r.nonfinite[t];
+                if (!stats->nonfinite_tensors++)
+                    stats->first_nonfinite = p->t[t].name;
+            }
     }
     free(r.items);
     free(r.block_base);
     free(r.item_base);
     free(r.first_item);
     free(r.keys);
+    free(r.nonfinite);
     free(r.fds);
     free(r.data_start);
     pthread_cond_destroy(&r.go);

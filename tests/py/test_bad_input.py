@@ -239,3 +239,23 @@ def test_mismatched_models(tmp_path, rng):
     r = ladle("soup", tmp_path / "a.safetensors", tmp_path / "d.safetensors", "-o", out,
               check=False)
     assert r.code == 1 and "model.norm.weight" in r.err and "I32" in r.err
+
+
+def test_nan_and_inf_weights_warn_but_merge(tmp_path, rng):
+    """NaN/Inf in an input is not a format error: the merge runs, the output
+    holds what the math gives (NaN stays NaN), and a warning counts them."""
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    y = x.copy()
+    y[0, :3] = [np.nan, np.inf, -np.inf]
+    st.write(a, [("w", "F32", x), ("clean", "F32", x)])
+    st.write(b, [("w", "F32", y), ("clean", "F32", x)])
+    out = tmp_path / "o.safetensors"
+    r = ladle("lerp", a, b, "--alpha", "0.5", "-o", out, "-q")
+    warn = [line for line in r.err.splitlines() if "warning" in line]
+    assert len(warn) == 1 and "3 NaN/Inf values in 1 tensor (first: w)" in warn[0], r.err
+    got = st.read(out)[0]["w"][1]
+    assert np.isnan(got[0, 0]) and got[0, 1] == np.inf and got[0, 2] == -np.inf
+    assert np.all(np.isfinite(got[1:]))
+    r = ladle("lerp", a, a, "--alpha", "0.5", "-o", tmp_path / "clean.safetensors", "-q")
+    assert r.err == ""
