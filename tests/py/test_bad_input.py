@@ -259,3 +259,15 @@ def test_nan_and_inf_weights_warn_but_merge(tmp_path, rng):
     assert np.all(np.isfinite(got[1:]))
     r = ladle("lerp", a, a, "--alpha", "0.5", "-o", tmp_path / "clean.safetensors", "-q")
     assert r.err == ""
+
+
+def test_tensors_listed_out_of_offset_order_are_accepted(tmp_path):
+    """The header's order is not the data's: as the reference crate does,
+    tensors are sorted by offset before the tiling check."""
+    p = raw_file(tmp_path / "swapped.safetensors",
+                 {"b": t("F32", [2], 8, 16), "a": t("F32", [2], 0, 8)},
+                 np.arange(4, dtype=np.float32).tobytes())
+    out = tmp_path / "o.safetensors"
+    ladle("soup", p, p, "-o", out, "-q")
+    got = st.read(out)[0]
+    assert list(got["a"][1]) == [0, 1] and list(got["b"][1]) == [2, 3]
