@@ -482,8 +482,6 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
                 running[nr++] = &p.eval[k];
         if (!nr && (p.failed || (next >= n && p.ready < 0)))
             break;
-        if (!nr && p.ready >= 0 && p.failed)
-            break;
         lad_child_poll(running, nr, POLL_MS);
         if (p.merging >= 0 && p.merge.exited)
             merge_finished(&p, err);

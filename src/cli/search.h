@@ -44,8 +44,8 @@ enum {
     "      --jobs N          evaluate up to N candidates at once (default 1)\n"             \
     "      --work DIR        where candidates are written (default: a temporary folder\n"    \
     "                        beside OUT, removed at the end); the log goes there too\n"      \
-    "      --log FILE        the log: one JSON line per evaluation (default DIR/ladle-log.jsonl\n" \
-    "                        with --work, none without)\n"                                   \
+    "      --log FILE        the log: one JSON line per evaluation (default:\n"               \
+    "                        DIR/ladle-log.jsonl with --work, none without)\n"               \
     "      --resume          re-use every score in the log; evaluate only the rest\n"        \
     "      --keep-candidates keep every candidate (default: deleted once scored)\n"
 

@@ -137,13 +137,14 @@ void lad_child_stop(lad_child *c)
 
 void lad_child_poll(lad_child *const *cs, size_t n, int timeout_ms)
 {
-    struct pollfd fds[2 * 64];
-    lad_child *who[2 * 64];
-    int side[2 * 64];
+    enum { MAX_FDS = 256 }; /* 2 per child; more children are polled next time */
+    struct pollfd fds[MAX_FDS];
+    lad_child *who[MAX_FDS];
+    int side[MAX_FDS];
     nfds_t nf = 0;
     for (size_t i = 0; i < n; i++)
         for (int s = 0; s < 2; s++)
-            if (cs[i]->pid && !cs[i]->exited && cs[i]->fd[s] >= 0 && nf < 2 * 64) {
+            if (cs[i]->pid && !cs[i]->exited && cs[i]->fd[s] >= 0 && nf < MAX_FDS) {
                 fds[nf] = (struct pollfd){.fd = cs[i]->fd[s], .events = POLLIN};
                 who[nf] = cs[i];
                 side[nf++] = s;
