@@ -1,10 +1,13 @@
-/* ladle merge CONFIG.yml -o OUT [--dry-run]: run a mergekit YAML recipe. */
+/* ladle merge CONFIG.yml -o OUT [--dry-run] [--var NAME=VALUE]: run a
+ * mergekit YAML recipe. */
 #include "cli.h"
 #include "../core/util.h"
 #include "../recipe/recipe.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char HELP[] =
     "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [options]\n"
@@ -17,13 +20,74 @@ static const char HELP[] =
     "else relative to the recipe's folder. Every error names the recipe's line.\n"
     "\n"
     "      --dry-run         print the plan (each tensor's inputs, method and resolved\n"
-    "                        parameters, bytes to read and write); write nothing\n" COMMON_MERGE_HELP;
+    "                        parameters, bytes to read and write); write nothing\n"
+    "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
+    "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
+    "                        e.g. `t: {t}` with --var t={t} in the sweep's command\n"
+    COMMON_MERGE_HELP;
+
+#define MAX_VARS 16
+
+typedef struct merge_args {
+    bool dry_run;
+    const char *var[MAX_VARS];
+    int nvars;
+} merge_args;
+
+enum { OPT_VAR = 1400 };
 
 static int take(void *ctx, int id, const char *arg)
 {
-    (void)arg;
+    merge_args *a = ctx;
     if (id == OPT_DRY_RUN)
-        *(bool *)ctx = true;
+        a->dry_run = true;
+    if (id == OPT_VAR) {
+        const char *eq = strchr(arg, '=');
+        bool name = eq && eq > arg;
+        for (const char *c = arg; name && c < eq; c++)
+            name = isalnum((unsigned char)*c) || *c == '_';
+        if (!name)
+            return usage_error("merge", "--var takes NAME=VALUE, not '%s'", arg);
+        if (a->nvars == MAX_VARS)
+            return usage_error("merge", "at most %d --var", MAX_VARS);
+        a->var[a->nvars++] = arg;
+    }
+    return 0;
+}
+
+/* {NAME} -> VALUE for each --var, in the recipe's text. A --var the
+ * recipe does not use is an error (a typo would otherwise go unnoticed). */
+static int substitute(const merge_args *a, const char *path, char **text, size_t *len,
+                      lad_error *err)
+{
+    for (int v = 0; v < a->nvars; v++) {
+        const char *eq = strchr(a->var[v], '=');
+        char key[128];
+        snprintf(key, sizeof key, "{%.*s}", (int)(eq - a->var[v]) < 100 ? (int)(eq - a->var[v])
+                                                                          : 100, a->var[v]);
+        size_t kl = strlen(key), vl = strlen(eq + 1), hits = 0;
+        for (const char *p = *text; (p = strstr(p, key)); p += kl)
+            hits++;
+        if (!hits)
+            return lad_fail(err, "%s: --var %s: the recipe has no %s", path, a->var[v], key);
+        char *out = malloc(*len + hits * vl + 1), *o = out;
+        if (!out)
+            return lad_fail(err, "out of memory");
+        for (const char *p = *text, *q; ; p = q + kl) {
+            q = strstr(p, key);
+            size_t n = q ? (size_t)(q - p) : strlen(p);
+            memcpy(o, p, n);
+            o += n;
+            if (!q)
+                break;
+            memcpy(o, eq + 1, vl);
+            o += vl;
+        }
+        *o = 0;
+        free(*text);
+        *text = out;
+        *len = (size_t)(o - out);
+    }
     return 0;
 }
 
@@ -42,12 +106,13 @@ static int describe(const char *tensor, double depth, const void *spec_ctx, char
 int cmd_merge(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        COMMON_MERGE_OPTIONS, {"dry-run", no_argument, 0, OPT_DRY_RUN}, {0, 0, 0, 0}};
+        COMMON_MERGE_OPTIONS, {"dry-run", no_argument, 0, OPT_DRY_RUN},
+        {"var", required_argument, 0, OPT_VAR}, {0, 0, 0, 0}};
     merge_opts o;
     merge_opts_init(&o);
-    bool dry_run = false;
+    merge_args a = {0};
     int first, code;
-    if (!parse_args("merge", HELP, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &dry_run,
+    if (!parse_args("merge", HELP, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a,
                     &first, &code))
         return code;
     if (argc - first != 1)
@@ -57,25 +122,25 @@ int cmd_merge(int argc, char **argv)
                                     "recipe's parameters");
     static lad_recipe r; /* large; one recipe per process */
     lad_error err = {0};
-    if (lad_recipe_load(argv[first], &r, &err) != 0)
+    char *text = NULL;
+    size_t len = 0;
+    if (lad_read_file(argv[first], LAD_YAML_MAX_BYTES, &text, &len, &err) != 0 ||
+        substitute(&a, argv[first], &text, &len, &err) != 0 ||
+        lad_recipe_load_text(argv[first], text, len, &r, &err) != 0) {
+        free(text);
         return report(&err);
+    }
     const char *refs[RECIPE_MAX_MODELS + 1], *roles[RECIPE_MAX_MODELS + 1];
     for (size_t i = 0; i < r.nmodels; i++) {
         refs[i] = r.models[i].ref;
         roles[i] = r.slices ? "slices" : (int)i == r.base ? "base" : "model";
-    }
-    char *text = NULL;
-    size_t len = 0;
-    if (lad_read_file(argv[first], 1 << 20, &text, &len, &err) != 0) {
-        lad_recipe_free(&r);
-        return report(&err);
     }
     static lad_schedule sched;
     sched = (lad_schedule){.resolve = lad_recipe_resolve, .ctx = &r};
     merge_job job = {.cmd = lad_recipe_method(&r), .refs = refs, .roles = roles,
                      .nmodels = r.nmodels, .template_model = r.base >= 0 ? (size_t)r.base : 0,
                      .schedule = &sched, .has_out_dtype = r.has_out_dtype,
-                     .out_dtype = r.out_dtype, .dry_run = dry_run, .describe = describe,
+                     .out_dtype = r.out_dtype, .dry_run = a.dry_run, .describe = describe,
                      .describe_ctx = &r};
     if (r.slices) {
         job.template_model = r.slices[0].src[0].model;

@@ -637,9 +637,15 @@ static int load(lad_recipe *r, lad_error *err)
 
 int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err)
 {
+    return lad_recipe_load_text(path, NULL, 0, r, err);
+}
+
+int lad_recipe_load_text(const char *path, const char *text, size_t len, lad_recipe *r,
+                         lad_error *err)
+{
     memset(r, 0, sizeof *r);
     r->base = -1;
-    if (lad_yaml_load(&r->y, path, err) || load(r, err)) {
+    if (lad_yaml_load(&r->y, path, text, len, err) || load(r, err)) {
         lad_recipe_free(r);
         return -1;
     }

@@ -48,6 +48,10 @@ typedef struct lad_recipe {
 } lad_recipe;
 
 int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err);
+/* The same from the recipe's text (after --var substitution); relative
+ * model paths are still resolved against path's folder. */
+int lad_recipe_load_text(const char *path, const char *text, size_t len, lad_recipe *r,
+                         lad_error *err);
 void lad_recipe_free(lad_recipe *r);
 const char *lad_recipe_method(const lad_recipe *r);
 

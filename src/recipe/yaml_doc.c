@@ -23,20 +23,23 @@ int lad_yaml_fail(lad_error *err, const lad_yaml *y, const yaml_node_t *n, const
     return lad_fail(err, "%s: %s", y->path, msg);
 }
 
-int lad_yaml_load(lad_yaml *y, const char *path, lad_error *err)
+int lad_yaml_load(lad_yaml *y, const char *path, const char *text, size_t len, lad_error *err)
 {
     memset(y, 0, sizeof *y);
     if (!(y->path = lad_strdup(path)))
         return lad_fail(err, "out of memory");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return lad_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    char *own = NULL;
+    if (!text) {
+        if (lad_read_file(path, LAD_YAML_MAX_BYTES, &own, &len, err))
+            return -1;
+        text = own;
+    }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
+        free(own);
         return lad_fail(err, "out of memory");
     }
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     int rc = 0;
     if (!yaml_parser_load(&parser, &y->doc)) {
         rc = lad_fail(err, "%s:%zu:%zu: not valid YAML: %s%s%s", path,
@@ -49,7 +52,7 @@ int lad_yaml_load(lad_yaml *y, const char *path, lad_error *err)
             rc = lad_fail(err, "%s: the file is empty", path);
     }
     yaml_parser_delete(&parser);
-    fclose(f);
+    free(own);
     return rc;
 }
 

@@ -13,7 +13,10 @@ typedef struct lad_yaml {
     bool loaded;
 } lad_yaml;
 
-int lad_yaml_load(lad_yaml *y, const char *path, lad_error *err);
+/* Parses text (len bytes), or the file at path when text is NULL; path
+ * names the document in errors either way. */
+#define LAD_YAML_MAX_BYTES (1u << 20)
+int lad_yaml_load(lad_yaml *y, const char *path, const char *text, size_t len, lad_error *err);
 void lad_yaml_free(lad_yaml *y);
 yaml_node_t *lad_yaml_root(lad_yaml *y);
 yaml_node_t *lad_yaml_node(lad_yaml *y, int index);

@@ -432,3 +432,24 @@ def test_existing_output_is_refused_before_any_work(tmp_path, rng):
               "-o", out, check=False)
     assert r.code == 2 and "--force" in r.err and not record.exists()
     assert out.read_bytes() == b"precious"
+
+
+def test_sweep_over_a_mergekit_recipe(tmp_path, rng):
+    """`merge recipe.yml --var t={t}`: {t} in the recipe's text takes each
+    value; the recipe's merges equal the matching subcommand's, bit for bit
+    (so the scores are equal)."""
+    target, models = ingredients(tmp_path, rng, "F32", n=2)
+    recipe = tmp_path / "slerp.yml"
+    recipe.write_text(f"models:\n  - model: {models[0]}\n  - model: {models[1]}\n"
+                      f"merge_method: slerp\nbase_model: {models[0]}\n"
+                      "parameters:\n  t: {t}\n")
+    a = json.loads(ladle("sweep", "-g", "t=0.1,0.5,0.8", "--eval", evaluator(target), "--json",
+                         "-q", "--", "merge", recipe, "--var", "t={t}").out)
+    b = json.loads(ladle("sweep", "-g", "t=0.1,0.5,0.8", "--eval", evaluator(target), "--json",
+                         "-q", "--", "slerp", *models, "--t", "{t}").out)
+    assert [p["score"] for p in a["points"]] == [p["score"] for p in b["points"]]
+    assert len({p["score"] for p in a["points"]}) == 3
+    r = ladle("merge", recipe, "--var", "x=1", "-o", tmp_path / "o.safetensors", check=False)
+    assert r.code == 1 and "the recipe has no {x}" in r.err
+    r = ladle("merge", recipe, "--var", "t=0.25", "--dry-run", "-o", tmp_path / "o")
+    assert "t=0.25" in r.out
