@@ -71,4 +71,15 @@ for y in sorted((HERE.parent.parent / "examples" / "recipes").glob("*.yml")):
                            "merge_method: task_arithmetic\nbase_model: *b\n"
                            "parameters: {weight: [0, 0.5, 1]}\n")
 (d / "bad_indent").write_text("models:\n - model: models/ft1\n  parameters: [\n")
+# journal: evaluation logs (whole, cut short by a crash) and evaluator output.
+d = fresh("journal")
+line = {"recipe": "ladle lerp A B --alpha 0.5", "eval": "python3 eval.py {model}",
+        "label": "alpha=0.5", "path": "w/cand-0000.safetensors", "score": 0.93, "seconds": 1.5}
+fail = {"recipe": "model A", "eval": "python3 eval.py {model}", "path": "A", "score": None,
+        "seconds": 0.1, "error": "exit status 1"}
+(d / "log_two_lines").write_text(json.dumps(line) + "\n" + json.dumps(fail) + "\n")
+(d / "log_cut_short").write_text('{"recipe":"x","eval":"y","score":1}\n{"recipe":"cut')
+(d / "stdout_plain").write_text("accuracy 93.1%\nscore: 0.25\n")
+(d / "stdout_json").write_text('{"score": -1.5e-3, "n": 7}\n')
+(d / "stdout_no_number").write_text("nan inf 0x1p3 1e999\n")
 print("seeds written to", corpus)
