@@ -24,6 +24,8 @@ static const char HELP[] =
     "  ladle sweep --grid alpha=0:1:11 --eval 'python3 eval.py {model}' \\\n"
     "      -o best -- lerp A B --alpha {alpha}\n"
     "  ladle sweep --grid lam=0.1:1.0:10 --eval ... -- task --base B --add {lam}:M\n"
+    "  ladle sweep --grid t=0:1:5 --eval ... -- merge slerp.yml --var t={t}\n"
+    "      (a mergekit recipe with `t: {t}` in it)\n"
     "\n"
     "  -g, --grid G          an axis: NAME=START:STOP:STEPS (STEPS evenly spaced values\n"
     "                        from START to STOP, as numpy.linspace, to 12 significant\n"
