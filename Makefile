@@ -60,7 +60,8 @@ warnings:
 
 sanitize:
 	$(MAKE) BUILD=build-san LADLE_SANITIZED=1 \
-	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+	    CFLAGS="-O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
+	           -fno-sanitize-recover=all" test
 
 # Coverage-guided fuzzing (clang's libFuzzer, ASan+UBSan): FUZZ_SECONDS per
 # target (default 60), from the checked-in seeds; findings land in

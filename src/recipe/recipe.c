@@ -14,6 +14,7 @@
 #include "util.h"
 #include "../methods/gta.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,13 +397,18 @@ static int source_model(lad_recipe *r, yaml_node_t *node, yaml_node_t *ref, size
     return 0;
 }
 
+#define LAYER_MAX 1000000
+
 static int layer_bound(lad_yaml *y, yaml_node_t *n, long *out, lad_error *err)
 {
     double v;
     if (lad_yaml_number(y, n, "layer_range", &v, err))
         return -1;
-    if (v < 0 || v != (double)(long)v)
-        return lad_yaml_fail(err, y, n, "layer_range takes whole layer numbers");
+    /* Range first: converting a double beyond long's range is undefined
+     * (found by fuzzing: layer_range: [0, 6.7e29]). */
+    if (!(v >= 0 && v <= LAYER_MAX) || v != floor(v))
+        return lad_yaml_fail(err, y, n, "layer_range takes whole layer numbers from 0 to %d",
+                             LAYER_MAX);
     *out = (long)v;
     return 0;
 }

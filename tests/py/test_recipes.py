@@ -278,6 +278,10 @@ BAD = [
      "        layer_range: [0, 99]\n", "5:22", "models/ft1 has 10 layers"),
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
      "        layer_range: [0, 1.5]\n", "5:26", "whole layer numbers"),
+    # found by fuzzing: converting 6.7e29 to a layer index was undefined
+    ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
+     "        layer_range: [0, 666666666666666666666666666610]\n", "5:26",
+     "whole layer numbers from 0 to 1000000"),
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
      "        layers: [0, 2]\n", "5:9", "unknown key 'layers'"),
     ("merge_method: passthrough\nmodels:\n  - model: models/ft1\nslices:\n  - sources:\n"
