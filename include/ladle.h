@@ -326,9 +326,9 @@ typedef struct lad_run_stats {
     uint64_t bytes_read, bytes_written;
     double seconds;
     size_t nshards;
-    /* NaN or Inf values the merge produced (before rounding to the output
-     * dtype): an input holds some, or the arithmetic overflowed. A merge
-     * does not fail on them; callers should warn. */
+    /* NaN or Inf values written: an input holds some, the arithmetic
+     * overflowed, or a value overflowed the output dtype (f16 beyond
+     * 65504). A merge does not fail on them; callers should warn. */
     uint64_t nonfinite;
     size_t nonfinite_tensors;
     const char *first_nonfinite; /* the first such tensor's name */

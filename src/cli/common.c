@@ -373,7 +373,7 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
     if (st.nonfinite) /* a warning even with -q: the model may be broken */
         fprintf(stderr,
                 "ladle: warning: %s: %llu NaN/Inf value%s in %zu tensor%s (first: %s): an input "
-                "holds NaN/Inf, or the merge overflowed; check the inputs with care\n",
+                "holds NaN/Inf, or a value overflowed (f16 ends at 65504); check with care\n",
                 o->output, (unsigned long long)st.nonfinite, st.nonfinite == 1 ? "" : "s",
                 st.nonfinite_tensors, st.nonfinite_tensors == 1 ? "" : "s", st.first_nonfinite);
     char rd[32], wr[32];

@@ -155,25 +155,44 @@ static int npasses(const lad_plan_tensor *pt)
 }
 
 /* One item of a merged tensor: a statistics pass or the merge pass. */
-/* NaN and +-Inf are the values whose exponent bits are all ones. The
- * common case (none) is an OR over the chunk, which vectorises to a few
- * instructions per 8 values; only a chunk that has some is counted. */
-#define COUNT_NONFINITE(NAME, T, U, EXP)                                                      \
-    LAD_KERNEL static uint64_t NAME(const T *x, size_t n)                                     \
+/* NaN and +-Inf, counted in the stored output: the values whose exponent
+ * bits are all ones. Counting after rounding also catches a finite fp32
+ * result that overflows f16 (beyond 65504). The common case (none) is an
+ * OR over the chunk, which vectorises; only a chunk that has some is
+ * counted. */
+#define COUNT_NONFINITE(NAME, U)                                                              \
+    LAD_KERNEL static uint64_t NAME(const void *raw, size_t n, U exp)                         \
     {                                                                                         \
-        const U *u = (const U *)(const void *)x;                                              \
+        const U *u = raw;                                                                     \
         U any = 0;                                                                            \
         for (size_t i = 0; i < n; i++)                                                        \
-            any |= (U)((u[i] & EXP) == EXP);                                                  \
+            any |= (U)((u[i] & exp) == exp);                                                  \
         if (!any)                                                                             \
             return 0;                                                                         \
         uint64_t c = 0;                                                                       \
         for (size_t i = 0; i < n; i++)                                                        \
-            c += (u[i] & EXP) == EXP;                                                         \
+            c += (u[i] & exp) == exp;                                                         \
         return c;                                                                             \
     }
-COUNT_NONFINITE(count_nonfinite_f32, float, uint32_t, 0x7f800000u)
-COUNT_NONFINITE(count_nonfinite_f64, double, uint64_t, 0x7ff0000000000000ull)
+COUNT_NONFINITE(count_nonfinite16, uint16_t)
+COUNT_NONFINITE(count_nonfinite32, uint32_t)
+COUNT_NONFINITE(count_nonfinite64, uint64_t)
+
+static uint64_t count_nonfinite(lad_dtype t, const void *raw, size_t n)
+{
+    switch (t) {
+    case LAD_F16:
+        return count_nonfinite16(raw, n, 0x7c00u);
+    case LAD_BF16:
+        return count_nonfinite16(raw, n, 0x7f80u);
+    case LAD_F32:
+        return count_nonfinite32(raw, n, 0x7f800000u);
+    case LAD_F64:
+        return count_nonfinite64(raw, n, 0x7ff0000000000000ull);
+    default:
+        return 0;
+    }
+}
 
 static int do_merge(worker *w, const item *it, int pass, lad_error *err)
 {
@@ -194,7 +213,6 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);
     uint64_t step = m->row_length ? row_of(pt) : BLOCK;
-    uint64_t nonfinite = 0;
     for (uint64_t b = 0; b < it->count; b += step) {
         size_t n = (size_t)(it->count - b < step ? it->count - b : step);
         k.start = it->start + b;
@@ -210,7 +228,6 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 continue;
             }
             m->chunk_f64(&k, w->comp_out, in, n);
-            nonfinite += count_nonfinite_f64(w->comp_out, n);
             lad_store_f64(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
         } else {
             const float *in[MAX_INPUTS];
@@ -224,12 +241,12 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 continue;
             }
             m->chunk_f32(&k, w->comp_out, in, n);
-            nonfinite += count_nonfinite_f32(w->comp_out, n);
             lad_store_f32(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
         }
     }
     if (pass != MERGE_PASS)
         return 0;
+    uint64_t nonfinite = count_nonfinite(pt->out_dtype, w->out_raw, it->count);
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
     size_t s = pt->shard;

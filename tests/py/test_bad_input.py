@@ -259,6 +259,11 @@ def test_nan_and_inf_weights_warn_but_merge(tmp_path, rng):
     assert np.all(np.isfinite(got[1:]))
     r = ladle("lerp", a, a, "--alpha", "0.5", "-o", tmp_path / "clean.safetensors", "-q")
     assert r.err == ""
+    # Finite inputs that overflow f16 when rounded: counted too.
+    big = tmp_path / "big.safetensors"
+    st.write(big, [("w", "F32", np.array([1e5, -7e4, 6e4, 1.0], np.float32))])
+    r = ladle("soup", big, big, "--dtype", "f16", "-o", tmp_path / "h.safetensors", "-q")
+    assert "2 NaN/Inf values in 1 tensor" in r.err and "65504" in r.err, r.err
 
 
 def test_tensors_listed_out_of_offset_order_are_accepted(tmp_path):
