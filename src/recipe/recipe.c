@@ -629,6 +629,11 @@ static int load(lad_recipe *r, lad_error *err)
     if (s->kind == K_GTA && others < 1)
         return lad_yaml_fail(err, y, models, "%s needs at least one model besides the base",
                              s->name);
+    /* The op holds GTA_MAX_TV task vectors (found by fuzzing: 63 models
+     * plus a separate base_model wrote past lad_op.param). */
+    if (s->kind == K_GTA && others > GTA_MAX_TV)
+        return lad_yaml_fail(err, y, models, "%s takes at most %d models besides the base",
+                             s->name, GTA_MAX_TV);
     if (s->kind == K_STOCK && others > 24)
         return lad_yaml_fail(err, y, models, "model_stock takes at most 24 models");
     /* Methods with a base take it first, then the others in order. */

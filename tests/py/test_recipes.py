@@ -278,6 +278,9 @@ BAD = [
      "        layer_range: [0, 99]\n", "5:22", "models/ft1 has 10 layers"),
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
      "        layer_range: [0, 1.5]\n", "5:26", "whole layer numbers"),
+    # found by fuzzing: 63 models plus a separate base wrote past the op's parameters
+    ("merge_method: ties\nbase_model: models/base\nmodels:\n"
+     + "  - model: models/ft1\n" * 63, "4:3", "at most 62 models besides the base"),
     # found by fuzzing: converting 6.7e29 to a layer index was undefined
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
      "        layer_range: [0, 666666666666666666666666666610]\n", "5:26",
