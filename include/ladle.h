@@ -394,9 +394,19 @@ bool lad_child_ok(const lad_child *c); /* exited with status 0, no timeout */
 void lad_child_free(lad_child *c);
 double lad_now(void);                  /* monotonic seconds */
 
-/* The evaluator command template: "{model}" becomes the shell-quoted path,
- * "{slot}" the slot number, "{NAME}" the value of vars NAME (names[i] =
- * values[i]); other braces stay. Returns an allocated string. */
+/* Expands "{NAME}" placeholders (NAME a C identifier): lookup gives NAME's
+ * text (name is len bytes, not NUL-terminated), or NULL to keep the
+ * placeholder as written; setting *quote shell-quotes the text. Returns an
+ * allocated string, NULL when out of memory. */
+typedef const char *(*lad_expand_fn)(const char *name, size_t len, bool *quote, void *ctx);
+char *lad_expand(const char *tmpl, lad_expand_fn lookup, void *ctx);
+bool lad_is_identifier(const char *s, size_t len);
+/* s in POSIX shell single quotes ('it'\''s'); allocated. */
+char *lad_shell_quote(const char *s);
+
+/* The evaluator command template (lad_expand): "{model}" becomes the
+ * shell-quoted path, "{slot}" the slot number, "{NAME}" the value of vars
+ * NAME (names[i] = values[i]); other braces stay. */
 char *lad_eval_expand(const char *tmpl, const char *model, int slot, const char *const *names,
                       const char *const *values, size_t nvars);
 /* The score an evaluator printed: the last token of its standard output

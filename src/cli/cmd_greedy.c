@@ -20,10 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The soup of the given ingredients, as ladle arguments. */
-static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool with_threads)
+/* The soup of the given ingredients, as ladle arguments; `final` adds what
+ * changes no bit but how it runs (-j) and is stored (--shard-size). */
+static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool final)
 {
-    char **argv = calloc(n + 8, sizeof *argv);
+    char **argv = calloc(n + 10, sizeof *argv);
     if (!argv)
         return NULL;
     size_t k = 0;
@@ -34,9 +35,13 @@ static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool 
         ok &= (argv[k++] = lad_strdup("--dtype")) != NULL;
         ok &= (argv[k++] = lad_strdup(lad_dtype_name(g->merge.dtype))) != NULL;
     }
-    if (with_threads && g->merge.threads) {
+    if (final && g->merge.threads) {
         ok &= (argv[k++] = lad_strdup("-j")) != NULL;
         ok &= (argv[k++] = lad_asprintf("%d", g->merge.threads)) != NULL;
+    }
+    if (final) {
+        ok &= (argv[k++] = lad_strdup("--shard-size")) != NULL;
+        ok &= (argv[k++] = lad_asprintf("%llu", (unsigned long long)g->merge.shard_size)) != NULL;
     }
     if (!ok) {
         argv_free(argv);
@@ -45,7 +50,8 @@ static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool 
     return argv;
 }
 
-/* A candidate made by soup_argv; its recipe leaves -j out (it changes no bit). */
+/* A candidate made by soup_argv; its recipe (the log's key) leaves out what
+ * changes no bit. */
 static int soup_candidate(const greedy_args *g, const size_t *idx, size_t n, candidate *c,
                           const char *label, lad_error *err)
 {
@@ -212,18 +218,6 @@ int greedy_soup(greedy_args *g)
         rc = report(&(lad_error){.msg = "out of memory"});
         goto out;
     }
-    if (g->merge.shard_size != 5000000000ULL) {
-        size_t k = 0;
-        while (final[k])
-            k++;
-        char **more = realloc(final, (k + 3) * sizeof *final);
-        if (more) {
-            final = more;
-            final[k] = lad_strdup("--shard-size");
-            final[k + 1] = lad_asprintf("%llu", (unsigned long long)g->merge.shard_size);
-            final[k + 2] = NULL;
-        }
-    }
     if (search_write(&s, final, out, g->merge.force, &err) != 0) {
         rc = report(&err);
         goto out;
@@ -236,10 +230,8 @@ int greedy_soup(greedy_args *g)
 out:
     search_close(&s);
 free_all:
-    for (size_t i = 0; own && i < n; i++) {
-        own[i].model = NULL;
+    for (size_t i = 0; own && i < n; i++)
         candidate_free(&own[i]);
-    }
     candidate_free(&step);
     argv_free(final);
     free(own);

@@ -4,7 +4,6 @@
 #include "../core/util.h"
 #include "../recipe/recipe.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +42,7 @@ static int take(void *ctx, int id, const char *arg)
         a->dry_run = true;
     if (id == OPT_VAR) {
         const char *eq = strchr(arg, '=');
-        bool name = eq && eq > arg;
-        for (const char *c = arg; name && c < eq; c++)
-            name = isalnum((unsigned char)*c) || *c == '_';
-        if (!name)
+        if (!eq || !lad_is_identifier(arg, (size_t)(eq - arg)))
             return usage_error("merge", "--var takes NAME=VALUE, not '%s'", arg);
         if (a->nvars == MAX_VARS)
             return usage_error("merge", "at most %d --var", MAX_VARS);
@@ -57,37 +53,39 @@ static int take(void *ctx, int id, const char *arg)
 
 /* {NAME} -> VALUE for each --var, in the recipe's text. A --var the
  * recipe does not use is an error (a typo would otherwise go unnoticed). */
+typedef struct var_uses {
+    const merge_args *a;
+    int hits[MAX_VARS];
+} var_uses;
+
+static const char *var_lookup(const char *name, size_t n, bool *quote, void *ctx)
+{
+    (void)quote;
+    var_uses *u = ctx;
+    for (int v = 0; v < u->a->nvars; v++) {
+        const char *var = u->a->var[v], *eq = strchr(var, '=');
+        if ((size_t)(eq - var) == n && !strncmp(var, name, n)) {
+            u->hits[v]++;
+            return eq + 1;
+        }
+    }
+    return NULL;
+}
+
 static int substitute(const merge_args *a, const char *path, char **text, size_t *len,
                       lad_error *err)
 {
-    for (int v = 0; v < a->nvars; v++) {
-        const char *eq = strchr(a->var[v], '=');
-        char key[128];
-        snprintf(key, sizeof key, "{%.*s}", (int)(eq - a->var[v]) < 100 ? (int)(eq - a->var[v])
-                                                                          : 100, a->var[v]);
-        size_t kl = strlen(key), vl = strlen(eq + 1), hits = 0;
-        for (const char *p = *text; (p = strstr(p, key)); p += kl)
-            hits++;
-        if (!hits)
-            return lad_fail(err, "%s: --var %s: the recipe has no %s", path, a->var[v], key);
-        char *out = malloc(*len + hits * vl + 1), *o = out;
-        if (!out)
-            return lad_fail(err, "out of memory");
-        for (const char *p = *text, *q; ; p = q + kl) {
-            q = strstr(p, key);
-            size_t n = q ? (size_t)(q - p) : strlen(p);
-            memcpy(o, p, n);
-            o += n;
-            if (!q)
-                break;
-            memcpy(o, eq + 1, vl);
-            o += vl;
-        }
-        *o = 0;
-        free(*text);
-        *text = out;
-        *len = (size_t)(o - out);
-    }
+    var_uses u = {.a = a};
+    char *out = lad_expand(*text, var_lookup, &u);
+    if (!out)
+        return lad_fail(err, "out of memory");
+    free(*text);
+    *text = out;
+    *len = strlen(out);
+    for (int v = 0; v < a->nvars; v++)
+        if (!u.hits[v])
+            return lad_fail(err, "%s: --var %s: the recipe has no {%.*s}", path, a->var[v],
+                            (int)(strchr(a->var[v], '=') - a->var[v]), a->var[v]);
     return 0;
 }
 

@@ -9,7 +9,6 @@
 #include "search.h"
 #include "../core/util.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +45,7 @@ static const char HELP[] =
 typedef struct axis {
     char name[64];
     double *v;
-    char **text; /* the values as substituted: shortest round-trip form */
+    char **text; /* the values as substituted (12 significant digits) */
     size_t n;
 } axis;
 
@@ -75,16 +74,6 @@ static char *grid_text(double *v)
     return lad_strdup(buf);
 }
 
-static bool identifier(const char *s, size_t n)
-{
-    if (!n || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
-        return false;
-    for (size_t i = 1; i < n; i++)
-        if (!(isalnum((unsigned char)s[i]) || s[i] == '_'))
-            return false;
-    return true;
-}
-
 static int parse_axis(sweep_args *a, const char *arg)
 {
     if (a->nax == MAX_AXES)
@@ -92,7 +81,7 @@ static int parse_axis(sweep_args *a, const char *arg)
     axis *x = &a->ax[a->nax];
     const char *eq = strchr(arg, '=');
     size_t nl = eq ? (size_t)(eq - arg) : 0;
-    if (!eq || !identifier(arg, nl) || nl >= sizeof x->name)
+    if (!eq || !lad_is_identifier(arg, nl) || nl >= sizeof x->name)
         return usage_error("sweep", "--grid takes NAME=START:STOP:STEPS or NAME=v1,v2,..., not "
                                     "'%s'",
                            arg);
@@ -167,37 +156,27 @@ static int take(void *ctx, int id, const char *arg)
     return 0;
 }
 
-/* {NAME} of the axes in one argument; an unknown {identifier} is an error. */
-static char *substitute(const sweep_args *a, const char *arg, const size_t *at, bool *used,
-                        char *bad, size_t badlen)
+/* lad_expand over the axes at one grid point; an unknown {identifier} is
+ * remembered (it is an error) and the axes used are marked. */
+typedef struct point_vars {
+    const sweep_args *a;
+    const size_t *at;
+    bool *used;
+    char bad[64];
+} point_vars;
+
+static const char *axis_lookup(const char *name, size_t n, bool *quote, void *ctx)
 {
-    size_t cap = strlen(arg) + 1;
-    for (size_t k = 0; k < a->nax; k++)
-        cap += 40 * (strlen(arg) / 2 + 1);
-    char *out = malloc(cap), *o = out;
-    if (!out)
-        return NULL;
-    for (const char *p = arg; *p;) {
-        const char *close = *p == '{' ? strchr(p, '}') : NULL;
-        if (close && identifier(p + 1, (size_t)(close - p - 1))) {
-            size_t n = (size_t)(close - p - 1);
-            size_t k = 0;
-            while (k < a->nax && !(strlen(a->ax[k].name) == n && !strncmp(a->ax[k].name, p + 1, n)))
-                k++;
-            if (k == a->nax) {
-                snprintf(bad, badlen, "%.*s", (int)n, p + 1);
-                free(out);
-                return NULL;
-            }
-            used[k] = true;
-            o += sprintf(o, "%s", a->ax[k].text[at[k]]);
-            p = close + 1;
-            continue;
+    (void)quote;
+    point_vars *v = ctx;
+    for (size_t k = 0; k < v->a->nax; k++)
+        if (strlen(v->a->ax[k].name) == n && !strncmp(v->a->ax[k].name, name, n)) {
+            v->used[k] = true;
+            return v->a->ax[k].text[v->at[k]];
         }
-        *o++ = *p++;
-    }
-    *o = 0;
-    return out;
+    if (!v->bad[0])
+        snprintf(v->bad, sizeof v->bad, "%.*s", (int)n, name);
+    return NULL;
 }
 
 static void print_table(const sweep_args *a, const candidate *c, size_t n, size_t best)
@@ -343,15 +322,15 @@ int cmd_sweep(int argc, char **argv)
             code = report(&(lad_error){.msg = "out of memory"});
             goto free_points;
         }
-        for (int i = 0; i < nt; i++) {
-            char bad[64] = "";
-            if (!(c[p].merge[i] = substitute(&a, tmpl[i], at, used, bad, sizeof bad))) {
-                if (bad[0])
-                    usage_error("sweep", "{%s} in the merge command is not a --grid axis", bad);
-                else
-                    code = report(&(lad_error){.msg = "out of memory"});
+        point_vars pv = {.a = &a, .at = at, .used = used};
+        for (int i = 0; i < nt; i++)
+            if (!(c[p].merge[i] = lad_expand(tmpl[i], axis_lookup, &pv))) {
+                code = report(&(lad_error){.msg = "out of memory"});
                 goto free_points;
             }
+        if (pv.bad[0]) {
+            usage_error("sweep", "{%s} in the merge command is not a --grid axis", pv.bad);
+            goto free_points;
         }
         c[p].recipe = recipe_of(c[p].merge);
         char label[1024] = "";

@@ -94,20 +94,13 @@ char *command_line(int argc, char **argv)
         for (const char *c = argv[i]; *c; c++)
             plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                               "0123456789-_./:=,+@%", *c);
-        *o++ = ' ';
-        if (plain) {
-            o += sprintf(o, "%s", argv[i]);
-            continue;
+        char *quoted = plain ? NULL : lad_shell_quote(argv[i]);
+        if (!plain && !quoted) {
+            free(s);
+            return NULL;
         }
-        *o++ = '\'';
-        for (const char *c = argv[i]; *c; c++) {
-            if (*c == '\'')
-                o += sprintf(o, "'\\''");
-            else
-                *o++ = *c;
-        }
-        *o++ = '\'';
-        *o = 0;
+        o += sprintf(o, " %s", plain ? argv[i] : quoted);
+        free(quoted);
     }
     return s;
 }

@@ -181,13 +181,11 @@ int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bo
 
 /* ------------------------------------------------------------ the pipeline */
 
-typedef enum { PENDING, MERGING, READY, EVALUATING, DONE } cand_state;
-
 typedef struct pipeline {
     search *s;
     candidate *c;
     size_t n;
-    cand_state *state;
+    bool *taken;            /* scored, or in the pipeline: no longer to start */
     char **path;            /* candidate i's model path while it exists */
     lad_child merge;
     long merging, ready;    /* candidate indexes, -1 for none */
@@ -267,6 +265,23 @@ static int log_entry(pipeline *p, size_t i, const char *path, const char *error_
     return rc;
 }
 
+/* `ladle MERGE... EXTRA...` for a child: borrowed strings, NULL-ended. */
+static char **ladle_argv(const search *s, char *const *merge, const char *const *extra)
+{
+    size_t n = 0, m = 0;
+    while (merge[n])
+        n++;
+    while (extra[m])
+        m++;
+    char **argv = calloc(n + m + 2, sizeof *argv);
+    if (!argv)
+        return NULL;
+    argv[0] = s->self;
+    memcpy(argv + 1, merge, n * sizeof *argv);
+    memcpy(argv + 1 + n, extra, m * sizeof *argv);
+    return argv;
+}
+
 static int start_merge(pipeline *p, size_t i, lad_error *err)
 {
     search *s = p->s;
@@ -276,21 +291,12 @@ static int start_merge(pipeline *p, size_t i, lad_error *err)
         free(name);
         name = lad_asprintf("%s/cand-%04d%s", s->work, s->seq++, s->folders ? "" : ".safetensors");
     } while (name && lad_exists(name));
-    size_t n = 0;
-    while (p->c[i].merge[n])
-        n++;
-    char **argv = calloc(n + 6, sizeof *argv);
-    if (!name || !argv) {
+    const char *extra[] = {"-o", name, "-q", NULL};
+    char **argv = name ? ladle_argv(s, p->c[i].merge, extra) : NULL;
+    if (!argv) {
         free(name);
-        free(argv);
         return lad_fail(err, "out of memory");
     }
-    argv[0] = s->self;
-    for (size_t k = 0; k < n; k++)
-        argv[k + 1] = p->c[i].merge[k];
-    argv[n + 1] = "-o";
-    argv[n + 2] = name;
-    argv[n + 3] = "-q";
     int rc = lad_child_start(&p->merge, argv, NULL, false, 0, err);
     free(argv);
     if (rc) {
@@ -298,7 +304,7 @@ static int start_merge(pipeline *p, size_t i, lad_error *err)
         return -1;
     }
     p->path[i] = name;
-    p->state[i] = MERGING;
+    p->taken[i] = true;
     p->merging = (long)i;
     return 0;
 }
@@ -324,7 +330,7 @@ static int start_eval(pipeline *p, size_t i, int slot, lad_error *err)
     free(env[1]);
     if (rc == 0) {
         p->slot_cand[slot] = (long)i;
-        p->state[i] = EVALUATING;
+        p->taken[i] = true;
     }
     return rc;
 }
@@ -344,7 +350,6 @@ static void merge_finished(pipeline *p, lad_error *err)
     size_t i = (size_t)p->merging;
     p->merge_seconds = lad_now() - p->merge.started;
     if (lad_child_ok(&p->merge)) {
-        p->state[i] = READY;
         p->ready = (long)i;
     } else {
         lad_error e = {0};
@@ -354,7 +359,6 @@ static void merge_finished(pipeline *p, lad_error *err)
                  last_line(&p->merge));
         e.interrupted = lad_interrupted();
         lad_remove_tree(p->path[i]);
-        p->state[i] = DONE;
         fail_once(p, err, &e);
     }
     lad_child_free(&p->merge);
@@ -398,7 +402,6 @@ static void eval_finished(pipeline *p, int slot, lad_error *err)
              c->label, c->score, seconds);
     }
     remove_candidate(p, i);
-    p->state[i] = DONE;
     p->slot_cand[slot] = -1;
     lad_child_free(ch);
 }
@@ -406,29 +409,28 @@ static void eval_finished(pipeline *p, int slot, lad_error *err)
 int search_eval(search *s, candidate *c, size_t n, lad_error *err)
 {
     pipeline p = {.s = s, .c = c, .n = n, .merging = -1, .ready = -1};
-    p.state = calloc(n ? n : 1, sizeof *p.state);
+    p.taken = calloc(n ? n : 1, sizeof *p.taken);
     p.path = calloc(n ? n : 1, sizeof *p.path);
     for (int k = 0; k < MAX_JOBS; k++) {
         p.slot_cand[k] = -1;
         p.eval[k].fd[0] = p.eval[k].fd[1] = -1;
     }
     p.merge.fd[0] = p.merge.fd[1] = -1;
-    if (!p.state || !p.path) {
-        free(p.state);
+    if (!p.taken || !p.path) {
+        free(p.taken);
         free(p.path);
         return lad_fail(err, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         if (c[i].scored)
-            p.state[i] = DONE;
+            p.taken[i] = true;
         else if (!s->planned) /* else the caller told the whole count */
             s->total++;
     }
     for (size_t i = 0; i < n; i++)
         if (!c[i].scored && s->has_log &&
             lad_journal_find(&s->log, c[i].recipe, s->o.eval, &c[i].score)) {
-            c[i].scored = c[i].from_log = true;
-            p.state[i] = DONE;
+            c[i].scored = c[i].from_log = p.taken[i] = true;
             s->done++;
             note(s->quiet, "%s [%zu/%zu] %s: %.10g (from the log)", s->cmd, s->done, s->total,
                  c[i].label, c[i].score);
@@ -439,7 +441,6 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
             lad_error e = {.interrupted = true};
             lad_fail(&e, "%s: interrupted; every finished evaluation is in the log%s", s->cmd,
                      s->has_log ? "" : " (none: no --work or --log was given)");
-            e.interrupted = true;
             fail_once(&p, err, &e);
         }
         if (p.failed) { /* stop starting; interrupted: stop the running ones too */
@@ -449,7 +450,7 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
             if (p.merging >= 0 && lad_interrupted())
                 lad_child_stop(&p.merge);
         }
-        while (next < n && p.state[next] != PENDING)
+        while (next < n && p.taken[next])
             next++;
         for (int k = 0; k < s->o.jobs && !p.failed; k++) {
             if (p.slot_cand[k] >= 0)
@@ -464,7 +465,7 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
             lad_error e = {0};
             if (start_eval(&p, (size_t)i, k, &e) != 0)
                 fail_once(&p, err, &e);
-            while (next < n && p.state[next] != PENDING)
+            while (next < n && p.taken[next])
                 next++;
         }
         if (!p.failed && p.merging < 0 && p.ready < 0 && next < n && c[next].merge) {
@@ -494,28 +495,21 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
     for (size_t i = 0; i < n; i++)
         free(p.path[i]);
     free(p.path);
-    free(p.state);
+    free(p.taken);
     return p.failed ? -1 : 0;
 }
 
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err)
 {
-    size_t n = 0;
-    while (merge[n])
-        n++;
-    char **argv = calloc(n + 6, sizeof *argv);
+    const char *extra[5] = {"-o", out};
+    size_t k = 2;
+    if (force)
+        extra[k++] = "--force";
+    if (s->quiet)
+        extra[k++] = "-q";
+    char **argv = ladle_argv(s, merge, extra);
     if (!argv)
         return lad_fail(err, "out of memory");
-    size_t k = 0;
-    argv[k++] = s->self;
-    for (size_t i = 0; i < n; i++)
-        argv[k++] = merge[i];
-    argv[k++] = "-o";
-    argv[k++] = (char *)out;
-    if (force)
-        argv[k++] = "--force";
-    if (s->quiet)
-        argv[k++] = "-q";
     lad_child ch;
     int rc = lad_child_start(&ch, argv, NULL, false, 0, err);
     free(argv);

@@ -50,47 +50,78 @@ static void put_quoted(sbuf *b, const char *s)
     put(b, "'", 1);
 }
 
-char *lad_eval_expand(const char *tmpl, const char *model, int slot, const char *const *names,
-                      const char *const *values, size_t nvars)
+char *lad_shell_quote(const char *s)
+{
+    sbuf b = {0};
+    put_quoted(&b, s);
+    if (b.oom)
+        free(b.s);
+    return b.oom ? NULL : b.s;
+}
+
+bool lad_is_identifier(const char *s, size_t n)
+{
+    if (!n || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_'))
+            return false;
+    return true;
+}
+
+char *lad_expand(const char *tmpl, lad_expand_fn lookup, void *ctx)
 {
     sbuf b = {0};
     put(&b, "", 0);
     for (const char *p = tmpl; *p;) {
         const char *close = *p == '{' ? strchr(p, '}') : NULL;
-        if (close) {
-            size_t n = (size_t)(close - p - 1);
-            const char *key = p + 1;
-            char num[16];
-            const char *val = NULL;
-            bool quote = false;
-            if (n == 5 && !strncmp(key, "model", 5)) {
-                val = model;
-                quote = true;
-            } else if (n == 4 && !strncmp(key, "slot", 4)) {
-                snprintf(num, sizeof num, "%d", slot);
-                val = num;
-            } else {
-                for (size_t i = 0; i < nvars && !val; i++)
-                    if (strlen(names[i]) == n && !strncmp(key, names[i], n))
-                        val = values[i];
-            }
-            if (val) {
-                if (quote)
-                    put_quoted(&b, val);
-                else
-                    put(&b, val, strlen(val));
-                p = close + 1;
-                continue;
-            }
+        size_t n = close ? (size_t)(close - p - 1) : 0;
+        bool quote = false;
+        const char *val = close && lad_is_identifier(p + 1, n) ? lookup(p + 1, n, &quote, ctx)
+                                                               : NULL;
+        if (!val) {
+            put(&b, p++, 1);
+            continue;
         }
-        put(&b, p, 1);
-        p++;
+        if (quote)
+            put_quoted(&b, val);
+        else
+            put(&b, val, strlen(val));
+        p = close + 1;
     }
-    if (b.oom) {
+    if (b.oom)
         free(b.s);
-        return NULL;
+    return b.oom ? NULL : b.s;
+}
+
+typedef struct eval_vars {
+    const char *model;
+    char slot[16];
+    const char *const *names, *const *values;
+    size_t nvars;
+} eval_vars;
+
+static const char *eval_lookup(const char *name, size_t n, bool *quote, void *ctx)
+{
+    eval_vars *v = ctx;
+    if (n == 5 && !strncmp(name, "model", 5)) {
+        *quote = true;
+        return v->model;
     }
-    return b.s;
+    if (n == 4 && !strncmp(name, "slot", 4))
+        return v->slot;
+    for (size_t i = 0; i < v->nvars; i++)
+        if (strlen(v->names[i]) == n && !strncmp(name, v->names[i], n))
+            return v->values[i];
+    return NULL;
+}
+
+char *lad_eval_expand(const char *tmpl, const char *model, int slot, const char *const *names,
+                      const char *const *values, size_t nvars)
+{
+    eval_vars v = {.model = model, .names = names, .values = values, .nvars = nvars};
+    snprintf(v.slot, sizeof v.slot, "%d", slot);
+    return lad_expand(tmpl, eval_lookup, &v);
 }
 
 static bool separator(char c)

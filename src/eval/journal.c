@@ -26,12 +26,14 @@ static char *key_of(const char *recipe, const char *eval)
     return lad_asprintf("%s\n%s", recipe, eval);
 }
 
-static int load(lad_journal *j, lad_error *err)
+/* Reads the scores in; *cut: the last line has no newline (a crash). */
+static int load(lad_journal *j, bool *cut, lad_error *err)
 {
     char *text;
     size_t len;
     if (lad_read_file(j->path, MAX_LOG_BYTES, &text, &len, err))
         return -1;
+    *cut = len && text[len - 1] != '\n';
     int rc = 0;
     size_t lineno = 0;
     for (char *line = text, *next; line < text + len; line = next) {
@@ -89,23 +91,14 @@ int lad_journal_open(lad_journal *j, const char *path, bool resume, lad_error *e
         return lad_fail(err, "%s: a log from an earlier run is there; pass --resume to re-use "
                              "its scores, or remove it",
                         path);
-    if (exists && resume && load(j, err))
+    bool cut = false;
+    if (exists && resume && load(j, &cut, err))
         return -1;
     j->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (j->fd < 0)
         return lad_fail(err, "%s: cannot open the log: %s", path, strerror(errno));
-    /* A line cut short by a crash: start on a fresh line. */
-    if (exists && st.st_size > 0) {
-        char last;
-        int rfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (rfd >= 0 && pread(rfd, &last, 1, st.st_size - 1) == 1 && last != '\n' &&
-            write(j->fd, "\n", 1) != 1) {
-            close(rfd);
-            return lad_fail(err, "%s: cannot write the log: %s", path, strerror(errno));
-        }
-        if (rfd >= 0)
-            close(rfd);
-    }
+    if (cut && write(j->fd, "\n", 1) != 1) /* the next line starts afresh */
+        return lad_fail(err, "%s: cannot write the log: %s", path, strerror(errno));
     return 0;
 }
 

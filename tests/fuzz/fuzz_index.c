@@ -6,14 +6,15 @@
  * both-ways agreement between index and shards.
  */
 #include "ladle.h"
+#include "scratch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static char dir[64];
-static char index_path[128];
+static const char *dir;
+static char index_path[160];
 
 /* One shard holding tensor NAME: 2 F32 values. */
 static void write_shard(const char *file, const char *name)
@@ -35,9 +36,7 @@ static void write_shard(const char *file, const char *name)
 
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "%s", "/tmp/ladle-fuzz-index-XXXXXX");
-    if (!mkdtemp(dir))
-        abort();
+    dir = scratch_dir("index");
     write_shard("model-00001-of-00002.safetensors", "a.weight");
     write_shard("model-00002-of-00002.safetensors", "b.weight");
     snprintf(index_path, sizeof index_path, "%s/model.safetensors.index.json", dir);
@@ -45,13 +44,10 @@ static void setup(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!dir[0])
+    if (!dir)
         setup();
-    FILE *f = fopen(index_path, "wb");
-    if (!f)
+    if (write_input(index_path, data, size))
         return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
     lad_model *m = NULL;
     lad_error err;
     if (lad_model_open(dir, &m, &err) == 0) {

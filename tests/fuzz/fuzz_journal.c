@@ -5,27 +5,21 @@
  * output, from which the score is read.
  */
 #include "ladle.h"
+#include "scratch.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static char path[64];
+static char path[128];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!path[0]) {
-        char dir[] = "/tmp/ladle-fuzz-journal-XXXXXX";
-        if (!mkdtemp(dir))
-            abort();
-        snprintf(path, sizeof path, "%s/log.jsonl", dir);
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f)
+    if (!path[0])
+        snprintf(path, sizeof path, "%s/log.jsonl", scratch_dir("journal"));
+    if (write_input(path, data, size))
         return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
     lad_journal j;
     lad_error err;
     if (lad_journal_open(&j, path, true, &err) == 0) {

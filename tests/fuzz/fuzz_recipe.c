@@ -6,20 +6,19 @@
  */
 #include "ladle.h"
 #include "recipe.h"
+#include "scratch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
-static char dir[64];
-static char recipe_path[128];
+static const char *dir;
+static char recipe_path[160];
 
 static void setup(void)
 {
     char path[128];
-    snprintf(dir, sizeof dir, "%s", "/tmp/ladle-fuzz-recipe-XXXXXX");
-    if (!mkdtemp(dir))
-        abort();
+    dir = scratch_dir("recipe");
     snprintf(path, sizeof path, "%s/models", dir);
     mkdir(path, 0700);
     const char *names[] = {"base", "ft1", "ft2", "ft3"};
@@ -32,13 +31,10 @@ static void setup(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!dir[0])
+    if (!dir)
         setup();
-    FILE *f = fopen(recipe_path, "wb");
-    if (!f)
+    if (write_input(recipe_path, data, size))
         return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
     lad_recipe r;
     lad_error err;
     if (lad_recipe_load(recipe_path, &r, &err) == 0) {

@@ -39,14 +39,13 @@ def score(model, target, minimize=False):
 
 def main(argv):
     model, target = argv[0], argv[1]
-    opts = dict(zip(argv[2::2], argv[3::2])) if "--minimize" not in argv else {}
-    if "--minimize" in argv:
-        rest = [a for a in argv[2:] if a != "--minimize"]
-        opts = dict(zip(rest[0::2], rest[1::2]))
+    minimize = "--minimize" in argv
+    rest = [a for a in argv[2:] if a != "--minimize"]
+    opts = dict(zip(rest[0::2], rest[1::2]))
     start = time.time()
     if "--sleep" in opts:
         time.sleep(float(opts["--sleep"]))
-    s = score(model, target, "--minimize" in argv)
+    s = score(model, target, minimize)
     if "--record" in opts:
         with open(opts["--record"], "a") as f:
             f.write(json.dumps({"model": model, "slot": os.environ.get("LADLE_SLOT"),
