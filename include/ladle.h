@@ -234,6 +234,7 @@ typedef struct lad_schedule {
      * tensor spec's; spec_ctx is the spec's ctx (NULL without specs). */
     int (*resolve)(const char *tensor, double depth, const void *spec_ctx, lad_op *op,
                    const void *ctx, lad_error *err);
+    bool resolve_gradient; /* with resolve: some value varies with the depth */
 } lad_schedule;
 
 /* The index N of "...layers.N..." (also h.N, blocks.N, layer.N) in a tensor
@@ -248,6 +249,16 @@ int lad_sched_add_override(lad_schedule *s, const char *spec, lad_error *err);
 double lad_sched_depth(const char *tensor, uint64_t nlayers);
 /* Largest "layers.N" index + 1 among the names, or 0. */
 uint64_t lad_sched_count_layers(const lad_model *m);
+/* Does some value (or override) vary with the depth? */
+bool lad_sched_has_gradient(const lad_schedule *s);
+/* Checks that lad_sched_depth places every tensor of m where the model's
+ * own stacks of blocks put it (nlayers as for lad_sched_depth); -1 with
+ * err naming the first tensor it would misplace: blocks numbered in a
+ * scheme ladle does not recognise (open_clip's resblocks.N, T5's block.N,
+ * a UNet's input_blocks.N), several stacks of different lengths numbered
+ * as one (a vision tower and a language model), a config whose layer
+ * count disagrees with the tensors, or no layers at all. */
+int lad_sched_check_layers(const lad_model *m, uint64_t nlayers, lad_error *err);
 /* Resolves every parameter for one tensor. */
 void lad_sched_resolve(const lad_schedule *s, const char *tensor, double t, double *values);
 void lad_sched_free(lad_schedule *s);
@@ -311,9 +322,6 @@ typedef struct lad_plan lad_plan;
 int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err);
 void lad_plan_free(lad_plan *p);
 size_t lad_plan_ntensors(const lad_plan *p);
-/* Float tensors ladle cannot merge (float8 and smaller), copied unchanged
- * from the template model; callers should tell the user. */
-size_t lad_plan_copied_lowbit_floats(const lad_plan *p);
 /* Tensor i's depth in the model, as schedules see it (lad_sched_depth). */
 double lad_plan_tensor_depth(const lad_plan *p, size_t i);
 /* Tensor i's spec context (explicit tensor lists), or NULL. */

@@ -134,7 +134,7 @@ int cmd_merge(int argc, char **argv)
         roles[i] = r.slices ? "slices" : (int)i == r.base ? "base" : "model";
     }
     static lad_schedule sched;
-    sched = (lad_schedule){.resolve = lad_recipe_resolve, .ctx = &r};
+    sched = (lad_schedule){.resolve = lad_recipe_resolve, .ctx = &r, .resolve_gradient = r.gradient};
     merge_job job = {.cmd = lad_recipe_method(&r), .refs = refs, .roles = roles,
                      .nmodels = r.nmodels, .template_model = r.base >= 0 ? (size_t)r.base : 0,
                      .schedule = &sched, .has_out_dtype = r.has_out_dtype,

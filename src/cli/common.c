@@ -352,12 +352,6 @@ int run_merge(const merge_opts *o, merge_job *job, int argc, char **argv)
             rc = report(&err);
         goto out;
     }
-    size_t lowbit = lad_plan_copied_lowbit_floats(plan);
-    if (lowbit)
-        note(o->quiet, "warning: %zu float8/float4/float6 tensor%s cannot be merged and %s "
-                       "copied unchanged from %s",
-             lowbit, lowbit == 1 ? "" : "s", lowbit == 1 ? "is" : "are",
-             job->refs[job->template_model]);
     lad_run_stats st;
     if (lad_plan_execute(plan, &st, &err) != 0) {
         rc = report(&err);

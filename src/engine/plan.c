@@ -111,6 +111,52 @@ static int resolve_op(lad_plan *p, size_t i, const char *name, lad_error *err)
     return 0;
 }
 
+/*
+ * Quantised weights (FP8 with block or channel scales, MXFP4 blocks with
+ * E8M0 scales, anything a config's quantization_config describes) are a
+ * weight and its scales together: copying the weight from one input while
+ * the scales (plain F32 tensors) are merged writes a corrupt model. Until
+ * ladle dequantises them, they are refused.
+ */
+static const char QUANT_ADVICE[] = "ladle cannot merge quantised checkpoints yet, and merging "
+                                   "their scales alone would corrupt the model; dequantise the "
+                                   "inputs (e.g. to bf16) first";
+
+static int quantised_config(const lad_model *m, lad_error *err)
+{
+    static const char *const keys[] = {"quantization_config", "compression_config"};
+    for (size_t k = 0; m->config && k < sizeof keys / sizeof *keys; k++) {
+        json_t *q = json_object_get(m->config, keys[k]);
+        if (!q)
+            continue;
+        const char *method = json_string_value(json_object_get(q, "quant_method"));
+        return lad_fail(err, "%s: config.json has %s (quant_method '%s'): %s", m->ref, keys[k],
+                        method ? method : "?", QUANT_ADVICE);
+    }
+    return 0;
+}
+
+static int quantised_weight(const lad_model *m, const lad_tensor *t, lad_error *err)
+{
+    bool lowbit = lad_dtype_bits(t->dtype) <= 8 && t->dtype != LAD_BOOL && t->dtype != LAD_U8 &&
+                  t->dtype != LAD_I8;
+    if (lowbit)
+        return lad_fail(err, "%s: tensor '%s' is %s (a quantised weight or its scales): %s",
+                        m->ref, t->name, lad_dtype_name(t->dtype), QUANT_ADVICE);
+    /* MXFP4 as gpt-oss stores it: X_blocks (packed E2M1 pairs) + X_scales. */
+    size_t len = strlen(t->name);
+    if (t->dtype == LAD_U8 && lad_ends_with(t->name, "_blocks")) {
+        char *scales = lad_asprintf("%.*s_scales", (int)(len - 7), t->name);
+        bool paired = scales && lad_model_find(m, scales);
+        free(scales);
+        if (paired)
+            return lad_fail(err, "%s: tensor '%s' is MXFP4 (packed E2M1 blocks with E8M0 "
+                                 "scales): %s",
+                            m->ref, t->name, QUANT_ADVICE);
+    }
+    return 0;
+}
+
 /* Fills p->t[i] once pt->in[0..nin) are set: shapes, dtypes, kind, op.
  * in_model[j] names input j's model for errors; `first` is the input whose
  * dtype and non-float data the output takes. */
@@ -184,16 +230,15 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
         pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;
     } else {
-        /* Integer, bool and float8 tensors: copied from the template
-         * unchanged (position ids must never become floats). */
+        /* Integer and bool tensors: copied from the template unchanged
+         * (position ids must never become floats). */
+        if (quantised_weight(tmpl, first, err))
+            return -1;
         pt->kind = LAD_COPY;
         pt->in[0] = first;
         pt->nin = 1;
         pt->out_dtype = first->dtype;
         pt->nbytes = first->nbytes;
-        if (lad_dtype_bits(first->dtype) <= 8 && first->dtype != LAD_BOOL &&
-            first->dtype != LAD_U8 && first->dtype != LAD_I8)
-            p->n_copied_f8++;
     }
     for (size_t j = 0; j < pt->nin; j++)
         p->bytes_in += pt->in[j]->nbytes;
@@ -338,6 +383,14 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     }
     int rc = (!p->t || !p->inptrs || (req->schedule && !p->ops)) ? lad_fail(err, "out of memory")
                                                                  : 0;
+    for (size_t j = 0; rc == 0 && j < req->nmodels; j++)
+        rc = quantised_config(req->models[j], err);
+    /* A gradient (or a slice's layer range) must land on the model's own
+     * layers: refuse what would be placed wrong rather than guess. */
+    if (rc == 0 && req->schedule && lad_sched_has_gradient(req->schedule) && !req->specs)
+        rc = lad_sched_check_layers(tmpl, p->nlayers, err);
+    for (size_t j = 0; rc == 0 && req->specs && j < req->nmodels; j++)
+        rc = lad_sched_check_layers(req->models[j], lad_sched_count_layers(req->models[j]), err);
     if (req->specs) {
         for (size_t i = 0; i < req->nspecs && rc == 0; i++)
             rc = plan_spec(p, i, err);
@@ -378,7 +431,6 @@ void lad_plan_free(lad_plan *p)
 }
 
 size_t lad_plan_ntensors(const lad_plan *p) { return p->n; }
-size_t lad_plan_copied_lowbit_floats(const lad_plan *p) { return p->n_copied_f8; }
 uint64_t lad_plan_bytes_read(const lad_plan *p) { return p->bytes_in; }
 uint64_t lad_plan_bytes_written(const lad_plan *p) { return p->bytes_out; }
 

@@ -24,7 +24,6 @@ struct lad_plan {
     bool as_dir;            /* a Hugging Face folder, not one file */
     bool untie_head;        /* we add an lm_head.weight the template ties */
     uint64_t bytes_in, bytes_out;
-    size_t n_copied_f8;     /* float8 (and smaller) tensors passed through */
     lad_op *ops;            /* per tensor, when the request has a schedule */
     uint64_t nlayers;       /* of the template, for schedules */
     json_t *recipe;         /* how the output was made, for metadata and card */

@@ -115,6 +115,94 @@ uint64_t lad_sched_count_layers(const lad_model *m)
     return (uint64_t)(max + 1);
 }
 
+bool lad_sched_has_gradient(const lad_schedule *s)
+{
+    if (s->resolve)
+        return s->resolve_gradient;
+    bool g = false;
+    for (int p = 0; p < s->nparams; p++)
+        g |= s->value[p].n > 1;
+    for (size_t o = 0; o < s->nover; o++)
+        g |= s->over[o].value.n > 1;
+    return g;
+}
+
+/* A stack as lad_sched_layer_index sees it: the text before the index. */
+#define MAX_STACKS 16
+typedef struct stack_seen {
+    const char *name; /* a tensor of it; the prefix is its first plen bytes */
+    size_t plen;
+    long max;
+} stack_seen;
+
+/* The first path component of name made of digits only, before `limit`
+ * (a byte offset), or -1. */
+static long numbered_component(const char *name, size_t limit)
+{
+    for (const char *c = name; *c && (size_t)(c - name) < limit;) {
+        const char *e = c;
+        while (isdigit((unsigned char)*e))
+            e++;
+        if (e > c && (*e == '.' || *e == 0))
+            return (long)(c - name);
+        c = strchr(c, '.');
+        if (!c)
+            break;
+        c++;
+    }
+    return -1;
+}
+
+int lad_sched_check_layers(const lad_model *m, uint64_t nlayers, lad_error *err)
+{
+    static const char advice[] = "give each parameter a single value, not a gradient";
+    stack_seen st[MAX_STACKS];
+    size_t ns = 0;
+    for (size_t i = 0; i < m->ntensors; i++) {
+        const char *name = m->tensors[i].name;
+        size_t pos = 0, len = 0;
+        long l = lad_sched_layer_index(name, &pos, &len);
+        long other = numbered_component(name, l >= 0 ? pos : strlen(name));
+        if (other >= 0)
+            return lad_fail(err, "%s: tensor '%s': its blocks are numbered as '%.*sN', which "
+                                 "ladle does not place across the layers yet, so a gradient "
+                                 "would give them the wrong values; %s",
+                            m->ref, name, (int)other, name, advice);
+        if (l < 0)
+            continue;
+        size_t k = 0;
+        while (k < ns && !(st[k].plen == pos && !strncmp(st[k].name, name, pos)))
+            k++;
+        if (k == ns) {
+            if (ns == MAX_STACKS)
+                return lad_fail(err, "%s: more than %d stacks of numbered layers; %s", m->ref,
+                                MAX_STACKS, advice);
+            st[ns++] = (stack_seen){name, pos, l};
+        }
+        st[k].max = l > st[k].max ? l : st[k].max;
+    }
+    if (ns == 0)
+        return lad_fail(err, "%s: no tensor name holds a layer index (layers.N, h.N, blocks.N, "
+                             "layer.N), so a gradient has no layers to run across; %s",
+                        m->ref, advice);
+    for (size_t k = 0; k < ns; k++) {
+        if ((uint64_t)st[k].max + 1 == nlayers)
+            continue;
+        if (ns > 1)
+            return lad_fail(err, "%s: its stacks of layers '%.*sN' (%ld blocks) and '%.*sN' "
+                                 "(%ld blocks) would be numbered as one stack of %llu, so a "
+                                 "gradient would give them the wrong values; %s",
+                            m->ref, (int)st[0].plen, st[0].name, st[0].max + 1,
+                            (int)st[k ? k : 1].plen, st[k ? k : 1].name, st[k ? k : 1].max + 1,
+                            (unsigned long long)nlayers, advice);
+        return lad_fail(err, "%s: config.json gives %llu layers but the tensors number %ld "
+                             "('%.*sN'), so a gradient would give them the wrong values; %s",
+                        m->ref, (unsigned long long)nlayers, st[k].max + 1, (int)st[k].plen,
+                        st[k].name, advice);
+    }
+    return 0;
+}
+
 double lad_sched_depth(const char *tensor, uint64_t nlayers)
 {
     long l = lad_sched_layer_index(tensor, NULL, NULL);

@@ -106,7 +106,7 @@ static int scalar_value(const lad_yaml *y, const yaml_node_t *n, const param_def
 
 /* Checks a setting's shape and types without evaluating it. */
 static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int depth,
-                            lad_error *err)
+                            bool *gradient, lad_error *err)
 {
     double v;
     if (depth > 4)
@@ -126,7 +126,7 @@ static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int
             return lad_yaml_fail(err, y, f, "%s: filter must be a string", d->name);
         if (!val)
             return lad_yaml_fail(err, y, n, "%s: a condition needs a 'value'", d->name);
-        return validate_setting(y, val, d, depth + 1, err);
+        return validate_setting(y, val, d, depth + 1, gradient, err);
     }
     /* a sequence: a gradient of numbers, or a list of conditions */
     yaml_node_item_t *it = n->data.sequence.items.start, *end = n->data.sequence.items.top;
@@ -144,9 +144,10 @@ static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int
                                  d->name);
         if (!conditions && (d->flags & BOOLEAN))
             return lad_yaml_fail(err, y, e, "%s: true/false cannot be a gradient", d->name);
-        if (validate_setting(y, e, d, depth + 1, err))
+        if (validate_setting(y, e, d, depth + 1, gradient, err))
             return -1;
     }
+    *gradient |= !conditions && n->data.sequence.items.top - n->data.sequence.items.start > 1;
     return 0;
 }
 
@@ -346,7 +347,7 @@ static int check_params(lad_recipe *r, yaml_node_t *map, bool per_model, lad_err
             return lad_yaml_fail(err, y, k, "'%s' applies to the whole merge: put it under the "
                                             "top-level parameters",
                                  name);
-        if (validate_setting(y, lad_yaml_node(y, p->value), d, 0, err))
+        if (validate_setting(y, lad_yaml_node(y, p->value), d, 0, &r->gradient, err))
             return -1;
     }
     return 0;

@@ -45,6 +45,7 @@ typedef struct lad_recipe {
     const char *dtype_name; /* dtype as written (ladle computes in fp32) */
     recipe_slice *slices;   /* slices:, or NULL for models: */
     size_t nslices;
+    bool gradient;          /* some parameter is a gradient across the layers */
 } lad_recipe;
 
 int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err);

@@ -125,10 +125,17 @@ def test_every_safetensors_dtype_is_accepted(tmp_path):
     r = ladle("info", f, "--json")
     info = json.loads(r.out)
     assert sorted(x["dtype"] for x in info["tensors"]) == sorted(header)
-    # merging copies the non-float ones unchanged from the first model
+    # merging refuses the low-bit floats (quantised weights or their scales)
     out = tmp_path / "o.safetensors"
-    r = ladle("soup", f, f, "-o", out)
-    assert "6 float8/float4/float6 tensors cannot be merged" in r.err
+    r = ladle("soup", f, f, "-o", out, check=False)
+    assert r.code == 1 and "quantised" in r.err and not out.exists(), r.err
+    # and copies the integer and bool ones unchanged from the first model
+    header, off = {}, 0
+    for name in ("BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F32"):
+        header[name] = t(name, [4], off, off + 4 * dtypes[name])
+        off += 4 * dtypes[name]
+    f = raw_file(tmp_path / "ints.safetensors", header, bytes(range(256))[:off])
+    ladle("soup", f, f, "-o", out)
     src = f.read_bytes()
     n = struct.unpack("<Q", src[:8])[0]
     outb = out.read_bytes()
@@ -276,3 +283,53 @@ def test_tensors_listed_out_of_offset_order_are_accepted(tmp_path):
     ladle("soup", p, p, "-o", out, "-q")
     got = st.read(out)[0]
     assert list(got["a"][1]) == [0, 1] and list(got["b"][1]) == [2, 3]
+
+
+def quantised_family(tmp_path, kind):
+    """Two tiny checkpoints quantised as the frontier ships them."""
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(2):
+        norm = ("model.norm.weight", "F32", rng.standard_normal(8).astype(np.float32))
+        if kind == "fp8_block":  # DeepSeek / Qwen3-FP8: E4M3 + 128x128 weight_scale_inv
+            ts = [("model.layers.0.mlp.down_proj.weight", "F8_E4M3",
+                   rng.integers(0, 127, (8, 8), dtype=np.uint8)),
+                  ("model.layers.0.mlp.down_proj.weight_scale_inv", "F32",
+                   rng.random((1, 1)).astype(np.float32)), norm]
+        elif kind == "mxfp4":  # gpt-oss experts: U8 blocks + U8 E8M0 scales
+            ts = [("model.layers.0.mlp.experts.down_proj_blocks", "U8",
+                   rng.integers(0, 255, (2, 8, 1, 16), dtype=np.uint8)),
+                  ("model.layers.0.mlp.experts.down_proj_scales", "U8",
+                   rng.integers(120, 130, (2, 8, 1), dtype=np.uint8)), norm]
+        else:  # GPTQ-style packed ints, described only by config.json
+            ts = [("model.layers.0.mlp.down_proj.qweight", "I32",
+                   rng.integers(0, 1 << 30, (2, 8), dtype=np.int32)),
+                  ("model.layers.0.mlp.down_proj.scales", "F16",
+                   rng.random((1, 8)).astype(np.float32)), norm]
+        d = tmp_path / f"{kind}{i}"
+        cfg = st.config(layers=1)
+        if kind == "gptq":
+            cfg["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+        st.write_hf(d, ts, cfg)
+        paths.append(d)
+    return paths
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("fp8_block", "tensor 'model.layers.0.mlp.down_proj.weight' is F8_E4M3"),
+    ("mxfp4", "tensor 'model.layers.0.mlp.experts.down_proj_blocks' is MXFP4"),
+    ("gptq", "config.json has quantization_config (quant_method 'gptq')"),
+])
+def test_quantised_checkpoints_are_refused(tmp_path, kind, words):
+    """A quantised weight and its scales are one tensor: merging the scales
+    while copying the weight from one input wrote a corrupt model (exit 0)."""
+    a, b = quantised_family(tmp_path, kind)
+    out = tmp_path / "out"
+    for args in (["soup", a, b], ["lerp", a, b, "--alpha", "0.5"],
+                 ["task", "--base", a, "--add", f"1:{b}"]):
+        r = ladle(*args, "-o", out, check=False)
+        lines = r.err.strip().splitlines()
+        assert r.code == 1 and len(lines) == 1, r.err
+        assert lines[0].startswith("ladle: error: ") and words in lines[0], lines[0]
+        assert "quantised" in lines[0] and not out.exists()
+    ladle("info", a)  # reading them is fine

@@ -148,3 +148,97 @@ def test_set_errors(tmp_path, rng):
     assert r.code == 2 and "no per-tensor parameters" in r.err
     r = ladle("lerp", a, b, "--alpha", "0.5", "--set", "mlp:alpha=2", "-o", out, check=False)
     assert r.code == 1 and "mlp" in r.err and "outside [0, 1]" in r.err and not out.exists()
+
+
+# Naming schemes: (tensor names, does today's depth rule place them right?).
+# The refused ones would silently give most blocks the gradient's last value.
+def _names(prefix, n, suffixes):
+    return [f"{prefix}.{i}.{s}" for i in range(n) for s in suffixes]
+
+
+SCHEMES = {
+    "llama": (["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"]
+              + _names("model.layers", 4, ["self_attn.q_proj.weight", "mlp.up_proj.weight"]),
+              True),
+    "gpt2": (["transformer.wte.weight", "transformer.ln_f.weight"]
+             + _names("transformer.h", 3, ["attn.c_attn.weight"]), True),
+    "bert": (["bert.embeddings.word_embeddings.weight"]
+             + _names("bert.encoder.layer", 3, ["attention.self.query.weight"]), True),
+    "mixtral": (["model.embed_tokens.weight"]
+                + [f"model.layers.{i}.block_sparse_moe.experts.{e}.w1.weight"
+                   for i in range(3) for e in range(4)], True),
+    "hf_clip": (_names("text_model.encoder.layers", 3, ["mlp.fc1.weight"])
+                + _names("vision_model.encoder.layers", 3, ["mlp.fc1.weight"]), True),
+    "open_clip": (["visual.conv1.weight", "visual.proj"]
+                  + _names("visual.transformer.resblocks", 3, ["attn.in_proj_weight"]), False),
+    "t5": ([f"encoder.block.{i}.layer.{k}.w.weight" for i in range(3) for k in range(2)],
+           False),
+    "sd_unet": ([f"model.diffusion_model.input_blocks.{i}.0.weight" for i in range(3)]
+                + ["model.diffusion_model.middle_block.0.weight"], False),
+    "flux": (_names("double_blocks", 3, ["img_attn.qkv.weight"])
+             + _names("single_blocks", 5, ["linear1.weight"]), False),
+    "llava": (_names("vision_tower.vision_model.encoder.layers", 4, ["mlp.fc1.weight"])
+              + _names("language_model.model.layers", 6, ["mlp.up_proj.weight"]), False),
+    "flat": (["fc1.weight", "fc2.weight", "head.weight"], False),
+}
+
+
+def scheme_models(tmp_path, names):
+    paths = []
+    for v in (0.0, 1.0):
+        p = tmp_path / f"m{int(v)}.safetensors"
+        st.write(p, [(n, "F32", np.full(4, v, F32)) for n in names])
+        paths.append(p)
+    return paths
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_gradient_only_where_layers_are_placed_right(tmp_path, scheme):
+    names, placed = SCHEMES[scheme]
+    a, b = scheme_models(tmp_path, names)
+    out = tmp_path / "o.safetensors"
+    r = ladle("lerp", a, b, "--alpha", "0,1", "-o", out, check=False)
+    if placed:
+        assert r.code == 0, r.err
+        got = st.load(out)[0]
+        layers = max(int(m.group(1)) for n in names if (m := LAYER.search(n))) + 1
+        for n in names:  # constant models: the output is alpha itself
+            assert np.allclose(got[n][1], depth(n, layers)), n
+    else:
+        lines = r.err.strip().splitlines()
+        assert r.code == 1 and len(lines) == 1 and not out.exists(), r.err
+        assert lines[0].startswith(f"ladle: error: {a}: ") and "single value" in lines[0]
+    # a single value never depends on the structure
+    ladle("lerp", a, b, "--alpha", "0.25", "-o", out, "-q", "--force")
+    assert all(np.all(v[1] == F32(0.25)) for v in st.load(out)[0].values())
+
+
+def test_gradient_refusals_name_the_scheme(tmp_path):
+    a, b = scheme_models(tmp_path, SCHEMES["open_clip"][0])
+    r = ladle("lerp", a, b, "--alpha", "0,1", "-o", tmp_path / "o.safetensors", check=False)
+    assert "'visual.transformer.resblocks.N'" in r.err, r.err
+    a, b = scheme_models(tmp_path, SCHEMES["llava"][0])
+    r = ladle("lerp", a, b, "--alpha", "0,1", "-o", tmp_path / "o.safetensors", check=False)
+    assert "(4 blocks)" in r.err and "(6 blocks)" in r.err, r.err
+    a, b = scheme_models(tmp_path, SCHEMES["flat"][0])
+    r = ladle("lerp", a, b, "--alpha", "0,1", "-o", tmp_path / "o.safetensors", check=False)
+    assert "no tensor name holds a layer index" in r.err, r.err
+    # an override with a gradient counts too
+    r = ladle("lerp", a, b, "--alpha", "0.5", "--set", "fc1:alpha=0,1", "-o",
+              tmp_path / "o.safetensors", check=False)
+    assert r.code == 1 and "single value" in r.err, r.err
+
+
+def test_recipe_gradient_refused_on_unplaced_layers(tmp_path):
+    a, b = scheme_models(tmp_path, SCHEMES["t5"][0])
+    out = tmp_path / "o.safetensors"
+    recipe = tmp_path / "r.yml"
+    recipe.write_text(f"merge_method: linear\nmodels:\n  - model: {a}\n    parameters:\n"
+                      f"      weight: [1, 0]\n  - model: {b}\n    parameters:\n"
+                      f"      weight: [0, 1]\n")
+    r = ladle("merge", recipe, "-o", out, check=False)
+    assert r.code == 1 and "'encoder.block.N'" in r.err and not out.exists(), r.err
+    recipe.write_text(f"merge_method: linear\nmodels:\n  - model: {a}\n    parameters:\n"
+                      f"      weight: 1\n  - model: {b}\n    parameters:\n      weight: 3\n")
+    ladle("merge", recipe, "-o", out, "-q")
+    assert all(np.all(v[1] == F32(0.75)) for v in st.load(out)[0].values())
