@@ -14,7 +14,7 @@ LDLIBS  += -ljansson -lyaml -lpthread -lm
 BUILD   ?= build
 
 LIB_SRC := $(wildcard src/core/*.c src/formats/*.c src/engine/*.c src/methods/*.c src/recipe/*.c \
-                      src/eval/*.c)
+                      src/eval/*.c src/search/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)

@@ -26,12 +26,16 @@
 typedef struct lad_error {
     char msg[2048];
     bool interrupted; /* the failure is a user interrupt (SIGINT/SIGTERM) */
+    bool usage;       /* the arguments were wrong (the CLI exits with 2) */
 } lad_error;
 
 /* Sets err->msg with printf formatting; returns -1 so callers can
  * `return lad_fail(err, ...)`. */
 int lad_fail(lad_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* As lad_fail, for wrong arguments: also sets err->usage. */
+int lad_usage(lad_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prepends context ("file: ") to an existing message; returns -1. */
 int lad_fail_prefix(lad_error *err, const char *fmt, ...)
@@ -265,6 +269,13 @@ void lad_sched_free(lad_schedule *s);
 
 /* ---------------------------------------------------------------- plans */
 
+/* A running merge's progress: bytes written so far of total, called about
+ * ten times a second on the thread that runs the plan, and once more with
+ * final set when it is done. A non-zero return stops the merge (it fails as
+ * interrupted; nothing is written). */
+typedef int (*lad_progress_fn)(void *ctx, uint64_t done, uint64_t total, double seconds,
+                               bool final);
+
 typedef enum lad_tensor_kind { LAD_MERGE, LAD_COPY } lad_tensor_kind;
 
 typedef struct lad_plan_tensor {
@@ -312,7 +323,8 @@ typedef struct lad_merge_request {
     uint64_t shard_size;       /* 0 = never shard */
     int threads;
     bool force;
-    bool progress;             /* draw a progress bar on stderr */
+    lad_progress_fn progress;  /* or NULL */
+    void *progress_ctx;
 } lad_merge_request;
 
 typedef struct lad_plan lad_plan;
@@ -344,6 +356,44 @@ typedef struct lad_run_stats {
 
 /* Streams the plan to the output; the output appears complete or not at all. */
 int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err);
+
+/* ---------------------------------------------------------------- jobs */
+
+/*
+ * A merge as ladle's commands describe it: an argument vector such as
+ * {"lerp", "A", "B", "--alpha", "0.3", "-o", "OUT"} (argv[0] is one of
+ * lerp, soup, task, ckpt, slerp, ties, dare, breadcrumbs, della, stock,
+ * merge). The CLI, the greedy soup's and the sweep's candidates and the
+ * Python package all go through this one parser, so the same arguments
+ * give the same bits whoever runs them. Parsing opens nothing; planning
+ * opens the models (through `open`, so a caller may supply models held in
+ * memory) and checks everything lad_plan_build checks.
+ */
+typedef struct lad_job lad_job;
+
+/* 0, or 1 when the arguments ask for --help, or -1 with err (err->usage
+ * set when the arguments are wrong). */
+int lad_job_parse(int argc, char *const *argv, lad_job **out, lad_error *err);
+const char *lad_job_command(const lad_job *j);
+const char *lad_job_output(const lad_job *j);    /* -o, or NULL: plan to memory */
+bool lad_job_quiet(const lad_job *j);            /* -q */
+bool lad_job_dry_run(const lad_job *j);          /* --dry-run (recipes) */
+const char *lad_job_note(const lad_job *j);      /* a remark for the user, or NULL */
+size_t lad_job_ninputs(const lad_job *j);
+const char *lad_job_input(const lad_job *j, size_t i);  /* as given */
+const char *lad_job_role(const lad_job *j, size_t i);   /* "base", "A", ... */
+void lad_job_set_progress(lad_job *j, lad_progress_fn fn, void *ctx);
+/* Opens a model reference; NULL means lad_model_open. */
+typedef int (*lad_open_fn)(void *ctx, const char *ref, lad_model **out, lad_error *err);
+/* Opens the inputs and plans the merge (to memory when the job has no
+ * output). The models stay open until lad_job_free. */
+int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_error *err);
+/* Tensor i's resolved parameters as "name=value ..." (dry runs). */
+int lad_job_describe(const lad_job *j, const lad_plan *p, size_t i, char *buf, size_t len,
+                     lad_error *err);
+void lad_job_free(lad_job *j);
+/* "ladle ARGS..." quoted as a shell would read it back; allocated. */
+char *lad_command_line(int argc, char *const *argv);
 
 /* ---------------------------------------------------------------- diagnosis */
 
@@ -445,6 +495,59 @@ bool lad_journal_find(const lad_journal *j, const char *recipe, const char *eval
 /* Appends an entry (a json_t object with at least "recipe" and "eval"). */
 int lad_journal_append(lad_journal *j, void *entry, lad_error *err);
 void lad_journal_close(lad_journal *j);
+
+/* ---------------------------------------------------------------- search */
+
+/*
+ * Greedy soups and sweeps: the policy, shared by the CLI (candidates written
+ * to disk and scored by a command) and the Python package (candidates in
+ * memory, scored by a callback). The caller's scorer turns candidates into
+ * scores; higher is better unless minimize.
+ *
+ * Greedy soup (Wortsman et al. 2022, recipe 1): ingredients ranked by their
+ * own score, best first, ties in the order given; the soup starts as the
+ * best; each next ingredient is added when the uniform soup with it scores
+ * at least the best so far (strict: better).
+ */
+/* Scores n candidate soups at once (the scorer may run them in parallel):
+ * candidate k is the uniform soup of ingredients sets[k][0..sizes[k]); a
+ * set of one is an ingredient on its own. Returns 0 with every scores[k]
+ * set, or -1 with err. */
+typedef int (*lad_soup_scorer)(void *ctx, const size_t *const *sets, const size_t *sizes,
+                               size_t n, double *scores, lad_error *err);
+
+typedef struct lad_greedy {
+    size_t n;              /* ingredients */
+    const double *scores;  /* their own scores, or NULL: each is scored alone */
+    bool strict, minimize;
+    /* results, allocated by lad_greedy_run (lad_greedy_free) */
+    size_t *rank;          /* rank[r]: the ingredient at rank r */
+    double *own;           /* own[i]: ingredient i's own score */
+    double *soup_score;    /* soup_score[r]: the soup's score with rank r tried (r = 0: own) */
+    bool *accepted;        /* accepted[r] */
+    size_t *soup;          /* the accepted ingredients, in rank order */
+    size_t nsoup;
+    double best;           /* the soup's score */
+} lad_greedy;
+
+int lad_greedy_run(lad_greedy *g, lad_soup_scorer score, void *ctx, lad_error *err);
+void lad_greedy_free(lad_greedy *g);
+/* Is a better than b (strictly), in the search's direction? */
+bool lad_better(double a, double b, bool minimize);
+
+/* A sweep's axis, "NAME=START:STOP:STEPS" (STEPS values from START to STOP
+ * as numpy.linspace) or "NAME=v1,v2,...": values rounded to 12 significant
+ * digits (0:1:11 gives 0.3, not 0.30000000000000004), each with the text
+ * substituted for {NAME}. */
+#define LAD_GRID_MAX_POINTS 100000
+typedef struct lad_axis {
+    char name[64];
+    double *v;
+    char **text;
+    size_t n;
+} lad_axis;
+int lad_axis_parse(const char *spec, lad_axis *out, lad_error *err); /* usage errors */
+void lad_axis_free(lad_axis *a);
 
 /* ---------------------------------------------------------------- process */
 

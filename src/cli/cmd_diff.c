@@ -23,8 +23,11 @@ typedef struct diff_args {
     bool json;
 } diff_args;
 
-static int take(void *ctx, int id, const char *arg)
+enum { OPT_BASE = 1000, OPT_JSON };
+
+static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
+    (void)err;
     diff_args *a = ctx;
     if (id == OPT_BASE)
         a->base = arg;
@@ -68,19 +71,20 @@ static const char *recommend(double conflict, double nratio, double cos, char *b
 
 int cmd_diff(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"base", required_argument, 0, OPT_BASE},
-                                             {"json", no_argument, 0, OPT_JSON},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
+    static const lad_optdef defs[] = {
+        {"base", OPT_BASE, true}, {"json", OPT_JSON, false}, {"help", 'h', false}, {0}};
     diff_args a = {0};
-    int first, code;
-    if (!parse_args("diff", HELP, argc, argv, longopts, "h", NULL, take, &a, &first, &code))
+    char *const *pos;
+    int npos, code;
+    if (!cli_parse("diff", HELP, argc, argv, defs, false, take, &a, &pos, &npos, &code))
         return code;
-    if (argc - first != 2)
+    if (npos != 2) {
+        free((void *)pos);
         return usage_error("diff", "expected two models A B");
+    }
     lad_error err = {0};
     lad_model *m[3] = {0};
-    const char *refs[3] = {argv[first], argv[first + 1], a.base};
+    const char *refs[3] = {pos[0], pos[1], a.base};
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0; i++)
         if (refs[i] && lad_model_open(refs[i], &m[i], &err) != 0)
@@ -137,5 +141,6 @@ int cmd_diff(int argc, char **argv)
     free(d);
     for (int i = 0; i < 3; i++)
         lad_model_close(m[i]);
+    free((void *)pos);
     return rc;
 }

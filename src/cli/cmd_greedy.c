@@ -1,10 +1,7 @@
 /*
  * ladle soup --greedy --eval CMD M1 M2 ... -o OUT: greedy soup (Wortsman et
- * al. 2022, recipe 1). Ingredients are ranked by their own held-out score
- * (--scores, else evaluated), best first, ties in the order given; the soup
- * starts as the best one; each next ingredient is added to a candidate
- * soup (the uniform average of the accepted ones and it), which is kept
- * when its score is at least the best so far (--strict: better).
+ * al. 2022, recipe 1), the library's policy (lad_greedy_run) with candidates
+ * written to disk and scored by the evaluator command (search.c).
  *
  * Every candidate is the soup of its ingredients computed from the input
  * files in fp32 and rounded once to the output dtype: the running soup is
@@ -12,13 +9,69 @@
  * exactly the same candidates. OUT is written by the same merge as the
  * last accepted candidate, so the two are bit-identical.
  */
-#include "greedy.h"
+#include "cli.h"
 #include "search.h"
-#include "../core/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define GREEDY_MAX 64
+
+enum { OPT_GREEDY = 1200, OPT_SCORES, OPT_STRICT, OPT_JSON, OPT_DTYPE, OPT_SHARD_SIZE,
+       OPT_FORCE, OPT_SET };
+
+typedef struct greedy_args {
+    search_opts search;
+    const char *out, *dtype, *threads, *shard_size;
+    bool force, quiet, strict, json;
+    double scores[GREEDY_MAX]; /* --scores */
+    int nscores;               /* -1: not given */
+    const char *const *models;
+    size_t nmodels;
+    search s;                  /* the evaluator, while scoring */
+} greedy_args;
+
+static int take(void *ctx, int id, const char *arg, lad_error *err)
+{
+    greedy_args *g = ctx;
+    int t = search_opts_take(&g->search, id, arg, err);
+    if (t <= 0)
+        return t;
+    switch (id) {
+    case 'o':
+        g->out = arg;
+        return 0;
+    case OPT_DTYPE:
+        g->dtype = arg;
+        return 0;
+    case 'j':
+        g->threads = arg;
+        return 0;
+    case OPT_SHARD_SIZE:
+        g->shard_size = arg;
+        return 0;
+    case OPT_FORCE:
+        g->force = true;
+        return 0;
+    case 'q':
+        g->quiet = true;
+        return 0;
+    case OPT_SET:
+        return lad_usage(err, "--set: a soup has no per-tensor parameters");
+    case OPT_SCORES:
+        if ((g->nscores = lad_parse_list(arg, g->scores, GREEDY_MAX)) < 1)
+            return lad_usage(err, "--scores takes comma-separated numbers, not '%s'", arg);
+        return 0;
+    case OPT_STRICT:
+        g->strict = true;
+        return 0;
+    case OPT_JSON:
+        g->json = true;
+        return 0;
+    }
+    return 0; /* --greedy */
+}
 
 /* The soup of the given ingredients, as ladle arguments; `final` adds what
  * changes no bit but how it runs (-j) and is stored (--shard-size). */
@@ -31,17 +84,17 @@ static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool 
     bool ok = (argv[k++] = lad_strdup("soup")) != NULL;
     for (size_t i = 0; i < n; i++)
         ok &= (argv[k++] = lad_strdup(g->models[idx[i]])) != NULL;
-    if (g->merge.has_dtype) {
+    if (g->dtype) {
         ok &= (argv[k++] = lad_strdup("--dtype")) != NULL;
-        ok &= (argv[k++] = lad_strdup(lad_dtype_name(g->merge.dtype))) != NULL;
+        ok &= (argv[k++] = lad_strdup(g->dtype)) != NULL;
     }
-    if (final && g->merge.threads) {
+    if (final && g->threads) {
         ok &= (argv[k++] = lad_strdup("-j")) != NULL;
-        ok &= (argv[k++] = lad_asprintf("%d", g->merge.threads)) != NULL;
+        ok &= (argv[k++] = lad_strdup(g->threads)) != NULL;
     }
-    if (final) {
+    if (final && g->shard_size) {
         ok &= (argv[k++] = lad_strdup("--shard-size")) != NULL;
-        ok &= (argv[k++] = lad_asprintf("%llu", (unsigned long long)g->merge.shard_size)) != NULL;
+        ok &= (argv[k++] = lad_strdup(g->shard_size)) != NULL;
     }
     if (!ok) {
         argv_free(argv);
@@ -68,8 +121,43 @@ static int soup_candidate(const greedy_args *g, const size_t *idx, size_t n, can
     return 0;
 }
 
-static void print_table(const greedy_args *g, const size_t *rank, const double *own,
-                        const double *soup_score, const bool *accepted, double best, size_t nacc)
+/* The scorer: an ingredient alone is scored as it is (without --dtype:
+ * the file itself) or as a one-model soup in the output dtype (what would
+ * be shipped if it stayed alone); a soup by the merge that makes it. */
+static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size_t n,
+                 double *scores, lad_error *err)
+{
+    greedy_args *g = ctx;
+    candidate *c = calloc(n, sizeof *c);
+    int rc = c ? 0 : lad_fail(err, "out of memory");
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        const char *last = g->models[sets[k][sizes[k] - 1]];
+        if (sizes[k] > 1 || g->dtype) {
+            char label[1100];
+            if (sizes[k] > 1)
+                snprintf(label, sizeof label, "soup of %zu (+ %.1000s)", sizes[k], last);
+            else
+                snprintf(label, sizeof label, "%.1000s", last);
+            rc = soup_candidate(g, sets[k], sizes[k], &c[k], label, err);
+        } else {
+            c[k].model = last;
+            c[k].label = lad_strdup(last);
+            c[k].recipe = lad_asprintf("model %s", last);
+            if (!c[k].label || !c[k].recipe)
+                rc = lad_fail(err, "out of memory");
+        }
+    }
+    if (rc == 0)
+        rc = search_eval(&g->s, c, n, err);
+    for (size_t k = 0; rc == 0 && k < n; k++)
+        scores[k] = c[k].score;
+    for (size_t k = 0; c && k < n; k++)
+        candidate_free(&c[k]);
+    free(c);
+    return rc;
+}
+
+static void print_table(const greedy_args *g, const lad_greedy *r)
 {
     size_t w = 10;
     for (size_t i = 0; i < g->nmodels; i++)
@@ -78,33 +166,31 @@ static void print_table(const greedy_args *g, const size_t *rank, const double *
     printf("greedy soup (%s is better)\n", g->search.minimize ? "lower" : "higher");
     printf("  %-4s  %-*s  %-14s  %-14s  %s\n", "rank", (int)w, "ingredient", "score",
            "soup score", "accepted");
-    for (size_t r = 0; r < g->nmodels; r++) {
-        size_t i = rank[r];
-        printf("  %-4zu  %-*s  %-14.10g  %-14.10g  %s\n", r + 1, (int)w, g->models[i], own[i],
-               soup_score[r], accepted[r] ? "yes" : "no");
+    for (size_t k = 0; k < g->nmodels; k++) {
+        size_t i = r->rank[k];
+        printf("  %-4zu  %-*s  %-14.10g  %-14.10g  %s\n", k + 1, (int)w, g->models[i], r->own[i],
+               r->soup_score[k], r->accepted[k] ? "yes" : "no");
     }
-    printf("soup of %zu of %zu:", nacc, g->nmodels);
-    for (size_t r = 0; r < g->nmodels; r++)
-        if (accepted[r])
-            printf(" %s", g->models[rank[r]]);
-    printf("\nheld-out score %.10g -> %s\n", best, g->merge.output);
+    printf("soup of %zu of %zu:", r->nsoup, g->nmodels);
+    for (size_t k = 0; k < r->nsoup; k++)
+        printf(" %s", g->models[r->soup[k]]);
+    printf("\nheld-out score %.10g -> %s\n", r->best, g->out);
 }
 
-static void print_json(const greedy_args *g, const size_t *rank, const double *own,
-                       const double *soup_score, const bool *accepted, double best)
+static void print_json(const greedy_args *g, const lad_greedy *r)
 {
     json_t *rows = json_array(), *soup = json_array();
-    for (size_t r = 0; r < g->nmodels; r++) {
-        size_t i = rank[r];
-        json_array_append_new(rows, json_pack("{s:i,s:s,s:f,s:f,s:b}", "rank", (int)r + 1,
-                                              "model", g->models[i], "score", own[i],
-                                              "soup_score", soup_score[r], "accepted",
-                                              accepted[r]));
-        if (accepted[r])
-            json_array_append_new(soup, json_string(g->models[i]));
+    for (size_t k = 0; k < g->nmodels; k++) {
+        size_t i = r->rank[k];
+        json_array_append_new(rows, json_pack("{s:i,s:s,s:f,s:f,s:b}", "rank", (int)k + 1,
+                                              "model", g->models[i], "score", r->own[i],
+                                              "soup_score", r->soup_score[k], "accepted",
+                                              r->accepted[k]));
     }
+    for (size_t k = 0; k < r->nsoup; k++)
+        json_array_append_new(soup, json_string(g->models[r->soup[k]]));
     json_t *doc = json_pack("{s:o,s:o,s:f,s:b,s:s}", "ingredients", rows, "soup", soup, "score",
-                            best, "minimize", g->search.minimize, "output", g->merge.output);
+                            r->best, "minimize", g->search.minimize, "output", g->out);
     char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (text)
         puts(text);
@@ -112,133 +198,103 @@ static void print_json(const greedy_args *g, const size_t *rank, const double *o
     json_decref(doc);
 }
 
-int greedy_soup(greedy_args *g)
+/* The soup's arguments must be a merge ladle accepts: checked (on the
+ * whole soup, with -j and --shard-size) before anything runs. */
+static int check_soup(const greedy_args *g)
 {
-    const char *out = g->merge.output;
-    if (!out)
-        return usage_error("soup", "no output given (-o OUT)");
-    if (g->nmodels < 2)
-        return usage_error("soup", "a greedy soup needs at least 2 ingredients");
-    if (g->nscores >= 0 && (size_t)g->nscores != g->nmodels)
-        return usage_error("soup", "%d scores for %zu ingredients", g->nscores, g->nmodels);
-    if (lad_exists(out) && !g->merge.force)
-        return usage_error("soup", "%s already exists (--force to replace it once the soup is "
-                                   "chosen)",
-                           out);
-    size_t n = g->nmodels;
+    size_t *all = calloc(g->nmodels, sizeof *all);
+    for (size_t i = 0; all && i < g->nmodels; i++)
+        all[i] = i;
+    char **argv = all ? soup_argv(g, all, g->nmodels, true) : NULL;
+    free(all);
+    if (!argv)
+        return report(&(lad_error){.msg = "out of memory"});
+    int n = 0;
+    while (argv[n])
+        n++;
+    lad_job *job = NULL;
     lad_error err = {0};
-    search s;
-    candidate *own = calloc(n, sizeof *own), step;
-    size_t *rank = calloc(n, sizeof *rank), *acc = calloc(n, sizeof *acc);
-    double *score = calloc(n, sizeof *score), *soup_score = calloc(n, sizeof *soup_score);
-    bool *accepted = calloc(n, sizeof *accepted);
-    char **final = NULL;
-    int rc = 1;
-    memset(&step, 0, sizeof step);
-    if (search_open(&s, "soup", &g->search, g->merge.quiet,
-                    !lad_ends_with(out, ".safetensors"), out, &err) != 0) {
-        rc = report(&err);
-        search_close(&s);
-        goto free_all;
-    }
-    if (!own || !rank || !acc || !score || !soup_score || !accepted) {
-        rc = report(&(lad_error){.msg = "out of memory"});
-        goto out;
-    }
+    int rc = lad_job_parse(n, argv, &job, &err) != 0 ? report_cmd("soup", &err) : 0;
+    lad_job_free(job);
+    argv_free(argv);
+    return rc;
+}
 
-    s.total = s.planned = (g->nscores >= 0 ? 0 : n) + n - 1;
-
-    /* 1. Each ingredient's own score: given, or measured. With --dtype an
-     * ingredient is scored as a one-model soup in that dtype: what would
-     * be shipped if it stayed alone. */
-    if (g->nscores >= 0) {
-        for (size_t i = 0; i < n; i++)
-            score[i] = g->scores[i];
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            if (g->merge.has_dtype) {
-                if (soup_candidate(g, &i, 1, &own[i], g->models[i], &err) != 0) {
-                    rc = report(&err);
-                    goto out;
-                }
-            } else {
-                own[i].model = g->models[i];
-                own[i].label = lad_strdup(g->models[i]);
-                own[i].recipe = lad_asprintf("model %s", g->models[i]);
-                if (!own[i].label || !own[i].recipe) {
-                    rc = report(&(lad_error){.msg = "out of memory"});
-                    goto out;
-                }
-            }
-        }
-        if (search_eval(&s, own, n, &err) != 0) {
-            rc = report(&err);
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++)
-            score[i] = own[i].score;
-    }
-
-    /* 2. Rank: best first, ties in the order given (a stable insertion). */
-    for (size_t i = 0; i < n; i++) {
-        size_t r = i;
-        while (r > 0 && search_better(&s, score[i], score[rank[r - 1]])) {
-            rank[r] = rank[r - 1];
-            r--;
-        }
-        rank[r] = i;
-    }
-
-    /* 3. Add each next ingredient if the soup's score does not drop. */
-    size_t nacc = 1;
-    acc[0] = rank[0];
-    accepted[0] = true;
-    double best = soup_score[0] = score[rank[0]];
-    for (size_t r = 1; r < n; r++) {
-        acc[nacc] = rank[r];
-        char label[1100];
-        snprintf(label, sizeof label, "soup of %zu (+ %.1000s)", nacc + 1, g->models[rank[r]]);
-        if (soup_candidate(g, acc, nacc + 1, &step, label, &err) != 0 ||
-            search_eval(&s, &step, 1, &err) != 0) {
-            rc = report(&err);
-            goto out;
-        }
-        soup_score[r] = step.score;
-        accepted[r] = g->strict ? search_better(&s, step.score, best)
-                                : !search_better(&s, best, step.score);
-        if (accepted[r]) {
-            best = step.score;
-            nacc++;
-        }
-        candidate_free(&step);
-    }
-
-    /* 4. OUT: the last accepted candidate, by the same merge. */
-    if (!(final = soup_argv(g, acc, nacc, true))) {
-        rc = report(&(lad_error){.msg = "out of memory"});
-        goto out;
-    }
-    if (search_write(&s, final, out, g->merge.force, &err) != 0) {
-        rc = report(&err);
-        goto out;
-    }
-    if (g->json)
-        print_json(g, rank, score, soup_score, accepted, best);
+int cmd_greedy(int argc, char **argv)
+{
+    static const lad_optdef own[] = {
+        {"output", 'o', true},          {"dtype", OPT_DTYPE, true},   {"threads", 'j', true},
+        {"shard-size", OPT_SHARD_SIZE, true}, {"force", OPT_FORCE, false},
+        {"quiet", 'q', false},          {"set", OPT_SET, true},       {"help", 'h', false},
+        {"greedy", OPT_GREEDY, false},  {"scores", OPT_SCORES, true},
+        {"strict", OPT_STRICT, false},  {"json", OPT_JSON, false}};
+    enum { NOWN = sizeof own / sizeof *own };
+    lad_optdef defs[NOWN + 16];
+    memcpy(defs, own, sizeof own);
+    memcpy(defs + NOWN, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
+    memset(&defs[NOWN + NSEARCH_OPTIONS], 0, sizeof *defs);
+    static greedy_args g; /* large; one search per process */
+    g = (greedy_args){.nscores = -1};
+    char *const *pos = NULL;
+    int n, rc;
+    if (!cli_parse("soup", merge_help("soup"), argc, argv, defs, false, take, &g, &pos, &n, &rc))
+        return rc;
+    g.models = (const char *const *)pos;
+    g.nmodels = (size_t)n;
+    rc = EXIT_USAGE;
+    if (!g.search.eval)
+        usage_error("soup", "--greedy needs an evaluator: --eval 'CMD {model}'");
+    else if (!g.out)
+        usage_error("soup", "no output given (-o OUT)");
+    else if (n > GREEDY_MAX)
+        usage_error("soup", "at most %d ingredients", GREEDY_MAX);
+    else if (n < 2)
+        usage_error("soup", "a greedy soup needs at least 2 ingredients");
+    else if (g.nscores >= 0 && g.nscores != n)
+        usage_error("soup", "%d scores for %d ingredients", g.nscores, n);
+    else if (lad_exists(g.out) && !g.force)
+        usage_error("soup", "%s already exists (--force to replace it once the soup is chosen)",
+                    g.out);
     else
-        print_table(g, rank, score, soup_score, accepted, best, nacc);
+        rc = check_soup(&g);
+    if (rc) {
+        free((void *)pos);
+        return rc;
+    }
+
+    lad_error err = {0};
+    lad_greedy r = {.n = g.nmodels, .scores = g.nscores >= 0 ? g.scores : NULL,
+                    .strict = g.strict, .minimize = g.search.minimize};
+    char **final = NULL;
+    rc = 1;
+    if (search_open(&g.s, "soup", &g.search, g.quiet, !lad_ends_with(g.out, ".safetensors"),
+                    g.out, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
+    g.s.total = g.s.planned = (g.nscores >= 0 ? 0 : g.nmodels) + g.nmodels - 1;
+    if (lad_greedy_run(&r, score, &g, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
+    /* OUT: the last accepted candidate, by the same merge. */
+    if (!(final = soup_argv(&g, r.soup, r.nsoup, true))) {
+        rc = report(&(lad_error){.msg = "out of memory"});
+        goto out;
+    }
+    if (search_write(&g.s, final, g.out, g.force, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
+    if (g.json)
+        print_json(&g, &r);
+    else
+        print_table(&g, &r);
     rc = 0;
 out:
-    search_close(&s);
-free_all:
-    for (size_t i = 0; own && i < n; i++)
-        candidate_free(&own[i]);
-    candidate_free(&step);
+    search_close(&g.s);
+    lad_greedy_free(&r);
     argv_free(final);
-    free(own);
-    free(rank);
-    free(acc);
-    free(score);
-    free(soup_score);
-    free(accepted);
+    free((void *)pos);
     return rc;
 }

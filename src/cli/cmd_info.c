@@ -1,6 +1,5 @@
 /* ladle info MODEL [--json]: what a model holds. */
 #include "cli.h"
-#include "../core/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +14,12 @@ static const char HELP[] =
     "      --json            print the same as JSON\n"
     "  -h, --help            this help\n";
 
-static int take(void *ctx, int id, const char *arg)
+enum { OPT_JSON = 1000 };
+
+static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
     (void)arg;
+    (void)err;
     if (id == OPT_JSON)
         *(bool *)ctx = true;
     return 0;
@@ -100,18 +102,19 @@ static int print_json(const lad_model *m)
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"json", no_argument, 0, OPT_JSON}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const lad_optdef defs[] = {{"json", OPT_JSON, false}, {"help", 'h', false}, {0}};
     bool as_json = false;
-    int first, code;
-    if (!parse_args("info", HELP, argc, argv, longopts, "h", NULL, take, &as_json, &first,
-                    &code))
+    char *const *pos;
+    int n, code;
+    if (!cli_parse("info", HELP, argc, argv, defs, false, take, &as_json, &pos, &n, &code))
         return code;
-    if (argc - first != 1)
+    const char *ref = n == 1 ? pos[0] : NULL;
+    free((void *)pos);
+    if (!ref)
         return usage_error("info", "expected one MODEL");
     lad_model *m;
     lad_error err = {0};
-    if (lad_model_open(argv[first], &m, &err) != 0)
+    if (lad_model_open(ref, &m, &err) != 0)
         return report(&err);
     int rc = 0;
     if (as_json)

@@ -1,154 +1,131 @@
-/* ladle merge CONFIG.yml -o OUT [--dry-run] [--var NAME=VALUE]: run a
- * mergekit YAML recipe. */
+/* Every merge command (lerp, soup, task, ckpt, slerp, ties, dare,
+ * breadcrumbs, della, stock, merge): the library parses the arguments into
+ * a job (src/recipe/job.c); this file plans it, runs it or prints the plan
+ * (--dry-run), and reports. */
 #include "cli.h"
-#include "../core/util.h"
-#include "../recipe/recipe.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-static const char HELP[] =
-    "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [options]\n"
-    "\n"
-    "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
-    "task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties,\n"
-    "della, della_linear, model_stock or passthrough; models with per-model\n"
-    "parameters, base_model, parameters as numbers, gradients or filter lists,\n"
-    "dtype / out_dtype, tokenizer_source: base. Model paths are taken as written,\n"
-    "else relative to the recipe's folder. Every error names the recipe's line.\n"
-    "\n"
-    "      --dry-run         print the plan (each tensor's inputs, method and resolved\n"
-    "                        parameters, bytes to read and write); write nothing\n"
-    "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
-    "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
-    "                        e.g. `t: {t}` with --var t={t} in the sweep's command\n"
-    COMMON_MERGE_HELP;
-
-#define MAX_VARS 16
-
-typedef struct merge_args {
-    bool dry_run;
-    const char *var[MAX_VARS];
-    int nvars;
-} merge_args;
-
-enum { OPT_VAR = 1400 };
-
-static int take(void *ctx, int id, const char *arg)
+static void print_shape(const lad_plan_tensor *pt)
 {
-    merge_args *a = ctx;
-    if (id == OPT_DRY_RUN)
-        a->dry_run = true;
-    if (id == OPT_VAR) {
-        const char *eq = strchr(arg, '=');
-        if (!eq || !lad_is_identifier(arg, (size_t)(eq - arg)))
-            return usage_error("merge", "--var takes NAME=VALUE, not '%s'", arg);
-        if (a->nvars == MAX_VARS)
-            return usage_error("merge", "at most %d --var", MAX_VARS);
-        a->var[a->nvars++] = arg;
+    printf("[");
+    for (int d = 0; d < pt->ndim; d++)
+        printf("%s%llu", d ? ", " : "", (unsigned long long)pt->shape[d]);
+    printf("]");
+}
+
+/* --dry-run: what would be written, from what, how. */
+static int print_plan(const lad_plan *plan, const lad_job *job, lad_error *err)
+{
+    printf("inputs:\n");
+    for (size_t j = 0; j < lad_job_ninputs(job); j++)
+        printf("  %zu  %-10s %s\n", j, lad_job_role(job, j), lad_job_input(job, j));
+    printf("tensors:\n");
+    for (size_t i = 0; i < lad_plan_ntensors(plan); i++) {
+        const lad_plan_tensor *pt = lad_plan_tensor_at(plan, i);
+        printf("  %s %s ", pt->name, lad_dtype_name(pt->out_dtype));
+        print_shape(pt);
+        if (pt->kind == LAD_COPY) {
+            printf(" copy of %s from %s\n", pt->in[0]->name, pt->in[0]->file->path);
+            continue;
+        }
+        if (pt->nin == 1 && strcmp(pt->in[0]->name, pt->name)) /* renamed (slices) */
+            printf(" from %s of %s", pt->in[0]->name, pt->in[0]->file->path);
+        printf(" %s", lad_job_command(job));
+        char desc[4096];
+        if (lad_job_describe(job, plan, i, desc, sizeof desc, err) != 0)
+            return -1;
+        printf("%s%s\n", desc[0] ? " " : "", desc);
     }
+    char rd[32], wr[32];
+    lad_format_bytes(lad_plan_bytes_read(plan), rd, sizeof rd);
+    lad_format_bytes(lad_plan_bytes_written(plan), wr, sizeof wr);
+    printf("%zu tensors: would read %s and write %s (dry run: nothing written)\n",
+           lad_plan_ntensors(plan), rd, wr);
     return 0;
 }
 
-/* {NAME} -> VALUE for each --var, in the recipe's text. A --var the
- * recipe does not use is an error (a typo would otherwise go unnoticed). */
-typedef struct var_uses {
-    const merge_args *a;
-    int hits[MAX_VARS];
-} var_uses;
-
-static const char *var_lookup(const char *name, size_t n, bool *quote, void *ctx)
+static int run(const char *cmd, lad_job *job)
 {
-    (void)quote;
-    var_uses *u = ctx;
-    for (int v = 0; v < u->a->nvars; v++) {
-        const char *var = u->a->var[v], *eq = strchr(var, '=');
-        if ((size_t)(eq - var) == n && !strncmp(var, name, n)) {
-            u->hits[v]++;
-            return eq + 1;
+    const char *out = lad_job_output(job);
+    bool quiet = lad_job_quiet(job);
+    if (!out)
+        return usage_error(cmd, "no output given (-o OUT)");
+    if (lad_job_note(job))
+        note(quiet, "%s", lad_job_note(job));
+    if (!quiet && isatty(STDERR_FILENO))
+        lad_job_set_progress(job, progress_bar, NULL);
+    lad_error err = {0};
+    lad_plan *plan = NULL;
+    int rc = 0;
+    if (lad_job_plan(job, NULL, NULL, &plan, &err) != 0) {
+        rc = report_cmd(cmd, &err);
+    } else if (lad_job_dry_run(job)) {
+        if (print_plan(plan, job, &err) != 0)
+            rc = report(&err);
+    } else {
+        lad_run_stats st;
+        if (lad_plan_execute(plan, &st, &err) != 0) {
+            rc = report(&err);
+        } else {
+            if (st.nonfinite) /* a warning even with -q: the model may be broken */
+                fprintf(stderr,
+                        "ladle: warning: %s: %llu NaN/Inf value%s in %zu tensor%s (first: %s): "
+                        "an input holds NaN/Inf, or a value overflowed (f16 ends at 65504); "
+                        "check with care\n",
+                        out, (unsigned long long)st.nonfinite, st.nonfinite == 1 ? "" : "s",
+                        st.nonfinite_tensors, st.nonfinite_tensors == 1 ? "" : "s",
+                        st.first_nonfinite);
+            char rd[32], wr[32];
+            size_t n = lad_plan_ntensors(plan);
+            lad_format_bytes(st.bytes_read, rd, sizeof rd);
+            lad_format_bytes(st.bytes_written, wr, sizeof wr);
+            note(quiet, "%s: wrote %s to %s (%zu tensor%s in %zu file%s) from %s read, in %.2fs",
+                 lad_job_command(job), wr, out, n, n == 1 ? "" : "s", st.nshards,
+                 st.nshards == 1 ? "" : "s", rd, st.seconds);
         }
     }
-    return NULL;
+    lad_plan_free(plan);
+    return rc;
 }
 
-static int substitute(const merge_args *a, const char *path, char **text, size_t *len,
-                      lad_error *err)
+/* Options that belong to the greedy soup, not to a plain one. */
+static bool greedy_option(const char *arg)
 {
-    var_uses u = {.a = a};
-    char *out = lad_expand(*text, var_lookup, &u);
-    if (!out)
-        return lad_fail(err, "out of memory");
-    free(*text);
-    *text = out;
-    *len = strlen(out);
-    for (int v = 0; v < a->nvars; v++)
-        if (!u.hits[v])
-            return lad_fail(err, "%s: --var %s: the recipe has no {%.*s}", path, a->var[v],
-                            (int)(strchr(a->var[v], '=') - a->var[v]), a->var[v]);
-    return 0;
-}
-
-static int make_specs(lad_model *const *models, lad_tensor_spec **specs, size_t *n,
-                      uint64_t *num_layers, const void *ctx, lad_error *err)
-{
-    return lad_recipe_specs(ctx, models, specs, n, num_layers, err);
-}
-
-static int describe(const char *tensor, double depth, const void *spec_ctx, char *buf, size_t len,
-                    const void *ctx, lad_error *err)
-{
-    return lad_recipe_describe(ctx, tensor, depth, spec_ctx, buf, len, err);
+    static const char *const opts[] = {"--eval", "--scores", "--strict", "--json", "--jobs",
+                                       "--minimize", "--keep-candidates", "--work", "--log",
+                                       "--resume", "--eval-timeout"};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+        if (!strncmp(arg, opts[i], strlen(opts[i])))
+            return true;
+    return false;
 }
 
 int cmd_merge(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        COMMON_MERGE_OPTIONS, {"dry-run", no_argument, 0, OPT_DRY_RUN},
-        {"var", required_argument, 0, OPT_VAR}, {0, 0, 0, 0}};
-    merge_opts o;
-    merge_opts_init(&o);
-    merge_args a = {0};
-    int first, code;
-    if (!parse_args("merge", HELP, argc, argv, longopts, COMMON_MERGE_SHORT, &o, take, &a,
-                    &first, &code))
-        return code;
-    if (argc - first != 1)
-        return usage_error("merge", "expected one recipe CONFIG.yml");
-    if (o.nsets)
-        return usage_error("merge", "--set does not apply to recipes; write filters in the "
-                                    "recipe's parameters");
-    static lad_recipe r; /* large; one recipe per process */
+    const char *cmd = argv[0];
+    if (!strcmp(cmd, "soup")) {
+        for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+            if (!strcmp(argv[i], "--greedy"))
+                return cmd_greedy(argc, argv);
+        for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+            if (greedy_option(argv[i]))
+                return usage_error(cmd, "--eval, --scores, --strict, --json and the other search "
+                                        "options go with --greedy");
+    }
+    lad_job *job = NULL;
     lad_error err = {0};
-    char *text = NULL;
-    size_t len = 0;
-    if (lad_read_file(argv[first], LAD_YAML_MAX_BYTES, &text, &len, &err) != 0 ||
-        substitute(&a, argv[first], &text, &len, &err) != 0 ||
-        lad_recipe_load_text(argv[first], text, len, &r, &err) != 0) {
-        free(text);
-        return report(&err);
+    int rc = lad_job_parse(argc, argv, &job, &err);
+    if (rc == 1) {
+        fputs(merge_help(cmd), stdout);
+        return 0;
     }
-    const char *refs[RECIPE_MAX_MODELS + 1], *roles[RECIPE_MAX_MODELS + 1];
-    for (size_t i = 0; i < r.nmodels; i++) {
-        refs[i] = r.models[i].ref;
-        roles[i] = r.slices ? "slices" : (int)i == r.base ? "base" : "model";
-    }
-    static lad_schedule sched;
-    sched = (lad_schedule){.resolve = lad_recipe_resolve, .ctx = &r, .resolve_gradient = r.gradient};
-    merge_job job = {.cmd = lad_recipe_method(&r), .refs = refs, .roles = roles,
-                     .nmodels = r.nmodels, .template_model = r.base >= 0 ? (size_t)r.base : 0,
-                     .schedule = &sched, .has_out_dtype = r.has_out_dtype,
-                     .out_dtype = r.out_dtype, .dry_run = a.dry_run, .describe = describe,
-                     .describe_ctx = &r};
-    if (r.slices) {
-        job.template_model = r.slices[0].src[0].model;
-        job.make_specs = make_specs;
-        job.free_specs = lad_recipe_free_specs;
-        job.specs_ctx = &r;
-    }
-    job.params = json_pack("{s:s, s:s}", "recipe", argv[first], "yaml", text);
-    free(text);
-    int rc = run_merge(&o, &job, argc, argv);
-    lad_recipe_free(&r);
+    if (rc != 0)
+        return report_cmd(cmd, &err);
+    rc = run(cmd, job);
+    lad_job_free(job);
     return rc;
 }

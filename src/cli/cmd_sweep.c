@@ -40,106 +40,34 @@ static const char HELP[] =
     "gets {NAME} for each axis.\n";
 
 #define MAX_AXES 8
-#define MAX_POINTS 100000
-
-typedef struct axis {
-    char name[64];
-    double *v;
-    char **text; /* the values as substituted (12 significant digits) */
-    size_t n;
-} axis;
 
 typedef struct sweep_args {
     search_opts search;
-    axis ax[MAX_AXES];
+    lad_axis ax[MAX_AXES];
     size_t nax;
     const char *out;
     bool force, quiet, json;
 } sweep_args;
 
-enum { OPT_GRID = 1300, OPT_SWEEP_JSON, OPT_SWEEP_FORCE };
+enum { OPT_SWEEP_JSON = 1300, OPT_SWEEP_FORCE };
 
-static const char *const MERGES[] = {"lerp", "soup", "task", "ckpt", "slerp", "ties", "dare",
-                                     "breadcrumbs", "della", "stock", "merge"};
-
-/* A grid value as it is substituted, and then used: rounded to 12
- * significant digits, so 0:1:11 gives 0.3, not 0.30000000000000004. */
-static char *grid_text(double *v)
-{
-    char buf[40];
-    snprintf(buf, sizeof buf, "%.12g", *v);
-    if (!strcmp(buf, "-0"))
-        strcpy(buf, "0");
-    *v = strtod(buf, NULL);
-    return lad_strdup(buf);
-}
-
-static int parse_axis(sweep_args *a, const char *arg)
-{
-    if (a->nax == MAX_AXES)
-        return usage_error("sweep", "at most %d --grid axes", MAX_AXES);
-    axis *x = &a->ax[a->nax];
-    const char *eq = strchr(arg, '=');
-    size_t nl = eq ? (size_t)(eq - arg) : 0;
-    if (!eq || !lad_is_identifier(arg, nl) || nl >= sizeof x->name)
-        return usage_error("sweep", "--grid takes NAME=START:STOP:STEPS or NAME=v1,v2,..., not "
-                                    "'%s'",
-                           arg);
-    memcpy(x->name, arg, nl);
-    x->name[nl] = 0;
-    if (!strcmp(x->name, "model") || !strcmp(x->name, "slot"))
-        return usage_error("sweep", "--grid: '%s' is taken by the evaluator protocol", x->name);
-    for (size_t k = 0; k < a->nax; k++)
-        if (!strcmp(a->ax[k].name, x->name))
-            return usage_error("sweep", "--grid: '%s' given twice", x->name);
-    const char *spec = eq + 1;
-    double start, stop;
-    long steps;
-    char s1[64], s2[64], s3[64];
-    if (strchr(spec, ':')) {
-        if (sscanf(spec, "%63[^:]:%63[^:]:%63s", s1, s2, s3) != 3 || parse_double(s1, &start) ||
-            parse_double(s2, &stop) || parse_int(s3, 1, MAX_POINTS, &steps))
-            return usage_error("sweep", "--grid %s: START:STOP:STEPS needs two numbers and a "
-                                        "count from 1 to %d, not '%s'",
-                               x->name, MAX_POINTS, spec);
-        x->n = (size_t)steps;
-        x->v = calloc(x->n, sizeof *x->v);
-        if (!x->v)
-            return usage_error("sweep", "out of memory");
-        /* numpy.linspace: start + i * step, the last exactly stop. */
-        double step = steps > 1 ? (stop - start) / (double)(steps - 1) : 0;
-        for (size_t i = 0; i < x->n; i++)
-            x->v[i] = start + (double)i * step;
-        if (steps > 1)
-            x->v[x->n - 1] = stop;
-    } else {
-        x->v = calloc(MAX_POINTS, sizeof *x->v);
-        int n = x->v ? parse_list(spec, x->v, MAX_POINTS) : -1;
-        if (n < 1)
-            return usage_error("sweep", "--grid %s: '%s' is not START:STOP:STEPS or a list of "
-                                        "numbers",
-                               x->name, spec);
-        x->n = (size_t)n;
-    }
-    x->text = calloc(x->n, sizeof *x->text);
-    for (size_t i = 0; x->text && i < x->n; i++)
-        if (!(x->text[i] = grid_text(&x->v[i])))
-            return usage_error("sweep", "out of memory");
-    if (!x->text)
-        return usage_error("sweep", "out of memory");
-    a->nax++;
-    return 0;
-}
-
-static int take(void *ctx, int id, const char *arg)
+static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
     sweep_args *a = ctx;
-    int t = search_opts_take(&a->search, "sweep", id, arg);
-    if (t)
-        return t > 1 ? t : 0;
+    int t = search_opts_take(&a->search, id, arg, err);
+    if (t <= 0)
+        return t;
     switch (id) {
     case 'g':
-        return parse_axis(a, arg);
+        if (a->nax == MAX_AXES)
+            return lad_usage(err, "at most %d --grid axes", MAX_AXES);
+        if (lad_axis_parse(arg, &a->ax[a->nax], err) != 0)
+            return -1;
+        for (size_t k = 0; k < a->nax; k++)
+            if (!strcmp(a->ax[k].name, a->ax[a->nax].name))
+                return lad_usage(err, "--grid: '%s' given twice", a->ax[k].name);
+        a->nax++;
+        return 0;
     case 'o':
         a->out = arg;
         return 0;
@@ -238,24 +166,45 @@ static bool names_folder(char *const *merge)
     return false;
 }
 
+/* Each candidate's arguments must be a merge ladle can run, without an
+ * output of its own: checked on the first point before anything runs. */
+static int check_merge(char *const *merge, int n)
+{
+    lad_job *job = NULL;
+    lad_error err = {0};
+    int rc = lad_job_parse(n, merge, &job, &err);
+    if (rc == 1)
+        rc = usage_error("sweep", "--help in the merge command");
+    else if (rc != 0)
+        rc = usage_error("sweep", "the merge command: %s", err.msg);
+    else if (lad_job_output(job))
+        rc = usage_error("sweep", "the merge command must not name an output (-o %s): sweep "
+                                  "writes candidates to its work folder and the best to its own "
+                                  "-o",
+                         lad_job_output(job));
+    lad_job_free(job);
+    return rc;
+}
+
 int cmd_sweep(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"grid", required_argument, 0, 'g'},      {"output", required_argument, 0, 'o'},
-        {"force", no_argument, 0, OPT_SWEEP_FORCE}, {"json", no_argument, 0, OPT_SWEEP_JSON},
-        {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        SEARCH_OPTIONS,                           {0, 0, 0, 0}};
+    lad_optdef defs[NSEARCH_OPTIONS + 7];
+    static const lad_optdef own[] = {
+        {"grid", 'g', true},    {"output", 'o', true},        {"force", OPT_SWEEP_FORCE, false},
+        {"json", OPT_SWEEP_JSON, false}, {"quiet", 'q', false}, {"help", 'h', false}};
+    memcpy(defs, own, sizeof own);
+    memcpy(defs + 6, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
+    memset(&defs[6 + NSEARCH_OPTIONS], 0, sizeof *defs);
     sweep_args a;
     memset(&a, 0, sizeof a);
-    int first, code;
-    /* "+": options end at the first non-option, so the merge command's own
+    char *const *pos = NULL;
+    int nt = 0, code;
+    /* Options end at the first positional, so the merge command's own
      * options are left alone even without "--". */
-    if (!parse_args("sweep", HELP, argc, argv, longopts, "+g:o:qh", NULL, take, &a, &first,
-                    &code))
+    if (!cli_parse("sweep", HELP, argc, argv, defs, true, take, &a, &pos, &nt, &code))
         goto done;
     code = EXIT_USAGE;
-    char **tmpl = argv + first;
-    int nt = argc - first;
+    char *const *tmpl = pos;
     if (!a.nax) {
         usage_error("sweep", "no --grid given");
         goto done;
@@ -269,22 +218,6 @@ int cmd_sweep(int argc, char **argv)
                              "{alpha})");
         goto done;
     }
-    bool known = false;
-    for (size_t i = 0; i < sizeof MERGES / sizeof *MERGES; i++)
-        known |= !strcmp(tmpl[0], MERGES[i]);
-    if (!known) {
-        usage_error("sweep", "'%s' is not a merge command (lerp, soup, task, slerp, ties, ...)",
-                    tmpl[0]);
-        goto done;
-    }
-    for (int i = 1; i < nt; i++)
-        if (!strcmp(tmpl[i], "-o") || !strncmp(tmpl[i], "--output", 8) ||
-            !strncmp(tmpl[i], "-o", 2)) {
-            usage_error("sweep", "the merge command must not name an output (%s): sweep writes "
-                                 "candidates to its work folder and the best to its own -o",
-                        tmpl[i]);
-            goto done;
-        }
     if (a.out && lad_exists(a.out) && !a.force) {
         usage_error("sweep", "%s already exists (--force to replace it once the best is known)",
                     a.out);
@@ -293,8 +226,8 @@ int cmd_sweep(int argc, char **argv)
 
     size_t npoints = 1;
     for (size_t k = 0; k < a.nax; k++)
-        if ((npoints *= a.ax[k].n) > MAX_POINTS) {
-            usage_error("sweep", "the grid has more than %d points", MAX_POINTS);
+        if ((npoints *= a.ax[k].n) > LAD_GRID_MAX_POINTS) {
+            usage_error("sweep", "the grid has more than %d points", LAD_GRID_MAX_POINTS);
             goto done;
         }
     candidate *c = calloc(npoints, sizeof *c);
@@ -355,6 +288,9 @@ int cmd_sweep(int argc, char **argv)
                         a.ax[k].name);
             goto free_points;
         }
+    if ((code = check_merge(c[0].merge, nt)) != 0)
+        goto free_points;
+    code = EXIT_USAGE;
 
     bool folders = a.out ? !lad_ends_with(a.out, ".safetensors") : names_folder(c[0].merge);
     if (search_open(&s, "sweep", &a.search, a.quiet, folders, a.out, &err) != 0) {
@@ -369,7 +305,7 @@ int cmd_sweep(int argc, char **argv)
     }
     size_t best = 0;
     for (size_t p = 1; p < npoints; p++)
-        if (search_better(&s, c[p].score, c[best].score))
+        if (lad_better(c[p].score, c[best].score, a.search.minimize))
             best = p;
     if (a.out && search_write(&s, c[best].merge, a.out, a.force, &err) != 0) {
         code = report(&err);
@@ -391,11 +327,8 @@ free_points:
     free(coord);
     free(names);
 done:
-    for (size_t k = 0; k < a.nax; k++) {
-        for (size_t i = 0; a.ax[k].text && i < a.ax[k].n; i++)
-            free(a.ax[k].text[i]);
-        free(a.ax[k].text);
-        free(a.ax[k].v);
-    }
+    for (size_t k = 0; k < a.nax; k++)
+        lad_axis_free(&a.ax[k]);
+    free((void *)pos);
     return code;
 }

@@ -34,10 +34,10 @@ static const struct {
     const char *name;
     int (*run)(int, char **);
 } commands[] = {
-    {"info", cmd_info}, {"lerp", cmd_lerp}, {"soup", cmd_soup},
-    {"task", cmd_task}, {"ckpt", cmd_ckpt}, {"slerp", cmd_slerp},
-    {"ties", cmd_ties}, {"dare", cmd_dare}, {"breadcrumbs", cmd_breadcrumbs},
-    {"stock", cmd_stock}, {"diff", cmd_diff}, {"della", cmd_della},
+    {"info", cmd_info},   {"lerp", cmd_merge},  {"soup", cmd_merge},
+    {"task", cmd_merge},  {"ckpt", cmd_merge},  {"slerp", cmd_merge},
+    {"ties", cmd_merge},  {"dare", cmd_merge},  {"breadcrumbs", cmd_merge},
+    {"stock", cmd_merge}, {"diff", cmd_diff},   {"della", cmd_merge},
     {"merge", cmd_merge}, {"sweep", cmd_sweep},
 };
 

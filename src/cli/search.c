@@ -24,41 +24,49 @@
 #define MAX_JOBS 64
 #define POLL_MS 50
 
-int search_opts_take(search_opts *o, const char *cmd, int id, const char *arg)
+const lad_optdef SEARCH_OPTIONS[] = {
+    {"eval", OPT_EVAL, true},          {"eval-timeout", OPT_EVAL_TIMEOUT, true},
+    {"jobs", OPT_JOBS, true},          {"minimize", OPT_MINIMIZE, false},
+    {"keep-candidates", OPT_KEEP, false}, {"work", OPT_WORK, true},
+    {"log", OPT_LOG, true},            {"resume", OPT_RESUME, false},
+};
+const size_t NSEARCH_OPTIONS = sizeof SEARCH_OPTIONS / sizeof *SEARCH_OPTIONS;
+
+int search_opts_take(search_opts *o, int id, const char *arg, lad_error *err)
 {
     long n;
     double v;
     switch (id) {
     case OPT_EVAL:
         o->eval = arg;
-        return 1;
+        return 0;
     case OPT_EVAL_TIMEOUT:
-        if (parse_double(arg, &v) != 0 || v <= 0)
-            return usage_error(cmd, "--eval-timeout takes a number of seconds > 0, not '%s'", arg);
+        if (lad_parse_double(arg, &v) != 0 || v <= 0)
+            return lad_usage(err, "--eval-timeout takes a number of seconds > 0, not '%s'", arg);
         o->timeout = v;
-        return 1;
+        return 0;
     case OPT_JOBS:
-        if (parse_int(arg, 1, MAX_JOBS, &n) != 0)
-            return usage_error(cmd, "--jobs takes a count from 1 to %d, not '%s'", MAX_JOBS, arg);
+        if (lad_parse_long(arg, 1, MAX_JOBS, &n) != 0)
+            return lad_usage(err, "--jobs takes a count from 1 to %d, not '%s'", MAX_JOBS, arg);
         o->jobs = (int)n;
-        return 1;
+        return 0;
     case OPT_MINIMIZE:
         o->minimize = true;
-        return 1;
+        return 0;
     case OPT_KEEP:
         o->keep = true;
-        return 1;
+        return 0;
     case OPT_WORK:
         o->work = arg;
-        return 1;
+        return 0;
     case OPT_LOG:
         o->log = arg;
-        return 1;
+        return 0;
     case OPT_RESUME:
         o->resume = true;
-        return 1;
-    default:
         return 0;
+    default:
+        return 1;
     }
 }
 
@@ -82,12 +90,7 @@ char *recipe_of(char *const *merge)
     int n = 0;
     while (merge[n])
         n++;
-    return command_line(n, (char **)merge);
-}
-
-bool search_better(const search *s, double a, double b)
-{
-    return s->o.minimize ? a < b : a > b;
+    return lad_command_line(n, merge);
 }
 
 /* Candidates of a run that was killed (SIGKILL, a crash, a power cut):

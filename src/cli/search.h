@@ -26,13 +26,9 @@ enum {
     OPT_RESUME,
 };
 
-#define SEARCH_OPTIONS                                                                        \
-    {"eval", required_argument, 0, OPT_EVAL},                                                 \
-        {"eval-timeout", required_argument, 0, OPT_EVAL_TIMEOUT},                             \
-        {"jobs", required_argument, 0, OPT_JOBS}, {"minimize", no_argument, 0, OPT_MINIMIZE}, \
-        {"keep-candidates", no_argument, 0, OPT_KEEP},                                        \
-        {"work", required_argument, 0, OPT_WORK}, {"log", required_argument, 0, OPT_LOG},     \
-        {"resume", no_argument, 0, OPT_RESUME}
+/* The search options' definitions, to append to a command's own. */
+extern const lad_optdef SEARCH_OPTIONS[];
+extern const size_t NSEARCH_OPTIONS;
 
 #define SEARCH_HELP                                                                           \
     "      --eval CMD        the evaluator: run by /bin/sh -c once per candidate, {model}\n"  \
@@ -57,8 +53,8 @@ typedef struct search_opts {
     const char *work, *log;
 } search_opts;
 
-/* Handles a search option: 1 taken, 0 not one, or an exit code > 1. */
-int search_opts_take(search_opts *o, const char *cmd, int id, const char *arg);
+/* Handles a search option: 0 taken, 1 not one, -1 a usage error in err. */
+int search_opts_take(search_opts *o, int id, const char *arg, lad_error *err);
 
 typedef struct search {
     const char *cmd;    /* "soup" or "sweep", for messages */
@@ -85,8 +81,6 @@ int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bo
 int search_eval(search *s, candidate *c, size_t n, lad_error *err);
 /* Runs `ladle MERGE... -o OUT` with the child's messages passed on. */
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err);
-/* Is a better than b in the search's direction (strictly)? */
-bool search_better(const search *s, double a, double b);
 void search_close(search *s);
 void candidate_free(candidate *c);
 /* Frees a NULL-ended argument list. */

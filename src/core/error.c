@@ -11,6 +11,17 @@ int lad_fail(lad_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    err->usage = false;
+    return -1;
+}
+
+int lad_usage(lad_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->usage = true;
     return -1;
 }
 

@@ -38,7 +38,30 @@ int lad_read_file(const char *path, size_t max, char **data, size_t *len, lad_er
 void lad_remove_tree(const char *path);
 /* Parses "5GB", "500MB", "2GiB", "1000" (decimal units as transformers). */
 int lad_parse_size(const char *s, uint64_t *out);
+/* A whole string as a finite number / an integer in [min, max]; 0 or -1. */
+int lad_parse_double(const char *s, double *out);
+int lad_parse_long(const char *s, long min, long max, long *out);
+/* "0.3,0.7" -> values; the count, or -1. */
+int lad_parse_list(const char *s, double *out, int max);
 /* "1.23 GB" */
 void lad_format_bytes(uint64_t n, char *buf, size_t len);
+
+/*
+ * Command-line options, GNU style: options and positionals in any order
+ * ("--" ends the options; with stop_at_positional, the first positional
+ * does too), --name=VALUE or --name VALUE (a unique prefix of a long name
+ * will do), -x VALUE or -xVALUE, clusters of flags (-qh). Each option goes
+ * to take() in order; the positionals come back in *pos (an allocated
+ * array of argv's strings, NULL-ended). Returns 0, 1 when -h/--help was
+ * given (an option with id 'h'), or -1 with err (a usage error).
+ */
+typedef struct lad_optdef {
+    const char *name;      /* long name without "--", or NULL */
+    int id;                /* a short option's letter when < 128; 0 ends a list */
+    bool has_arg;
+} lad_optdef;
+typedef int (*lad_opt_fn)(void *ctx, int id, const char *arg, lad_error *err);
+int lad_opts_parse(int argc, char *const *argv, const lad_optdef *defs, bool stop_at_positional,
+                   lad_opt_fn take, void *ctx, char *const **pos, int *npos, lad_error *err);
 
 #endif

@@ -85,6 +85,7 @@ typedef struct run {
     atomic_size_t next;
 
     atomic_bool failed;
+    atomic_bool stop;       /* the progress callback asked to stop */
     lad_error err;
 } run;
 
@@ -280,7 +281,7 @@ static void run_phase_items(worker *w)
         size_t k = atomic_fetch_add(&r->next, 1);
         if (k >= r->phase_end || r->failed)
             return;
-        if (lad_interrupted()) {
+        if (lad_interrupted() || atomic_load(&r->stop)) {
             lad_fail(&err, "interrupted");
             err.interrupted = true;
             fail_run(r, &err);
@@ -327,31 +328,22 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void draw_progress(uint64_t done, uint64_t total, double t0, bool final)
-{
-    double el = now() - t0, frac = total ? (double)done / (double)total : 1.0;
-    int width = 30, fill = (int)(frac * width);
-    char bar[32], d[32], tot[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[width] = 0;
-    lad_format_bytes(done, d, sizeof d);
-    lad_format_bytes(total, tot, sizeof tot);
-    double rate = el > 0 ? (double)done / el : 0;
-    fprintf(stderr, "\r[%s] %3.0f%% %s / %s written  %.2f GB/s  %s %.0fs ", bar, frac * 100, d,
-            tot, rate / 1e9, final ? "in" : "eta",
-            final ? el : (rate > 0 ? (double)(total - done) / rate : 0));
-    if (final)
-        fputc('\n', stderr);
-}
-
 typedef struct pool {
     worker *ws;
     pthread_t *tids;
     int n, started;
-    bool progress;
     double t0;
 } pool;
+
+/* The caller's progress callback; a non-zero answer stops the merge. */
+static void report_progress(run *r, const pool *pl, bool final)
+{
+    const lad_merge_request *q = &r->plan->req;
+    if (q->progress && q->progress(q->progress_ctx, atomic_load(&r->done_bytes),
+                                   r->plan->bytes_out, now() - pl->t0, final) != 0 &&
+        !final)
+        atomic_store(&r->stop, true);
+}
 
 /* Runs items [first, end) as `pass` on every worker; returns when all are
  * done, drawing progress meanwhile. */
@@ -365,7 +357,7 @@ static int run_phase(run *r, pool *pl, size_t first, size_t end, int pass)
     r->phase_id++;
     pthread_cond_broadcast(&r->go);
     while (r->running > 0) {
-        if (pl->progress) {
+        if (r->plan->req.progress) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 100000000;
@@ -374,7 +366,7 @@ static int run_phase(run *r, pool *pl, size_t first, size_t end, int pass)
                 ts.tv_nsec -= 1000000000;
             }
             pthread_cond_timedwait(&r->idle, &r->lock, &ts);
-            draw_progress(atomic_load(&r->done_bytes), r->plan->bytes_out, pl->t0, false);
+            report_progress(r, pl, false);
         } else {
             pthread_cond_wait(&r->idle, &r->lock);
         }
@@ -605,9 +597,9 @@ static size_t max_acc_size(const lad_plan *p)
     return max;
 }
 
-static int run_items(run *r, int nthreads, bool progress, lad_error *err)
+static int run_items(run *r, int nthreads, lad_error *err)
 {
-    pool pl = {.n = nthreads, .progress = progress, .t0 = now()};
+    pool pl = {.n = nthreads, .t0 = now()};
     pl.ws = calloc((size_t)nthreads, sizeof *pl.ws);
     pl.tids = calloc((size_t)nthreads, sizeof *pl.tids);
     r->accs = calloc((size_t)nthreads, sizeof *r->accs);
@@ -643,8 +635,8 @@ static int run_items(run *r, int nthreads, bool progress, lad_error *err)
         *err = r->err;
         return -1;
     }
-    if (rc == 0 && progress)
-        draw_progress(atomic_load(&r->done_bytes), r->plan->bytes_out, pl.t0, true);
+    if (rc == 0)
+        report_progress(r, &pl, true);
     return rc;
 }
 
@@ -707,7 +699,7 @@ int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
         int nthreads = p->req.threads > 0 ? p->req.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (nthreads < 1)
             nthreads = 1;
-        rc = run_items(&r, nthreads, p->req.progress, err);
+        rc = run_items(&r, nthreads, err);
     }
     if (rc == 0 && p->as_dir)
         rc = lad_hf_write_extras(w, p, err);
@@ -717,7 +709,7 @@ int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
     }
     if (w)
         lad_writer_abort(w);
-    if (rc && lad_interrupted())
+    if (rc && (lad_interrupted() || atomic_load(&r.stop)))
         err->interrupted = true;
     if (rc == 0 && stats) {
         stats->bytes_read = p->bytes_in;

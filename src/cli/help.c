@@ -1,0 +1,197 @@
+/* The help of every merge command (ladle CMD --help, and the man page). */
+#include "cli.h"
+#include "search.h"
+
+#include <string.h>
+
+#define GTA_COMMON_HELP                                                                       \
+    "      --base BASE       the model the fine-tunes started from (required)\n"             \
+    "      --add W:MODEL     a fine-tune and the weight of its task vector (repeatable)\n"   \
+    "      --lambda S        scale of the merged task vector (default 1)\n"                  \
+    "      --normalize, --no-normalize\n"                                                    \
+    "                        divide by the weights that contributed at each element\n"      \
+    "      --normalize-magnitude\n"                                                          \
+    "                        first scale each task vector to the mean norm of them all\n"   \
+    "                        (per tensor), so no one fine-tune drowns the others\n"
+
+static const char HELP_LERP[] =
+    "usage: ladle lerp A B --alpha X -o OUT [options]\n"
+    "\n"
+    "Linear interpolation of two models: theta = (1 - X) * A + X * B, per tensor,\n"
+    "computed in fp32 (fp64 for F64 tensors) and rounded once to the output dtype.\n"
+    "A and B are .safetensors files or Hugging Face folders; config, tokenizer and\n"
+    "non-float tensors come from A.\n"
+    "\n"
+    "  -a, --alpha X         weight of B, in [0, 1] (required); a gradient a,b,c varies\n"
+    "                        it across the layers (embeddings take a, lm_head c)\n"
+    "      --extrapolate     allow X outside [0, 1]\n" COMMON_MERGE_HELP;
+
+static const char HELP_SLERP[] =
+    "usage: ladle slerp A B --t X -o OUT [options]\n"
+    "\n"
+    "Spherical linear interpolation of two models, per tensor, as mergekit does it:\n"
+    "the angle between A and B (normalised) sets the weights sin((1-X)th)/sin(th)\n"
+    "and sin(X th)/sin(th) of A and B; tensors whose normalised dot product exceeds\n"
+    "0.9995 in magnitude are interpolated linearly instead. X = 0 gives A, 1 gives B.\n"
+    "Config, tokenizer and non-float tensors come from A.\n"
+    "\n"
+    "  -t, --t X             interpolation factor in [0, 1] (required); a gradient\n"
+    "                        a,b,c varies it across the layers, as in mergekit\n" COMMON_MERGE_HELP;
+
+static const char HELP_SOUP[] =
+    "usage: ladle soup M1 M2 ... -o OUT [--weights w1,w2,...] [options]\n"
+    "       ladle soup --greedy --eval CMD M1 M2 ... -o OUT [--scores s1,s2,...] [options]\n"
+    "\n"
+    "Uniform soup (Wortsman et al. 2022): the plain average of N models. With\n"
+    "--weights, sum(w_i * theta_i) / sum(w_i). Computed in fp32 (fp64 for F64\n"
+    "tensors), rounded once. Config, tokenizer and non-float tensors come from M1.\n"
+    "\n"
+    "Greedy soup (--greedy): rank the ingredients by their own held-out score\n"
+    "(--scores, else evaluated with CMD), best first; start from the best; add\n"
+    "each next one if the uniform soup with it scores at least as well as the\n"
+    "best so far. Every candidate is written in the output dtype and evaluated\n"
+    "as it would be shipped; OUT is bit-identical to the last accepted one.\n"
+    "Prints a table (or --json) of ingredients, scores and decisions.\n"
+    "\n"
+    "      --weights W       comma-separated weights, one per model\n"
+    "      --greedy          greedy soup (needs --eval)\n"
+    "      --scores S        the ingredients' own scores, comma-separated, in the\n"
+    "                        order given (default: evaluate each with CMD)\n"
+    "      --strict          add an ingredient only if the score improves\n"
+    "      --json            print the greedy soup's table as JSON\n" SEARCH_HELP
+    COMMON_MERGE_HELP;
+
+static const char HELP_CKPT[] =
+    "usage: ladle ckpt DIR [--last N] -o OUT [options]\n"
+    "\n"
+    "Checkpoint soup: the uniform average of the last N checkpoints of one run.\n"
+    "DIR holds checkpoint-STEP.safetensors files or Hugging Face Trainer folders\n"
+    "checkpoint-STEP/, ordered by STEP as a number (checkpoint-1000 comes after\n"
+    "checkpoint-999). Config and tokenizer come from the newest one.\n"
+    "\n"
+    "      --last N          how many of the newest checkpoints (default 5)\n" COMMON_MERGE_HELP;
+
+static const char HELP_TASK[] =
+    "usage: ladle task --base BASE --add L:MODEL [--add L:MODEL ...] -o OUT\n"
+    "                  [--onto C] [--lambda S] [options]\n"
+    "\n"
+    "Task arithmetic (Ilharco et al. 2023): task vectors tau_i = theta_i - theta_BASE,\n"
+    "combined as theta = C + S * sum_i L_i * tau_i, in fp32 (fp64 for F64 tensors).\n"
+    "  - a negative L removes a capability (negation);\n"
+    "  - --onto C gives the analogy form, C + S * sum L_i * tau_i (default C = BASE).\n"
+    "Config, tokenizer and non-float tensors come from C (BASE without --onto).\n"
+    "L and S may be gradients a,b,c across the layers; --set names them lambda and\n"
+    "weight1, weight2, ... (in --add order).\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --add L:MODEL     a fine-tune and the weight L of its task vector (repeatable)\n"
+    "      --onto C          add the task vectors to C instead of BASE\n"
+    "      --lambda S        scale of the summed task vectors (default 1)\n"
+    "      --normalize-magnitude\n"
+    "                        first scale each task vector to the mean norm of them all\n"
+    "                        (per tensor), so no one fine-tune drowns the others\n" COMMON_MERGE_HELP;
+
+static const char HELP_STOCK[] =
+    "usage: ladle stock --base BASE M1 M2 [M3 ...] -o OUT [options]\n"
+    "\n"
+    "Model Stock (Jang et al. 2024), as mergekit computes it: per tensor, the mean\n"
+    "cosine of the angles between the fine-tunes' displacements from BASE sets\n"
+    "t = N cos / (1 + (N-1) cos), and out = t * mean(M_i) + (1 - t) * BASE.\n"
+    "Needs at least two fine-tunes (at most 24).\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n" COMMON_MERGE_HELP;
+
+static const char HELP_MERGE[] =
+    "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [options]\n"
+    "\n"
+    "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
+    "task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties,\n"
+    "della, della_linear, model_stock or passthrough; models with per-model\n"
+    "parameters, base_model, parameters as numbers, gradients or filter lists,\n"
+    "dtype / out_dtype, tokenizer_source: base. Model paths are taken as written,\n"
+    "else relative to the recipe's folder. Every error names the recipe's line.\n"
+    "\n"
+    "      --dry-run         print the plan (each tensor's inputs, method and resolved\n"
+    "                        parameters, bytes to read and write); write nothing\n"
+    "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
+    "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
+    "                        e.g. `t: {t}` with --var t={t} in the sweep's command\n"
+    COMMON_MERGE_HELP;
+
+static const char HELP_TIES[] =
+    "usage: ladle ties --base BASE --add W:MODEL ... -o OUT [options]\n"
+    "\n"
+    "TIES merging (Yadav et al. 2023): trim each task vector to its top-D fraction by\n"
+    "magnitude, elect a sign per element (sign of the weighted sum, or of the count\n"
+    "of signs), keep only the agreeing entries and average them; out = BASE + S * mixed.\n"
+    "Exactly int(D * n) entries are kept per tensor, ties broken by lowest index.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       fraction of each task vector kept (default 1: no trimming)\n"
+    "      --majority M      sum (default) or count\n"
+    "      --trim-scope S    tensor: trim each tensor to D (default, as mergekit); model:\n"
+    "                        trim the whole model's task vector to D, as the TIES paper\n"
+    "                        does (exact, streaming; one density for every tensor)\n"
+    "                        (normalize is on by default)\n" COMMON_MERGE_HELP;
+
+static const char HELP_DARE[] =
+    "usage: ladle dare --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
+    "\n"
+    "DARE (Yu et al. 2023): drop each task-vector element with probability 1 - D and\n"
+    "rescale the survivors by 1/D; then sum (dare_linear) or, with --sign-consensus,\n"
+    "elect signs as TIES does (dare_ties). The drop mask comes from a counter-based\n"
+    "generator keyed by (seed, tensor name, element index): the same for any -j.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       fraction of each task vector kept (required)\n"
+    "      --sign-consensus  elect signs (dare_ties)\n"
+    "      --seed N          the drop mask's seed (default 0)\n"
+    "      --no-rescale      do not rescale survivors by 1/D\n" COMMON_MERGE_HELP;
+
+static const char HELP_BREADCRUMBS[] =
+    "usage: ladle breadcrumbs --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
+    "\n"
+    "Model Breadcrumbs (Davari & Belilovsky 2023): per tensor, drop the largest-\n"
+    "magnitude gamma fraction of each task vector (outliers) and the smallest, so that\n"
+    "a D fraction survives; then sum, or with --ties elect signs as TIES does.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       fraction of each task vector kept (default 1)\n"
+    "      --gamma G         fraction of largest entries dropped (default 0.01)\n"
+    "      --ties            elect signs (breadcrumbs_ties)\n" COMMON_MERGE_HELP;
+
+static const char HELP_DELLA[] =
+    "usage: ladle della --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
+    "\n"
+    "DELLA (Deep et al. 2024): within each row of each task vector, rank the entries by\n"
+    "magnitude; keep each with a probability from D - E (smallest) to D + E (largest),\n"
+    "rescale survivors by 1/p, then elect signs as TIES does (della) or sum them\n"
+    "(--linear: della_linear). Draws come from a counter-based generator keyed by\n"
+    "(seed, tensor name, element index): the same for any -j.\n"
+    "\n" GTA_COMMON_HELP
+    "      --density D       average fraction kept (default 1: no pruning)\n"
+    "      --epsilon E       spread of the keep probabilities (default 0.15)\n"
+    "      --linear          no sign election (della_linear)\n"
+    "      --majority M      sum (default) or count\n"
+    "      --seed N          the draws' seed (default 0)\n"
+    "      --no-rescale      do not rescale survivors by 1/p\n" COMMON_MERGE_HELP;
+
+const char *merge_help(const char *cmd)
+{
+    static const struct {
+        const char *cmd, *help;
+    } HELPS[] = {
+        {"lerp", HELP_LERP},
+        {"slerp", HELP_SLERP},
+        {"soup", HELP_SOUP},
+        {"ckpt", HELP_CKPT},
+        {"task", HELP_TASK},
+        {"stock", HELP_STOCK},
+        {"merge", HELP_MERGE},
+        {"ties", HELP_TIES},
+        {"dare", HELP_DARE},
+        {"breadcrumbs", HELP_BREADCRUMBS},
+        {"della", HELP_DELLA},
+    };
+    for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
+        if (!strcmp(cmd, HELPS[i].cmd))
+            return HELPS[i].help;
+    return NULL;
+}
