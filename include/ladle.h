@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #define LADLE_VERSION "0.1.0"
+/* The library's LADLE_VERSION (bindings check it against their own). */
+const char *lad_version(void);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -81,12 +83,16 @@ const char *lad_convert_impl(void); /* "avx2+f16c" or "scalar" */
 #define LAD_MAX_DIMS 16
 
 typedef struct lad_file {
-    char *path;
-    int fd;
+    char *path;            /* for a file in memory: the model's label */
+    int fd;                /* -1 in memory */
+    const void *mem;       /* the bytes of a file held in memory, else NULL */
     uint64_t size;
     uint64_t data_start;   /* 8 + header length */
     void *metadata;        /* json_t object of __metadata__, or NULL */
 } lad_file;
+
+/* Reads n bytes at off (from the file, or the memory holding it). */
+int lad_file_read(const lad_file *f, void *buf, size_t n, uint64_t off, lad_error *err);
 
 typedef struct lad_tensor {
     char *name;
@@ -114,6 +120,42 @@ typedef struct lad_model {
 /* Opens and fully validates a model: a .safetensors file, or a folder with
  * model.safetensors or model.safetensors.index.json plus shards. */
 int lad_model_open(const char *ref, lad_model **out, lad_error *err);
+
+/* A tensor the caller holds in memory: contiguous, row-major, nelem x the
+ * dtype's size bytes at data. */
+typedef struct lad_mem_tensor {
+    const char *name;
+    lad_dtype dtype;
+    int ndim;
+    const uint64_t *shape;
+    const void *data;
+} lad_mem_tensor;
+
+/* A model of tensors held in memory (a binding's state dict), validated as
+ * a file would be (names unique, shapes within limits). The tensors' bytes
+ * are borrowed until lad_model_close; names and shapes are copied. label
+ * names it in messages; config_json, when not NULL, plays config.json's
+ * part (tied embeddings, the config of a folder output). */
+int lad_model_from_memory(const char *label, const lad_mem_tensor *ts, size_t n,
+                          const char *config_json, lad_model **out, lad_error *err);
+
+/* One tensor of a model or a plan, for bindings that cannot read the
+ * structs. path is the file holding it (NULL in memory or in a plan's
+ * output), offset its first byte there. */
+typedef struct lad_tensor_info {
+    const char *name;
+    lad_dtype dtype;
+    int ndim;
+    uint64_t shape[LAD_MAX_DIMS];
+    uint64_t nbytes;
+    const char *path;
+    uint64_t offset;
+} lad_tensor_info;
+
+size_t lad_model_ntensors(const lad_model *m);
+void lad_model_tensor_info(const lad_model *m, size_t i, lad_tensor_info *out);
+/* config.json (or the config given in memory) as JSON text, or NULL; allocated. */
+char *lad_model_config_json(const lad_model *m);
 void lad_model_close(lad_model *m);
 const lad_tensor *lad_model_find(const lad_model *m, const char *name);
 
@@ -317,7 +359,9 @@ typedef struct lad_merge_request {
     size_t nspecs;
     uint64_t num_layers;       /* > 0: config.json's num_hidden_layers */
     void *params_json;         /* json_t object describing parameters */
-    const char *output;
+    const char *output;        /* a file or folder; NULL: into memory */
+    void *metadata;            /* json_t object: the files' __metadata__ instead of the recipe */
+    bool copy_all;             /* every tensor copied from the template (a save) */
     bool has_out_dtype;
     lad_dtype out_dtype;
     uint64_t shard_size;       /* 0 = never shard */
@@ -356,6 +400,17 @@ typedef struct lad_run_stats {
 
 /* Streams the plan to the output; the output appears complete or not at all. */
 int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err);
+/* Runs a plan without an output into memory: tensor i's bytes go to dst[i]
+ * (lad_plan_tensor_info gives its dtype, shape and nbytes). */
+int lad_plan_execute_memory(lad_plan *p, void *const *dst, lad_run_stats *stats, lad_error *err);
+void lad_plan_tensor_info(const lad_plan *p, size_t i, lad_tensor_info *out);
+
+/* Writes a model's tensors unchanged to out (a .safetensors file, or a
+ * Hugging Face folder with its config), atomically; metadata_json (a JSON
+ * object of strings, or NULL) becomes the __metadata__, with "format":
+ * "pt" unless it says otherwise. */
+int lad_save(const lad_model *m, const char *out, const char *metadata_json, bool force,
+             uint64_t shard_size, lad_error *err);
 
 /* ---------------------------------------------------------------- jobs */
 

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+const char *lad_version(void) { return LADLE_VERSION; }
+
 int lad_pread_full(int fd, void *buf, size_t n, uint64_t off, lad_error *err)
 {
     char *p = buf;

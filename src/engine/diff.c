@@ -21,7 +21,7 @@ static int read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, fl
                     lad_error *err)
 {
     size_t es = lad_dtype_bits(t->dtype) / 8;
-    if (lad_pread_full(t->file->fd, raw, n * es, t->offset + start * es, err))
+    if (lad_file_read(t->file, raw, n * es, t->offset + start * es, err))
         return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
     lad_load_f32(t->dtype, raw, out, n);
     return 0;

@@ -64,6 +64,7 @@ typedef struct run {
     atomic_uint_least64_t *nonfinite; /* per tensor: NaN/Inf results */
     int *fds;               /* per shard */
     uint64_t *data_start;   /* per shard */
+    unsigned char *const *mem; /* a memory output: per tensor, where it goes */
     atomic_uint_least64_t done_bytes;
 
     /* The phase being run, set by the main thread under `lock`. */
@@ -195,6 +196,19 @@ static uint64_t count_nonfinite(lad_dtype t, const void *raw, size_t n)
     }
 }
 
+/* An item's output bytes, at byte `at` of its tensor: written to the file
+ * (a memory output holds them already). */
+static int put(run *r, const item *it, const void *bytes, uint64_t n, uint64_t at,
+               lad_error *err)
+{
+    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
+    size_t s = pt->shard;
+    if (!r->mem && lad_pwrite_full(r->fds[s], bytes, n, r->data_start[s] + pt->offset + at, err))
+        return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, pt->name);
+    atomic_fetch_add(&r->done_bytes, n);
+    return 0;
+}
+
 static int do_merge(worker *w, const item *it, int pass, lad_error *err)
 {
     run *r = w->r;
@@ -204,8 +218,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
         size_t es = esize(t->dtype);
-        if (lad_pread_full(t->file->fd, w->raw[j], it->count * es, t->offset + it->start * es,
-                           err))
+        if (lad_file_read(t->file, w->raw[j], it->count * es, t->offset + it->start * es, err))
             return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
     }
     lad_kctx k = scope_ctx(r, it->tensor);
@@ -213,6 +226,8 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     k.scratch = w->scratch;
     void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);
+    /* Rounded straight into a memory output, else into the buffer written. */
+    unsigned char *out = r->mem ? r->mem[it->tensor] + it->start * oes : w->out_raw;
     uint64_t step = m->row_length ? row_of(pt) : BLOCK;
     for (uint64_t b = 0; b < it->count; b += step) {
         size_t n = (size_t)(it->count - b < step ? it->count - b : step);
@@ -229,7 +244,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 continue;
             }
             m->chunk_f64(&k, w->comp_out, in, n);
-            lad_store_f64(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
+            lad_store_f64(pt->out_dtype, w->comp_out, out + b * oes, n);
         } else {
             const float *in[MAX_INPUTS];
             for (size_t j = 0; j < pt->nin; j++) {
@@ -242,35 +257,25 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 continue;
             }
             m->chunk_f32(&k, w->comp_out, in, n);
-            lad_store_f32(pt->out_dtype, w->comp_out, w->out_raw + b * oes, n);
+            lad_store_f32(pt->out_dtype, w->comp_out, out + b * oes, n);
         }
     }
     if (pass != MERGE_PASS)
         return 0;
-    uint64_t nonfinite = count_nonfinite(pt->out_dtype, w->out_raw, it->count);
+    uint64_t nonfinite = count_nonfinite(pt->out_dtype, out, it->count);
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
-    size_t s = pt->shard;
-    if (lad_pwrite_full(r->fds[s], w->out_raw, it->count * oes,
-                        r->data_start[s] + pt->offset + it->start * oes, err))
-        return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, pt->name);
-    atomic_fetch_add(&r->done_bytes, it->count * oes);
-    return 0;
+    return put(r, it, out, it->count * oes, it->start * oes, err);
 }
 
 static int do_copy(worker *w, const item *it, lad_error *err)
 {
     run *r = w->r;
-    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
-    const lad_tensor *t = pt->in[0];
-    if (lad_pread_full(t->file->fd, w->out_raw, it->count, t->offset + it->start, err))
+    const lad_tensor *t = r->plan->t[it->tensor].in[0];
+    unsigned char *out = r->mem ? r->mem[it->tensor] + it->start : w->out_raw;
+    if (lad_file_read(t->file, out, it->count, t->offset + it->start, err))
         return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
-    size_t s = pt->shard;
-    if (lad_pwrite_full(r->fds[s], w->out_raw, it->count, r->data_start[s] + pt->offset + it->start,
-                        err))
-        return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, pt->name);
-    atomic_fetch_add(&r->done_bytes, it->count);
-    return 0;
+    return put(r, it, out, it->count, it->start, err);
 }
 
 static void run_phase_items(worker *w)
@@ -340,8 +345,7 @@ static void report_progress(run *r, const pool *pl, bool final)
 {
     const lad_merge_request *q = &r->plan->req;
     if (q->progress && q->progress(q->progress_ctx, atomic_load(&r->done_bytes),
-                                   r->plan->bytes_out, now() - pl->t0, final) != 0 &&
-        !final)
+                                   r->plan->bytes_out, now() - pl->t0, final) != 0)
         atomic_store(&r->stop, true);
 }
 
@@ -637,21 +641,27 @@ static int run_items(run *r, int nthreads, lad_error *err)
     }
     if (rc == 0)
         report_progress(r, &pl, true);
+    if (rc == 0 && atomic_load(&r->stop)) { /* asked at the very end: still nothing written */
+        rc = lad_fail(err, "interrupted");
+        err->interrupted = true;
+    }
     return rc;
 }
 
 static int open_outputs(run *r, lad_writer *w, lad_error *err)
 {
     lad_plan *p = r->plan;
-    json_t *meta = json_object();
-    char *recipe = json_dumps(p->recipe, JSON_COMPACT);
-    if (!meta || !recipe) {
+    json_t *meta = p->req.metadata ? json_deep_copy(p->req.metadata) : json_object();
+    char *recipe = p->req.metadata ? NULL : json_dumps(p->recipe, JSON_COMPACT);
+    if (!meta || (!recipe && !p->req.metadata)) {
         json_decref(meta);
         free(recipe);
         return lad_fail(err, "out of memory");
     }
-    json_object_set_new(meta, "format", json_string("pt"));
-    json_object_set_new(meta, "ladle_recipe", json_string(recipe));
+    if (!json_object_get(meta, "format"))
+        json_object_set_new(meta, "format", json_string("pt"));
+    if (recipe)
+        json_object_set_new(meta, "ladle_recipe", json_string(recipe));
     free(recipe);
     int rc = 0;
     for (size_t s = 0; s < p->nshards && rc == 0; s++) {
@@ -673,37 +683,60 @@ static int open_outputs(run *r, lad_writer *w, lad_error *err)
     return rc;
 }
 
+/* Runs the plan into the writer's files, or into memory (w NULL). */
+static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_run_stats *stats,
+                   lad_error *err);
+
 int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
 {
-    if (p->req.nmodels > MAX_INPUTS)
+    if (!p->req.output)
+        return lad_fail(err, "this plan has no output file: run it with lad_plan_execute_memory");
+    lad_writer *w = NULL;
+    if (lad_writer_begin(p->req.output, p->as_dir, p->req.force, &w, err) != 0)
+        return -1;
+    return execute(p, w, NULL, stats, err);
+}
+
+int lad_plan_execute_memory(lad_plan *p, void *const *dst, lad_run_stats *stats, lad_error *err)
+{
+    if (p->req.output)
+        return lad_fail(err, "this plan writes %s, not memory", p->req.output);
+    return execute(p, NULL, (unsigned char *const *)dst, stats, err);
+}
+
+static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_run_stats *stats,
+                   lad_error *err)
+{
+    if (p->req.nmodels > MAX_INPUTS) {
+        if (w)
+            lad_writer_abort(w);
         return lad_fail(err, "at most %d input models can be merged at once", MAX_INPUTS);
-    run r = {.plan = p};
+    }
+    run r = {.plan = p, .mem = mem};
     pthread_mutex_init(&r.lock, NULL);
     pthread_cond_init(&r.go, NULL);
     pthread_cond_init(&r.idle, NULL);
     r.fds = calloc(p->nshards, sizeof *r.fds);
     r.data_start = calloc(p->nshards, sizeof *r.data_start);
-    lad_writer *w = NULL;
     double t0 = now();
     int rc = (!r.fds || !r.data_start) ? lad_fail(err, "out of memory") : 0;
-    if (rc == 0)
-        rc = lad_writer_begin(p->req.output, p->as_dir, p->req.force, &w, err);
-    if (rc == 0)
+    if (rc == 0 && w)
         rc = open_outputs(&r, w, err);
     if (rc == 0)
         rc = make_items(&r, err);
     for (size_t j = 0; rc == 0 && j < p->req.nmodels; j++)
         for (size_t f = 0; f < p->req.models[j]->nfiles; f++)
-            posix_fadvise(p->req.models[j]->files[f].fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+            if (!p->req.models[j]->files[f].mem)
+                posix_fadvise(p->req.models[j]->files[f].fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (rc == 0) {
         int nthreads = p->req.threads > 0 ? p->req.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (nthreads < 1)
             nthreads = 1;
         rc = run_items(&r, nthreads, err);
     }
-    if (rc == 0 && p->as_dir)
+    if (rc == 0 && w && p->as_dir)
         rc = lad_hf_write_extras(w, p, err);
-    if (rc == 0) {
+    if (rc == 0 && w) {
         rc = lad_writer_commit(w, err); /* aborts (removes the temporary) on failure */
         w = NULL;
     }

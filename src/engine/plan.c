@@ -222,7 +222,7 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
     pt->ndim = first->ndim;
     memcpy(pt->shape, first->shape, sizeof pt->shape);
     pt->nelem = first->nelem;
-    if (lad_dtype_mergeable(first->dtype)) {
+    if (lad_dtype_mergeable(first->dtype) && !r->copy_all) {
         pt->kind = LAD_MERGE;
         pt->op = &p->req.op;
         if (r->schedule && resolve_op(p, i, name, err) != 0)
@@ -232,7 +232,7 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
     } else {
         /* Integer and bool tensors: copied from the template unchanged
          * (position ids must never become floats). */
-        if (quantised_weight(tmpl, first, err))
+        if (!r->copy_all && quantised_weight(tmpl, first, err))
             return -1;
         pt->kind = LAD_COPY;
         pt->in[0] = first;
@@ -275,6 +275,8 @@ static int check_output_path(const lad_plan *p, lad_error *err)
     int rc = 0;
     for (size_t j = 0; j < r->nmodels && rc == 0; j++) {
         const lad_model *m = r->models[j];
+        if (!m->nfiles || m->files[0].mem)
+            continue; /* held in memory */
         char *in = lad_abspath(m->dir ? m->dir : m->files[0].path);
         if (!in)
             rc = lad_fail(err, "out of memory");
@@ -356,7 +358,7 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     if (!p)
         return lad_fail(err, "out of memory");
     p->req = *req;
-    p->as_dir = !lad_ends_with(req->output, ".safetensors");
+    p->as_dir = req->output && !lad_ends_with(req->output, ".safetensors");
     const lad_model *tmpl = req->models[req->template_model];
 
     /* The template's tensors, plus a head it ties but another model has. */
@@ -383,7 +385,7 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     }
     int rc = (!p->t || !p->inptrs || (req->schedule && !p->ops)) ? lad_fail(err, "out of memory")
                                                                  : 0;
-    for (size_t j = 0; rc == 0 && j < req->nmodels; j++)
+    for (size_t j = 0; rc == 0 && !req->copy_all && j < req->nmodels; j++)
         rc = quantised_config(req->models[j], err);
     /* A gradient (or a slice's layer range) must land on the model's own
      * layers: refuse what would be placed wrong rather than guess. */
@@ -402,7 +404,7 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         if (rc == 0)
             rc = check_no_extra(p, err);
     }
-    if (rc == 0)
+    if (rc == 0 && req->output)
         rc = check_output_path(p, err);
     if (rc == 0)
         rc = layout_shards(p, err);
@@ -447,3 +449,43 @@ double lad_plan_tensor_depth(const lad_plan *p, size_t i)
     return lad_sched_depth(p->t[i].name, nlayers);
 }
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i) { return &p->t[i]; }
+
+void lad_plan_tensor_info(const lad_plan *p, size_t i, lad_tensor_info *out)
+{
+    const lad_plan_tensor *t = &p->t[i];
+    *out = (lad_tensor_info){.name = t->name, .dtype = t->out_dtype, .ndim = t->ndim,
+                             .nbytes = t->nbytes};
+    memcpy(out->shape, t->shape, sizeof out->shape);
+}
+
+int lad_save(const lad_model *m, const char *out, const char *metadata_json, bool force,
+             uint64_t shard_size, lad_error *err)
+{
+    json_t *meta = NULL;
+    if (metadata_json) {
+        json_error_t je;
+        meta = json_loads(metadata_json, JSON_REJECT_DUPLICATES, &je);
+        const char *k;
+        json_t *v;
+        bool strings = json_is_object(meta);
+        json_object_foreach(meta, k, v) strings &= json_is_string(v);
+        if (!strings) {
+            json_decref(meta);
+            return lad_fail(err, "%s: metadata must map names to strings (safetensors' "
+                                 "__metadata__)",
+                            out);
+        }
+    }
+    lad_model *models[1] = {(lad_model *)m};
+    const char *roles[1] = {"model"};
+    lad_merge_request req = {.command = "", .method_label = "save", .models = models,
+                             .roles = roles, .nmodels = 1, .output = out, .metadata = meta,
+                             .copy_all = true, .force = force, .shard_size = shard_size};
+    lad_plan *p = NULL;
+    int rc = lad_plan_build(&req, &p, err);
+    if (rc == 0)
+        rc = lad_plan_execute(p, NULL, err);
+    lad_plan_free(p);
+    json_decref(meta);
+    return rc;
+}

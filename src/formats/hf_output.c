@@ -160,5 +160,5 @@ int lad_hf_write_extras(lad_writer *w, const lad_plan *p, lad_error *err)
         return -1;
     if (p->nshards > 1 && write_index(w, p, err))
         return -1;
-    return write_card(w, p, err);
+    return p->req.copy_all ? 0 : write_card(w, p, err); /* a save is not a merge */
 }

@@ -246,33 +246,128 @@ static int open_model(lad_model *m, const char *ref, lad_error *err)
     return m->files ? load_file(m, ref, err) : lad_fail(err, "out of memory");
 }
 
+/* The by-name index of an opened model; a name may appear once. */
+static int index_names(lad_model *m, const char *ref, lad_error *err)
+{
+    m->by_name = malloc((m->ntensors + 1) * sizeof *m->by_name);
+    if (!m->by_name)
+        return lad_fail(err, "out of memory");
+    for (size_t i = 0; i < m->ntensors; i++)
+        m->by_name[i] = &m->tensors[i];
+    qsort(m->by_name, m->ntensors, sizeof *m->by_name, by_name);
+    for (size_t i = 1; i < m->ntensors; i++)
+        if (!strcmp(m->by_name[i]->name, m->by_name[i - 1]->name))
+            return lad_fail(err, "%s: tensor '%s' appears twice (in %s and %s)", ref,
+                            m->by_name[i]->name, m->by_name[i - 1]->file->path,
+                            m->by_name[i]->file->path);
+    return 0;
+}
+
 int lad_model_open(const char *ref, lad_model **out, lad_error *err)
 {
     lad_model *m = calloc(1, sizeof *m);
     if (!m)
         return lad_fail(err, "out of memory");
     int rc = (m->ref = lad_strdup(ref)) ? open_model(m, ref, err) : lad_fail(err, "out of memory");
-    if (rc == 0) {
-        m->by_name = malloc((m->ntensors + 1) * sizeof *m->by_name);
-        if (!m->by_name)
-            rc = lad_fail(err, "out of memory");
-    }
-    if (rc == 0) {
-        for (size_t i = 0; i < m->ntensors; i++)
-            m->by_name[i] = &m->tensors[i];
-        qsort(m->by_name, m->ntensors, sizeof *m->by_name, by_name);
-        for (size_t i = 1; i < m->ntensors && rc == 0; i++)
-            if (!strcmp(m->by_name[i]->name, m->by_name[i - 1]->name))
-                rc = lad_fail(err, "%s: tensor '%s' appears twice (in %s and %s)", ref,
-                              m->by_name[i]->name, m->by_name[i - 1]->file->path,
-                              m->by_name[i]->file->path);
-    }
+    if (rc == 0)
+        rc = index_names(m, ref, err);
     if (rc) {
         lad_model_close(m);
         return -1;
     }
     *out = m;
     return 0;
+}
+
+int lad_file_read(const lad_file *f, void *buf, size_t n, uint64_t off, lad_error *err)
+{
+    if (!f->mem)
+        return lad_pread_full(f->fd, buf, n, off, err);
+    memcpy(buf, (const unsigned char *)f->mem + off, n);
+    return 0;
+}
+
+/* One tensor held in memory: its own "file" of exactly its bytes. */
+static int memory_tensor(lad_model *m, const lad_mem_tensor *mt, lad_error *err)
+{
+    lad_file *f = &m->files[m->nfiles];
+    lad_tensor *t = &m->tensors[m->ntensors];
+    *f = (lad_file){.fd = -1, .mem = mt->data};
+    m->nfiles++;
+    if (!(f->path = lad_strdup(m->ref)))
+        return lad_fail(err, "out of memory");
+    if (!mt->name || !*mt->name)
+        return lad_fail(err, "%s: a tensor without a name", m->ref);
+    if (mt->dtype < 0 || mt->dtype >= LAD_DTYPE_COUNT)
+        return lad_fail(err, "%s: tensor '%s': unknown dtype %d", m->ref, mt->name, mt->dtype);
+    if (mt->ndim < 0 || mt->ndim > LAD_MAX_DIMS)
+        return lad_fail(err, "%s: tensor '%s' has %d dimensions (at most %d)", m->ref, mt->name,
+                        mt->ndim, LAD_MAX_DIMS);
+    *t = (lad_tensor){.dtype = mt->dtype, .ndim = mt->ndim, .nelem = 1, .file = f};
+    uint64_t bits;
+    for (int d = 0; d < mt->ndim; d++)
+        if (lad_mul_overflow(t->nelem, mt->shape[d], &t->nelem))
+            return lad_fail(err, "%s: tensor '%s': its shape overflows", m->ref, mt->name);
+    memcpy(t->shape, mt->shape, (size_t)mt->ndim * sizeof *t->shape);
+    if (lad_mul_overflow(t->nelem, lad_dtype_bits(mt->dtype), &bits) || bits % 8)
+        return lad_fail(err, "%s: tensor '%s': %llu elements of %s are not whole bytes", m->ref,
+                        mt->name, (unsigned long long)t->nelem, lad_dtype_name(mt->dtype));
+    if (t->nelem && !mt->data)
+        return lad_fail(err, "%s: tensor '%s' has no data", m->ref, mt->name);
+    t->nbytes = f->size = bits / 8;
+    m->total_bytes += t->nbytes;
+    if (!(t->name = lad_strdup(mt->name)))
+        return lad_fail(err, "out of memory");
+    m->ntensors++;
+    return 0;
+}
+
+int lad_model_from_memory(const char *label, const lad_mem_tensor *ts, size_t n,
+                          const char *config_json, lad_model **out, lad_error *err)
+{
+    lad_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return lad_fail(err, "out of memory");
+    int rc = 0;
+    m->ref = lad_strdup(label ? label : "<memory>");
+    m->files = calloc(n + 1, sizeof *m->files);
+    m->tensors = calloc(n + 1, sizeof *m->tensors);
+    if (!m->ref || !m->files || !m->tensors)
+        rc = lad_fail(err, "out of memory");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = memory_tensor(m, &ts[i], err);
+    if (rc == 0 && config_json) {
+        json_error_t je;
+        json_t *cfg = json_loads(config_json, JSON_REJECT_DUPLICATES, &je);
+        m->config = cfg;
+        if (!json_is_object(cfg))
+            rc = lad_fail(err, "%s: the config is not a JSON object: %s", m->ref,
+                          cfg ? "top level is not an object" : je.text);
+    }
+    if (rc == 0)
+        rc = index_names(m, m->ref, err);
+    if (rc) {
+        lad_model_close(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+size_t lad_model_ntensors(const lad_model *m) { return m->ntensors; }
+
+void lad_model_tensor_info(const lad_model *m, size_t i, lad_tensor_info *out)
+{
+    const lad_tensor *t = &m->tensors[i];
+    *out = (lad_tensor_info){.name = t->name, .dtype = t->dtype, .ndim = t->ndim,
+                             .nbytes = t->nbytes, .path = t->file->mem ? NULL : t->file->path,
+                             .offset = t->offset};
+    memcpy(out->shape, t->shape, sizeof out->shape);
+}
+
+char *lad_model_config_json(const lad_model *m)
+{
+    return m->config ? json_dumps(m->config, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 }
 
 void lad_model_close(lad_model *m)
