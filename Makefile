@@ -8,10 +8,16 @@ CC      ?= cc
 # no result; without it the merge kernels stay scalar).
 # CFLAGS is the user's (optimisation, sanitizers); REQ_CFLAGS always apply.
 CFLAGS  ?= -O3 -g
+# -fPIC: the same objects make libladle.a and libladle.so.
 REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
-              -ffp-contract=off -fno-trapping-math -Iinclude -Isrc/core -MMD -MP
+              -ffp-contract=off -fno-trapping-math -fPIC -Iinclude -Isrc/core -MMD -MP
 LDLIBS  += -ljansson -lyaml -lpthread -lm
 BUILD   ?= build
+# make install: PREFIX, DESTDIR and LIBDIR as usual.
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+VERSION := $(shell sed -n 's/^\#define LADLE_VERSION "\(.*\)"/\1/p' include/ladle.h)
+SONAME  := libladle.so.0
 
 LIB_SRC := $(wildcard src/core/*.c src/formats/*.c src/engine/*.c src/methods/*.c src/recipe/*.c \
                       src/eval/*.c src/search/*.c)
@@ -24,14 +30,40 @@ UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test
 FUZZ_TARGETS := safetensors index recipe journal
 REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 
-.PHONY: all test check sanitize warnings bench clean fuzz fuzz-build
-all: $(BUILD)/ladle $(UNIT) $(REPLAY)
+.PHONY: all test check sanitize warnings bench clean fuzz fuzz-build install
+all: $(BUILD)/ladle $(BUILD)/libladle.so $(BUILD)/ladle.1 $(BUILD)/ladle.pc $(UNIT) $(REPLAY)
 
 $(BUILD)/ladle: $(CLI_OBJ) $(BUILD)/libladle.a
 	$(CC) $(CFLAGS) $(REQ_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/libladle.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
+
+# The shared library (the Python package loads it): the same objects.
+$(BUILD)/libladle.so: $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+
+# ladle(1), made from the commands' own --help.
+$(BUILD)/ladle.1: $(BUILD)/ladle tools/make-man.sh
+	./tools/make-man.sh $(BUILD)/ladle > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/ladle.pc: Makefile include/ladle.h
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$${prefix}/include' '' \
+	    'Name: ladle' 'Description: weight-space model merging' 'Version: $(VERSION)' \
+	    'Requires.private: jansson yaml-0.1' 'Libs: -L$${libdir} -lladle' \
+	    'Libs.private: -lpthread -lm' 'Cflags: -I$${includedir}' > $@
+
+install: $(BUILD)/ladle $(BUILD)/libladle.so $(BUILD)/libladle.a $(BUILD)/ladle.1 $(BUILD)/ladle.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/ladle $(DESTDIR)$(PREFIX)/bin/ladle
+	install -m 755 $(BUILD)/libladle.so $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libladle.so
+	install -m 644 $(BUILD)/libladle.a $(DESTDIR)$(LIBDIR)/libladle.a
+	install -m 644 include/ladle.h $(DESTDIR)$(PREFIX)/include/ladle.h
+	install -m 644 $(BUILD)/ladle.pc $(DESTDIR)$(LIBDIR)/pkgconfig/ladle.pc
+	install -m 644 $(BUILD)/ladle.1 $(DESTDIR)$(PREFIX)/share/man/man1/ladle.1
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
