@@ -2,6 +2,7 @@
 # Installs what building and testing ladle need, from Debian's packages.
 #   build: a C11 compiler (gcc; clang for the warning check), make, jansson
 #   tests: python3 with numpy, pytest and torch (the references), GNU time
+#   the Python package: pip, venv, setuptools and wheel (installed offline)
 #   fuzz:  clang's libFuzzer runtime (libclang-rt-14-dev)
 #   demo:  scikit-learn (the digits dataset of the model-soup example)
 set -euo pipefail
@@ -10,5 +11,6 @@ sudo=""
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     gcc clang libclang-rt-14-dev make libc6-dev libjansson-dev libyaml-dev pkg-config \
-    python3 python3-numpy python3-pytest python3-torch python3-yaml python3-sklearn time >/dev/null
+    python3 python3-numpy python3-pytest python3-torch python3-yaml python3-sklearn time \
+    python3-pip python3-venv python3-setuptools python3-wheel >/dev/null
 echo "install-deps: done"

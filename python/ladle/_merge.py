@@ -1,0 +1,332 @@
+"""Merges: every function builds the arguments of the matching CLI command
+and hands them to the library's one parser (lad_job_parse), so a function
+and its command compute the same bits. Models are paths, ``ladle.load``
+results, or state dicts held in memory; the result is a state dict, or with
+``out=`` the path of a file or folder the engine streamed to disk."""
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from ctypes import byref, c_char_p, c_void_p
+
+from . import _capi as C
+from ._capi import LadleError
+from ._models import Model, allocate, is_path, kind_of, memory_model
+
+_DTYPES = {"f32": "f32", "float32": "f32", "fp32": "f32", "f16": "f16", "float16": "f16",
+           "fp16": "f16", "half": "f16", "bf16": "bf16", "bfloat16": "bf16", "f64": "f64",
+           "float64": "f64", "double": "f64"}
+
+
+def dtype_arg(dtype):
+    """"bf16", "bfloat16", torch.bfloat16, numpy.float16 ... -> the CLI's name."""
+    if dtype is None:
+        return None
+    name = str(getattr(dtype, "__name__", dtype)).replace("torch.", "").lower()
+    if name not in _DTYPES:
+        raise LadleError(f"dtype {dtype!r}: ladle writes f32, f16, bf16 or f64")
+    return _DTYPES[name]
+
+
+def parse_size(size):
+    if isinstance(size, int):
+        return size
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    text = str(size).strip().upper()
+    num = text.rstrip("KMGTIB")
+    try:
+        return int(float(num) * units[text[len(num):]])
+    except (KeyError, ValueError):
+        raise LadleError(f"shard size {size!r}: give bytes or e.g. '5GB'") from None
+
+
+def num(x):
+    """A number (or a gradient across the layers: a list) as an argument.
+    repr() of a float reads back to the same double."""
+    if isinstance(x, (list, tuple)):
+        return ",".join(num(v) for v in x)
+    if isinstance(x, bool) or not isinstance(x, (int, float)) and not hasattr(x, "__float__"):
+        raise LadleError(f"{x!r} is not a number")
+    return repr(float(x))
+
+
+class _Progress:
+    """The default progress bar (verbose): stderr, for merges over a second."""
+
+    def __init__(self):
+        self.shown = 0.0
+
+    def __call__(self, done, total, seconds, final):
+        if seconds < 1 or (not final and seconds - self.shown < 0.5):
+            return
+        self.shown = seconds
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30) + "." * (30 - int(frac * 30))
+        sys.stderr.write(f"\r[{bar}] {frac * 100:3.0f}% {done / 1e9:.2f} / {total / 1e9:.2f} GB "
+                         f"{'in' if final else ''} {seconds:.0f}s ")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class Inputs:
+    """The models of one call: paths stay paths; state dicts get a label
+    ("<state dict 2>") that the open callback resolves to memory."""
+
+    def __init__(self):
+        self.memory = {}
+
+    def ref(self, model):
+        if isinstance(model, Model):
+            return model.path
+        if is_path(model):
+            return os.fsdecode(model)
+        if isinstance(model, Mapping):
+            for label, m in self.memory.items():
+                if m is model:
+                    return label
+            label = f"<state dict {len(self.memory) + 1}>"
+            self.memory[label] = model
+            return label
+        raise LadleError(f"a model is a path, a ladle.load() result or a state dict, not a "
+                         f"{type(model).__name__}")
+
+
+class _Call:
+    """One run of a job: the callbacks the library calls back into, and
+    the Python exception one of them raised, re-raised once C returns."""
+
+    def __init__(self, inputs, progress):
+        self.inputs = inputs
+        self.progress = progress
+        self.keep = []
+        self.exc = None
+        self.open_cb = C.OPEN_FN(self._open)
+        self.progress_cb = C.PROGRESS_FN(self._progress)
+
+    def _open(self, ctx, ref, out, err):
+        try:
+            label = ref.decode()
+            if label in self.inputs.memory:
+                out[0] = memory_model(self.inputs.memory[label], label, self.keep).value
+                return 0
+            return C.model_open(ref, out, err)
+        except BaseException as e:  # noqa: B902 -- re-raised once C returns
+            self.exc = e
+            err.contents.set(str(e))
+            return -1
+
+    def _progress(self, ctx, done, total, seconds, final):
+        try:
+            if self.progress:
+                self.progress(done, total, seconds, final)
+            return 0
+        except BaseException as e:  # KeyboardInterrupt lands here: stop the merge
+            self.exc = e
+            return 1
+
+    def fail(self, err):
+        if self.exc is not None:
+            raise self.exc
+        err.raise_()
+
+
+def run(args, inputs=None, kind=None, verbose=False, progress=None):
+    """Runs one merge described by CLI arguments (["lerp", A, B, "--alpha",
+    "0.3", ...]). Without "-o" the result is returned as a state dict of
+    `kind` ("torch" or "numpy"); with it, the output path."""
+    inputs = inputs or Inputs()
+    if progress is None and verbose:
+        progress = _Progress()
+    call = _Call(inputs, progress)
+    argv = (c_char_p * len(args))(*[os.fsencode(a) for a in args])
+    job, plan, err = c_void_p(), c_void_p(), C.Error()
+    rc = C.job_parse(len(args), argv, byref(job), byref(err))
+    if rc == 1:
+        raise LadleError(f"{args[0]}: --help is the CLI's ('ladle {args[0]} --help')")
+    if rc != 0:
+        err.raise_()
+    try:
+        note = C.job_note(job)
+        if note and verbose:
+            print(f"ladle: {note.decode()}", file=sys.stderr)
+        C.job_set_progress(job, call.progress_cb, None)
+        if C.job_plan(job, call.open_cb, None, byref(plan), byref(err)) != 0:
+            call.fail(err)
+        stats = C.RunStats()
+        out = C.job_output(job)
+        t0 = time.monotonic()
+        if out:
+            if C.plan_execute(plan, byref(stats), byref(err)) != 0:
+                call.fail(err)
+            result = os.fsdecode(out)
+        else:
+            from ._models import _infos
+            infos = _infos(C.plan_ntensors(plan), lambda i, p: C.plan_tensor_info(plan, i, p))
+            result, ptrs = allocate(infos, kind or "numpy")
+            dst = (c_void_p * max(1, len(ptrs)))(*ptrs)
+            if C.plan_execute_memory(plan, dst, byref(stats), byref(err)) != 0:
+                call.fail(err)
+        if call.exc is not None:
+            raise call.exc
+        if stats.nonfinite:
+            print(f"ladle: warning: {stats.nonfinite} NaN/Inf value(s) in "
+                  f"{stats.nonfinite_tensors} tensor(s) (first: "
+                  f"{stats.first_nonfinite.decode()}): an input holds NaN/Inf, or a value "
+                  f"overflowed", file=sys.stderr)
+        if verbose:
+            print(f"ladle: {args[0]}: {stats.bytes_written / 1e9:.3f} GB written from "
+                  f"{stats.bytes_read / 1e9:.3f} GB read in {time.monotonic() - t0:.2f}s",
+                  file=sys.stderr)
+        return result
+    finally:
+        C.plan_free(plan)
+        C.job_free(job)
+
+
+def merge(args, *models, out=None, dtype=None, force=False, threads=None, shard_size=None,
+          tensors=None, verbose=False, progress=None):
+    """Shared tail of the public functions: common options, then run.
+    `args` holds model references already (Inputs.ref)."""
+    inputs = models[0] if models and isinstance(models[0], Inputs) else Inputs()
+    args = list(args)
+    if dtype is not None:
+        args += ["--dtype", dtype_arg(dtype)]
+    if threads is not None:
+        args += ["-j", str(int(threads))]
+    if out is not None:
+        args += ["-o", os.fspath(out)]
+        if shard_size is not None:
+            args += ["--shard-size", str(parse_size(shard_size))]
+        if force:
+            args += ["--force"]
+    kind = tensors or kind_of(inputs.memory.values())
+    return run(args, inputs, kind=kind, verbose=verbose, progress=progress)
+
+
+def linear_interpolate(a, b, alpha=0.5, dtype=None, out=None, extrapolate=False, **opts):
+    """(1 - alpha) * a + alpha * b, per tensor (``ladle lerp``). alpha may be
+    a list: a gradient across the layers."""
+    inp = Inputs()
+    args = ["lerp", inp.ref(a), inp.ref(b), "--alpha", num(alpha)]
+    if extrapolate:
+        args.append("--extrapolate")
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def uniform_soup(models, weights=None, dtype=None, out=None, **opts):
+    """The average of the models, or sum(w_i m_i) / sum(w_i) with weights
+    (``ladle soup``)."""
+    inp = Inputs()
+    models = list(models)
+    args = ["soup"] + [inp.ref(m) for m in models]
+    if weights is not None:
+        args += ["--weights", ",".join(num(w) for w in weights)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def checkpoint_soup(run_dir, last_n=5, dtype=None, out=None, **opts):
+    """The uniform soup of a training run's last N checkpoints
+    (checkpoint-STEP.safetensors files or Trainer folders), steps ordered as
+    numbers (``ladle ckpt``)."""
+    args = ["ckpt", os.fspath(run_dir), "--last", str(int(last_n))]
+    return merge(args, dtype=dtype, out=out, **opts)
+
+
+def slerp(a, b, t=0.5, dtype=None, out=None, **opts):
+    """Spherical interpolation per tensor, as mergekit (``ladle slerp``)."""
+    inp = Inputs()
+    return merge(["slerp", inp.ref(a), inp.ref(b), "--t", num(t)], inp, dtype=dtype, out=out,
+                 **opts)
+
+
+def model_stock(base, models, dtype=None, out=None, **opts):
+    """Model Stock (``ladle stock``)."""
+    inp = Inputs()
+    args = ["stock", "--base", inp.ref(base)] + [inp.ref(m) for m in models]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def _gta(cmd, base, models, weights, flags, dtype, out, opts):
+    inp = Inputs()
+    models = list(models)
+    weights = [1.0] * len(models) if weights is None else list(weights)
+    if len(weights) != len(models):
+        raise LadleError(f"{cmd}: {len(weights)} weights for {len(models)} models")
+    args = [cmd, "--base", inp.ref(base)]
+    for w, m in zip(weights, models):
+        args += ["--add", f"{num(w)}:{inp.ref(m)}"]
+    for name, value in flags:
+        if value is None or value is False:
+            continue
+        args += [name] if value is True else [name, value if isinstance(value, str)
+                                              else num(value)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def ties(base, models, weights=None, density=1.0, lambda_=1.0, majority="sum", normalize=None,
+         trim_scope="tensor", normalize_magnitude=False, dtype=None, out=None, **opts):
+    """TIES merging (``ladle ties``): trim each task vector to its top
+    density fraction, elect signs, average the agreeing entries."""
+    flags = [("--density", density), ("--lambda", lambda_), ("--majority", majority),
+             ("--normalize" if normalize else "--no-normalize", normalize is not None),
+             ("--trim-scope", trim_scope), ("--normalize-magnitude", normalize_magnitude)]
+    return _gta("ties", base, models, weights, flags, dtype, out, opts)
+
+
+def dare(base, models, weights=None, density=0.5, lambda_=1.0, sign_consensus=False, seed=0,
+         rescale=True, normalize=None, majority="sum", normalize_magnitude=False, dtype=None,
+         out=None, **opts):
+    """DARE (``ladle dare``): random drop with rescale; sign_consensus gives
+    dare_ties. The mask depends on (seed, tensor name, element) only."""
+    flags = [("--density", density), ("--lambda", lambda_),
+             ("--sign-consensus", sign_consensus), ("--seed", str(int(seed))),
+             ("--no-rescale", not rescale), ("--majority", majority),
+             ("--normalize" if normalize else "--no-normalize", normalize is not None),
+             ("--normalize-magnitude", normalize_magnitude)]
+    return _gta("dare", base, models, weights, flags, dtype, out, opts)
+
+
+def della(base, models, weights=None, density=1.0, epsilon=0.15, lambda_=1.0, linear=False,
+          seed=0, rescale=True, majority="sum", normalize=None, dtype=None, out=None, **opts):
+    """DELLA (``ladle della``): magnitude-ranked random drop."""
+    flags = [("--density", density), ("--epsilon", epsilon), ("--lambda", lambda_),
+             ("--linear", linear), ("--seed", str(int(seed))), ("--no-rescale", not rescale),
+             ("--majority", majority),
+             ("--normalize" if normalize else "--no-normalize", normalize is not None)]
+    return _gta("della", base, models, weights, flags, dtype, out, opts)
+
+
+def breadcrumbs(base, models, weights=None, density=1.0, gamma=0.01, lambda_=1.0, ties=False,
+                dtype=None, out=None, **opts):
+    """Model Breadcrumbs (``ladle breadcrumbs``)."""
+    flags = [("--density", density), ("--gamma", gamma), ("--lambda", lambda_),
+             ("--ties", ties)]
+    return _gta("breadcrumbs", base, models, weights, flags, dtype, out, opts)
+
+
+def merge_recipe(recipe, out=None, dtype=None, variables=None, **opts):
+    """Runs a mergekit YAML recipe (``ladle merge``): a path, or the recipe
+    as a dict (model paths in it as mergekit takes them)."""
+    tmp = None
+    if isinstance(recipe, Mapping):
+        try:
+            text = json.dumps(recipe)  # JSON is YAML
+        except TypeError as e:
+            raise LadleError(f"merge_recipe: the recipe dict must hold plain values and model "
+                             f"paths ({e})") from None
+        fd, tmp = tempfile.mkstemp(suffix=".yml", prefix="ladle-recipe-")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        recipe = tmp
+    args = ["merge", os.fspath(recipe)]
+    for k, v in (variables or {}).items():
+        args += ["--var", f"{k}={v}"]
+    try:
+        return merge(args, dtype=dtype, out=out, **opts)
+    finally:
+        if tmp:
+            os.unlink(tmp)
