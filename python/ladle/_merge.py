@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from ctypes import byref, c_char_p, c_void_p
 
@@ -173,10 +174,10 @@ def run(args, inputs=None, kind=None, verbose=False, progress=None):
         if call.exc is not None:
             raise call.exc
         if stats.nonfinite:
-            print(f"ladle: warning: {stats.nonfinite} NaN/Inf value(s) in "
-                  f"{stats.nonfinite_tensors} tensor(s) (first: "
-                  f"{stats.first_nonfinite.decode()}): an input holds NaN/Inf, or a value "
-                  f"overflowed", file=sys.stderr)
+            warnings.warn(f"ladle: {stats.nonfinite} NaN/Inf value(s) in "
+                          f"{stats.nonfinite_tensors} tensor(s) (first: "
+                          f"{stats.first_nonfinite.decode()}): an input holds NaN/Inf, or a "
+                          f"value overflowed (f16 ends at 65504)", RuntimeWarning, stacklevel=3)
         if verbose:
             print(f"ladle: {args[0]}: {stats.bytes_written / 1e9:.3f} GB written from "
                   f"{stats.bytes_read / 1e9:.3f} GB read in {time.monotonic() - t0:.2f}s",

@@ -216,3 +216,11 @@ def test_progress_and_interrupt(tmp_path, rng):
     with pytest.raises(KeyboardInterrupt):
         ladle.uniform_soup(paths, out=out, progress=stop)
     assert not out.exists() and not [f for f in os.listdir(tmp_path) if "ladle-tmp" in f]
+
+
+def test_nonfinite_results_warn(tmp_path):
+    a = {"w": np.array([70000.0, 1.0], np.float32)}
+    b = {"w": np.array([70000.0, 2.0], np.float32)}
+    with pytest.warns(RuntimeWarning, match="1 NaN/Inf value"):
+        out = ladle.uniform_soup([a, b], dtype="f16")  # 70000 is past f16's 65504
+    assert np.isinf(out["w"][0])
