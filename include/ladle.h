@@ -241,16 +241,63 @@ extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs *
 extern const lad_method lad_method_della;           /* DELLA (the same, by rows) */
 extern const lad_method lad_method_model_stock;     /* Model Stock */
 
+/* ---------------------------------------------------------------- structure */
+
+/*
+ * A model's stacks of blocks, found from its tensor names (engine/
+ * structure.c has the rules): where each tensor sits along the forward
+ * pass. In a stack of len positions, position pos has depth t = pos / (len
+ * - 1) (1 for a stack of one); outside the stacks, embeddings come before
+ * (t = 0) and the rest after (final norms, heads: t = 1), as mergekit
+ * places its pre- and post-weights. Several stacks (encoder and decoder,
+ * vision tower and language model) each have their own depths.
+ */
+typedef struct lad_place {
+    int stack;             /* -1: outside every stack */
+    bool before;           /* outside: before the stacks (embeddings) */
+    uint32_t pos, len;     /* position in its stack, and the stack's length */
+    double t;              /* depth in [0, 1] */
+} lad_place;
+
+typedef struct lad_stack_info {
+    char *name;            /* "model.layers.N", "...input_blocks.N + ...middle_block +
+                            * ...output_blocks.N", or a --layers regex */
+    uint32_t len;          /* positions */
+    uint32_t npresent;     /* positions that hold tensors (fewer: a gap) */
+    uint64_t ntensors;
+} lad_stack_info;
+
+typedef struct lad_structure lad_structure;
+
+/* The stacks of m: detected from its names, or with layers (nlayers POSIX
+ * extended regexes, \d accepted, each with one capture group: the block
+ * index) one stack per regex. */
+int lad_structure_build(const lad_model *m, const char *const *layers, size_t nlayers,
+                        lad_structure **out, lad_error *err);
+void lad_structure_free(lad_structure *s);
+size_t lad_structure_nstacks(const lad_structure *s);
+const lad_stack_info *lad_structure_stack(const lad_structure *s, size_t i);
+lad_place lad_structure_place(const lad_structure *s, const char *tensor);
+/* name with its block index replaced by pos (slices); NULL when its stack
+ * is a sequence or a regex's. Allocated. */
+char *lad_structure_rename(const lad_structure *s, const char *name, uint32_t pos);
+
 /* ---------------------------------------------------------------- schedules */
 
 /*
  * Per-tensor parameters, with mergekit's semantics. A value is a scalar or
- * a gradient (a list), evaluated at the tensor's depth t: for layer i of L,
- * t = i / (L - 1); embeddings t = 0; everything else outside the layers
- * (final norm, lm_head) t = 1. A gradient v[0..n-1] gives, with
- * s = t (n - 1), i0 = floor(s): (1 - (s - i0)) v[i0] + (s - i0) v[min(i0+1, n-1)].
- * Overrides apply to tensors whose name contains one of their '|'-separated
- * patterns; the first matching override of a parameter wins.
+ * a gradient (a list), evaluated at the tensor's depth t (lad_place). A
+ * gradient v[0..n-1] gives, with s = t (n - 1), i0 = floor(s):
+ * (1 - (s - i0)) v[i0] + (s - i0) v[min(i0+1, n-1)].
+ *
+ * Overrides apply to tensors that match their pattern: '|'-separated
+ * alternatives, each a substring of the name, or a layer group:
+ *   embed          outside the stacks, before them (embeddings)
+ *   head           outside the stacks, after them (final norms, heads)
+ *   early, middle, late   the first, second and last third of each stack
+ *                  (position p of len: third floor(3p / len))
+ *   layers[a:b]    positions a <= p < b of each stack (a, b optional)
+ * The first matching override of a parameter wins.
  */
 #define LAD_SCHED_MAX_PARAMS 70
 #define LAD_SCHED_MAX_VALUES 64
@@ -261,7 +308,7 @@ typedef struct lad_sched_value {
 } lad_sched_value;
 
 typedef struct lad_sched_override {
-    char pattern[256];     /* "self_attn", "embed_tokens|lm_head" */
+    char pattern[256];     /* "self_attn", "embed_tokens|lm_head", "middle" */
     int param;             /* index into names */
     lad_sched_value value;
 } lad_sched_override;
@@ -276,38 +323,30 @@ typedef struct lad_schedule {
     int (*build)(const double *values, lad_op *op, const void *ctx, lad_error *err);
     const void *ctx;
     /* Or, instead of names/values/build: resolves a tensor's op itself
-     * (recipes, whose rules are richer). depth as lad_sched_depth, or the
-     * tensor spec's; spec_ctx is the spec's ctx (NULL without specs). */
-    int (*resolve)(const char *tensor, double depth, const void *spec_ctx, lad_op *op,
-                   const void *ctx, lad_error *err);
-    bool resolve_gradient; /* with resolve: some value varies with the depth */
+     * (recipes, whose rules are richer); spec_ctx is the tensor spec's ctx
+     * (NULL without specs). */
+    int (*resolve)(const char *tensor, const lad_place *place, const void *spec_ctx,
+                   lad_op *op, const void *ctx, lad_error *err);
+    bool resolve_needs_layers; /* with resolve: a gradient or a layer group is used */
 } lad_schedule;
-
-/* The index N of "...layers.N..." (also h.N, blocks.N, layer.N) in a tensor
- * name, with where its digits are; -1 if it has none. */
-long lad_sched_layer_index(const char *name, size_t *pos, size_t *len);
 
 /* Parses "0.3" or "0,0.5,1" (a gradient). */
 int lad_sched_parse_value(const char *s, lad_sched_value *out);
 /* Parses "PATTERN:name=VALUE" against the schedule's names and appends it. */
 int lad_sched_add_override(lad_schedule *s, const char *spec, lad_error *err);
-/* The depth t of a tensor (see above); nlayers from config or the names. */
-double lad_sched_depth(const char *tensor, uint64_t nlayers);
-/* Largest "layers.N" index + 1 among the names, or 0. */
-uint64_t lad_sched_count_layers(const lad_model *m);
-/* Does some value (or override) vary with the depth? */
-bool lad_sched_has_gradient(const lad_schedule *s);
-/* Checks that lad_sched_depth places every tensor of m where the model's
- * own stacks of blocks put it (nlayers as for lad_sched_depth); -1 with
- * err naming the first tensor it would misplace: blocks numbered in a
- * scheme ladle does not recognise (open_clip's resblocks.N, T5's block.N,
- * a UNet's input_blocks.N), several stacks of different lengths numbered
- * as one (a vision tower and a language model), a config whose layer
- * count disagrees with the tensors, or no layers at all. */
-int lad_sched_check_layers(const lad_model *m, uint64_t nlayers, lad_error *err);
+/* Does the schedule need the model's stacks (a gradient, or a layer group
+ * in an override)? */
+bool lad_sched_needs_layers(const lad_schedule *s);
 /* Resolves every parameter for one tensor. */
-void lad_sched_resolve(const lad_schedule *s, const char *tensor, double t, double *values);
+void lad_sched_resolve(const lad_schedule *s, const char *tensor, const lad_place *place,
+                       double *values);
 void lad_sched_free(lad_schedule *s);
+
+/* A pattern as overrides and recipe filters take it (see above): is it
+ * well formed (usage error otherwise), does it name a layer group, does it
+ * match this tensor? */
+int lad_pattern_check(const char *pattern, bool *layered, lad_error *err);
+bool lad_pattern_matches(const char *pattern, const char *tensor, const lad_place *place);
 
 /* ---------------------------------------------------------------- plans */
 
@@ -342,7 +381,7 @@ typedef struct lad_tensor_spec {
     size_t nin;
     size_t model[LAD_SPEC_MAX_IN];
     char *in_name[LAD_SPEC_MAX_IN];
-    double depth;          /* for the schedule: mergekit's t in its slice */
+    lad_place place;       /* for the schedule: mergekit's t in its slice */
     const void *ctx;       /* handed to the schedule's resolve */
 } lad_tensor_spec;
 
@@ -359,6 +398,8 @@ typedef struct lad_merge_request {
     size_t nspecs;
     uint64_t num_layers;       /* > 0: config.json's num_hidden_layers */
     void *params_json;         /* json_t object describing parameters */
+    const char *const *layers; /* --layers regexes (the stacks), or NULL: detected */
+    size_t nlayers;
     const char *output;        /* a file or folder; NULL: into memory */
     void *metadata;            /* json_t object: the files' __metadata__ instead of the recipe */
     bool copy_all;             /* every tensor copied from the template (a save) */
@@ -378,8 +419,10 @@ typedef struct lad_plan lad_plan;
 int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err);
 void lad_plan_free(lad_plan *p);
 size_t lad_plan_ntensors(const lad_plan *p);
-/* Tensor i's depth in the model, as schedules see it (lad_sched_depth). */
-double lad_plan_tensor_depth(const lad_plan *p, size_t i);
+/* Tensor i's place in the model's stacks, as schedules see it. */
+lad_place lad_plan_tensor_place(const lad_plan *p, size_t i);
+/* The template model's stacks (lad_structure). */
+const lad_structure *lad_plan_structure(const lad_plan *p);
 /* Tensor i's spec context (explicit tensor lists), or NULL. */
 const void *lad_plan_tensor_ctx(const lad_plan *p, size_t i);
 uint64_t lad_plan_bytes_read(const lad_plan *p);

@@ -189,11 +189,19 @@ def run(args, inputs=None, kind=None, verbose=False, progress=None):
 
 
 def merge(args, *models, out=None, dtype=None, force=False, threads=None, shard_size=None,
-          tensors=None, verbose=False, progress=None):
+          tensors=None, verbose=False, progress=None, layers=None, sets=None):
     """Shared tail of the public functions: common options, then run.
-    `args` holds model references already (Inputs.ref)."""
+    `args` holds model references already (Inputs.ref). layers: regexes
+    naming the stacks (--layers); sets: {pattern: {param: value}} overrides
+    (--set), patterns as the CLI takes them (substrings or layer groups:
+    embed, head, early, middle, late, layers[a:b])."""
     inputs = models[0] if models and isinstance(models[0], Inputs) else Inputs()
     args = list(args)
+    for regex in [layers] if isinstance(layers, str) else (layers or []):
+        args += ["--layers", regex]
+    for pattern, params in (sets or {}).items():
+        for name, value in params.items():
+            args += ["--set", f"{pattern}:{name}={num(value)}"]
     if dtype is not None:
         args += ["--dtype", dtype_arg(dtype)]
     if threads is not None:

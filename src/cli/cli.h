@@ -20,7 +20,12 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     "      --set P:NAME=V    for tensors whose name contains P (or P1|P2), use V for the\n"   \
     "                        parameter NAME; V may be a gradient a,b,c (repeatable; the\n"   \
     "                        first match wins). Parameters given as a,b,c are gradients\n"   \
-    "                        across the layers, as in mergekit\n"                           \
+    "                        across the layers, as in mergekit. P may be a layer group:\n"  \
+    "                        embed, head, early, middle, late, layers[A:B]\n"               \
+    "      --layers REGEX    name a stack of blocks the names do not show: one capture\n"    \
+    "                        group is the block index (repeatable; see ladle info)\n"        \
+    "      --dry-run         print every output tensor with its inputs, depth t and\n"      \
+    "                        resolved parameters; write nothing\n"                           \
     "  -q, --quiet           no progress or summary on stderr\n"                             \
     "  -h, --help            this help\n"
 

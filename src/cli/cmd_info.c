@@ -9,19 +9,32 @@ static const char HELP[] =
     "\n"
     "Validates MODEL (a .safetensors file or a Hugging Face folder, sharded or not)\n"
     "and lists its tensors with dtype, shape and bytes, totals per dtype, and the\n"
-    "files' __metadata__.\n"
+    "files' __metadata__, and its stacks of blocks: where each tensor sits along the\n"
+    "forward pass, as per-layer gradients and layer groups see it.\n"
     "\n"
     "      --json            print the same as JSON\n"
+    "      --layers REGEX    name a stack: one capture group is the block index\n"
+    "                        (repeatable; as merge commands take it)\n"
     "  -h, --help            this help\n";
 
-enum { OPT_JSON = 1000 };
+enum { OPT_JSON = 1000, OPT_LAYERS };
+
+typedef struct info_args {
+    bool json;
+    const char *layers[8];
+    size_t nlayers;
+} info_args;
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
-    (void)arg;
-    (void)err;
+    info_args *a = ctx;
     if (id == OPT_JSON)
-        *(bool *)ctx = true;
+        a->json = true;
+    if (id == OPT_LAYERS) {
+        if (a->nlayers == sizeof a->layers / sizeof *a->layers)
+            return lad_usage(err, "at most %zu --layers", a->nlayers);
+        a->layers[a->nlayers++] = arg;
+    }
     return 0;
 }
 
@@ -31,6 +44,59 @@ static json_t *shape_json(const lad_tensor *t)
     for (int d = 0; d < t->ndim; d++)
         json_array_append_new(a, json_integer((json_int_t)t->shape[d]));
     return a;
+}
+
+/* The stacks of blocks and what lies before and after them. */
+static void print_structure(const lad_model *m, const lad_structure *st)
+{
+    size_t n = lad_structure_nstacks(st);
+    if (n == 0)
+        printf("\nno stacks of blocks: every tensor is outside them (a gradient or a layer "
+               "group needs --layers REGEX)\n");
+    else
+        printf("\n%zu stack%s of blocks:\n", n, n == 1 ? "" : "s");
+    for (size_t k = 0; k < n; k++) {
+        const lad_stack_info *s = lad_structure_stack(st, k);
+        printf("  %s: %u blocks", s->name, s->len);
+        if (s->npresent != s->len)
+            printf(" (%u present)", s->npresent);
+        printf(", %llu tensors\n", (unsigned long long)s->ntensors);
+    }
+    for (int before = 1; before >= 0; before--) {
+        size_t shown = 0, count = 0;
+        for (size_t i = 0; i < m->ntensors; i++) {
+            lad_place p = lad_structure_place(st, m->tensors[i].name);
+            count += p.stack < 0 && p.before == before;
+        }
+        if (!count)
+            continue;
+        printf("%s the stacks (depth %d): %zu tensor%s:", before ? "before" : "after", !before,
+               count, count == 1 ? "" : "s");
+        for (size_t i = 0; i < m->ntensors && shown < 6; i++) {
+            lad_place p = lad_structure_place(st, m->tensors[i].name);
+            if (p.stack < 0 && p.before == before)
+                printf("%s %s", shown++ ? "," : "", m->tensors[i].name);
+        }
+        printf("%s\n", count > shown ? ", ..." : "");
+    }
+}
+
+static json_t *structure_json(const lad_model *m, const lad_structure *st)
+{
+    json_t *stacks = json_array(), *before = json_array(), *after = json_array();
+    for (size_t k = 0; k < lad_structure_nstacks(st); k++) {
+        const lad_stack_info *s = lad_structure_stack(st, k);
+        json_array_append_new(stacks, json_pack("{s:s, s:i, s:i, s:I}", "name", s->name,
+                                                "blocks", (int)s->len, "present",
+                                                (int)s->npresent, "tensors",
+                                                (json_int_t)s->ntensors));
+    }
+    for (size_t i = 0; i < m->ntensors; i++) {
+        lad_place p = lad_structure_place(st, m->tensors[i].name);
+        if (p.stack < 0)
+            json_array_append_new(p.before ? before : after, json_string(m->tensors[i].name));
+    }
+    return json_pack("{s:o, s:o, s:o}", "stacks", stacks, "before", before, "after", after);
 }
 
 static void print_text(const lad_model *m)
@@ -71,7 +137,7 @@ static void print_text(const lad_model *m)
     }
 }
 
-static int print_json(const lad_model *m)
+static int print_json(const lad_model *m, const lad_structure *st)
 {
     json_t *tensors = json_array(), *files = json_array();
     uint64_t params = 0;
@@ -89,9 +155,9 @@ static int print_json(const lad_model *m)
                                                "metadata",
                                                m->files[f].metadata ? m->files[f].metadata
                                                                     : json_null()));
-    json_t *root = json_pack("{s:s, s:I, s:I, s:o, s:o}", "model", m->ref, "parameters",
+    json_t *root = json_pack("{s:s, s:I, s:I, s:o, s:o, s:o}", "model", m->ref, "parameters",
                              (json_int_t)params, "bytes", (json_int_t)m->total_bytes, "files",
-                             files, "tensors", tensors);
+                             files, "tensors", tensors, "structure", structure_json(m, st));
     if (!root)
         return -1;
     json_dumpf(root, stdout, JSON_INDENT(2));
@@ -102,25 +168,32 @@ static int print_json(const lad_model *m)
 
 int cmd_info(int argc, char **argv)
 {
-    static const lad_optdef defs[] = {{"json", OPT_JSON, false}, {"help", 'h', false}, {0}};
-    bool as_json = false;
+    static const lad_optdef defs[] = {
+        {"json", OPT_JSON, false}, {"layers", OPT_LAYERS, true}, {"help", 'h', false}, {0}};
+    info_args a = {0};
     char *const *pos;
     int n, code;
-    if (!cli_parse("info", HELP, argc, argv, defs, false, take, &as_json, &pos, &n, &code))
+    if (!cli_parse("info", HELP, argc, argv, defs, false, take, &a, &pos, &n, &code))
         return code;
     const char *ref = n == 1 ? pos[0] : NULL;
     free((void *)pos);
     if (!ref)
         return usage_error("info", "expected one MODEL");
     lad_model *m;
+    lad_structure *st = NULL;
     lad_error err = {0};
     if (lad_model_open(ref, &m, &err) != 0)
         return report(&err);
     int rc = 0;
-    if (as_json)
-        rc = print_json(m) ? report(&(lad_error){.msg = "out of memory"}) : 0;
-    else
+    if (lad_structure_build(m, a.layers, a.nlayers, &st, &err) != 0)
+        rc = report_cmd("info", &err);
+    else if (a.json)
+        rc = print_json(m, st) ? report(&(lad_error){.msg = "out of memory"}) : 0;
+    else {
         print_text(m);
+        print_structure(m, st);
+    }
+    lad_structure_free(st);
     lad_model_close(m);
     if (fflush(stdout) != 0)
         rc = 1;

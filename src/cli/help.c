@@ -102,7 +102,7 @@ static const char HELP_STOCK[] =
     "      --base BASE       the model the fine-tunes started from (required)\n" COMMON_MERGE_HELP;
 
 static const char HELP_MERGE[] =
-    "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [options]\n"
+    "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [--var NAME=VALUE] [options]\n"
     "\n"
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
     "task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties,\n"
@@ -111,8 +111,6 @@ static const char HELP_MERGE[] =
     "dtype / out_dtype, tokenizer_source: base. Model paths are taken as written,\n"
     "else relative to the recipe's folder. Every error names the recipe's line.\n"
     "\n"
-    "      --dry-run         print the plan (each tensor's inputs, method and resolved\n"
-    "                        parameters, bytes to read and write); write nothing\n"
     "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
     "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
     "                        e.g. `t: {t}` with --var t={t} in the sweep's command\n"

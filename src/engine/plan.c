@@ -92,14 +92,14 @@ static int resolve_op(lad_plan *p, size_t i, const char *name, lad_error *err)
     const lad_schedule *s = p->req.schedule;
     const lad_tensor_spec *spec = p->req.specs ? &p->req.specs[i] : NULL;
     double values[LAD_SCHED_MAX_PARAMS];
-    double depth = spec ? spec->depth : lad_sched_depth(name, p->nlayers);
+    lad_place place = lad_plan_tensor_place(p, i);
     lad_op *op = &p->ops[i];
     memset(op, 0, sizeof *op);
     int rc;
     if (s->resolve) {
-        rc = s->resolve(name, depth, spec ? spec->ctx : NULL, op, s->ctx, err);
+        rc = s->resolve(name, &place, spec ? spec->ctx : NULL, op, s->ctx, err);
     } else {
-        lad_sched_resolve(s, name, depth, values);
+        lad_sched_resolve(s, name, &place, values);
         rc = s->build(values, op, s->ctx, err);
     }
     if (rc != 0)
@@ -302,6 +302,47 @@ static int check_output_path(const lad_plan *p, lad_error *err)
     return rc;
 }
 
+static int check_stacks(const lad_plan *p, const lad_model *m, lad_error *err)
+{
+    const lad_structure *st = p->structure;
+    size_t n = lad_structure_nstacks(st);
+    if (n == 0)
+        return lad_fail(err, "%s: no stacks of numbered blocks in its tensor names (such as "
+                             "model.layers.N.*), so a gradient or a layer group has no layers to "
+                             "run across; name them with --layers REGEX (one capture group: the "
+                             "block index), or give a single value",
+                        m->ref);
+    json_t *cfg = m->config ? json_object_get(m->config, "num_hidden_layers") : NULL;
+    uint32_t len = lad_structure_stack(st, 0)->len;
+    if (n == 1 && json_is_integer(cfg) && json_integer_value(cfg) != (json_int_t)len)
+        return lad_fail(err, "%s: config.json gives %lld layers but the tensors number %u "
+                             "('%s'), so a gradient would give them the wrong values",
+                        m->ref, (long long)json_integer_value(cfg), len,
+                        lad_structure_stack(st, 0)->name);
+    return 0;
+}
+
+/* A --set naming a layer group must select something: a range past the
+ * model's blocks is a mistake, never a silent no-op. */
+static int check_overrides(const lad_plan *p, lad_error *err)
+{
+    const lad_schedule *s = p->req.schedule;
+    for (size_t o = 0; o < s->nover; o++) {
+        bool layered = false, any = false;
+        if (lad_pattern_check(s->over[o].pattern, &layered, err) != 0)
+            return -1;
+        for (size_t i = 0; layered && !any && i < p->n; i++) {
+            lad_place place = lad_plan_tensor_place(p, i);
+            any = lad_pattern_matches(s->over[o].pattern, p->t[i].name, &place);
+        }
+        if (layered && !any)
+            return lad_fail(err, "--set '%s:%s=...' selects no tensor of %s", s->over[o].pattern,
+                            s->names[s->over[o].param],
+                            p->req.models[p->req.template_model]->ref);
+    }
+    return 0;
+}
+
 static int layout_shards(lad_plan *p, lad_error *err)
 {
     uint64_t limit = p->as_dir ? p->req.shard_size : 0;
@@ -379,20 +420,18 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         p->max_in = req->specs[i].nin > p->max_in ? req->specs[i].nin : p->max_in;
     p->t = calloc(p->n + 1, sizeof *p->t);
     p->inptrs = calloc((p->n + 1) * p->max_in, sizeof *p->inptrs);
-    if (req->schedule) {
+    if (req->schedule)
         p->ops = calloc(p->n + 1, sizeof *p->ops);
-        p->nlayers = lad_sched_count_layers(tmpl);
-    }
     int rc = (!p->t || !p->inptrs || (req->schedule && !p->ops)) ? lad_fail(err, "out of memory")
                                                                  : 0;
+    if (rc == 0)
+        rc = lad_structure_build(tmpl, req->layers, req->nlayers, &p->structure, err);
     for (size_t j = 0; rc == 0 && !req->copy_all && j < req->nmodels; j++)
         rc = quantised_config(req->models[j], err);
-    /* A gradient (or a slice's layer range) must land on the model's own
-     * layers: refuse what would be placed wrong rather than guess. */
-    if (rc == 0 && req->schedule && lad_sched_has_gradient(req->schedule) && !req->specs)
-        rc = lad_sched_check_layers(tmpl, p->nlayers, err);
-    for (size_t j = 0; rc == 0 && req->specs && j < req->nmodels; j++)
-        rc = lad_sched_check_layers(req->models[j], lad_sched_count_layers(req->models[j]), err);
+    /* A gradient or a layer group must land on the model's own stacks:
+     * refuse rather than guess when there are none. */
+    if (rc == 0 && req->schedule && !req->specs && lad_sched_needs_layers(req->schedule))
+        rc = check_stacks(p, tmpl, err);
     if (req->specs) {
         for (size_t i = 0; i < req->nspecs && rc == 0; i++)
             rc = plan_spec(p, i, err);
@@ -404,6 +443,8 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         if (rc == 0)
             rc = check_no_extra(p, err);
     }
+    if (rc == 0 && req->schedule && !req->schedule->resolve)
+        rc = check_overrides(p, err);
     if (rc == 0 && req->output)
         rc = check_output_path(p, err);
     if (rc == 0)
@@ -428,6 +469,7 @@ void lad_plan_free(lad_plan *p)
     free(p->t);
     free(p->inptrs);
     free(p->ops);
+    lad_structure_free(p->structure);
     json_decref(p->recipe);
     free(p);
 }
@@ -441,13 +483,14 @@ const void *lad_plan_tensor_ctx(const lad_plan *p, size_t i)
     return p->req.specs ? p->req.specs[i].ctx : NULL;
 }
 
-double lad_plan_tensor_depth(const lad_plan *p, size_t i)
+lad_place lad_plan_tensor_place(const lad_plan *p, size_t i)
 {
     if (p->req.specs)
-        return p->req.specs[i].depth;
-    uint64_t nlayers = p->nlayers ? p->nlayers : lad_sched_count_layers(p->req.models[p->req.template_model]);
-    return lad_sched_depth(p->t[i].name, nlayers);
+        return p->req.specs[i].place;
+    return lad_structure_place(p->structure, p->t[i].name);
 }
+
+const lad_structure *lad_plan_structure(const lad_plan *p) { return p->structure; }
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i) { return &p->t[i]; }
 
 void lad_plan_tensor_info(const lad_plan *p, size_t i, lad_tensor_info *out)

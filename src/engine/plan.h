@@ -25,7 +25,7 @@ struct lad_plan {
     bool untie_head;        /* we add an lm_head.weight the template ties */
     uint64_t bytes_in, bytes_out;
     lad_op *ops;            /* per tensor, when the request has a schedule */
-    uint64_t nlayers;       /* of the template, for schedules */
+    lad_structure *structure; /* the template's stacks of blocks */
     json_t *recipe;         /* how the output was made, for metadata and card */
 };
 

@@ -3,7 +3,6 @@
 #include "ladle.h"
 #include "util.h"
 
-#include <jansson.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -57,6 +56,9 @@ int lad_sched_add_override(lad_schedule *s, const char *spec, lad_error *err)
     }
     lad_sched_override o = {.param = param};
     memcpy(o.pattern, spec, (size_t)(colon - spec));
+    bool layered;
+    if (lad_pattern_check(o.pattern, &layered, err) != 0)
+        return lad_fail_prefix(err, "--set '%s': ", spec);
     if (lad_sched_parse_value(eq + 1, &o.value) != 0)
         return lad_fail(err, "--set '%s': '%s' is not a number or a comma-separated list",
                         spec, eq + 1);
@@ -75,148 +77,6 @@ void lad_sched_free(lad_schedule *s)
     s->nover = 0;
 }
 
-long lad_sched_layer_index(const char *name, size_t *pos, size_t *len)
-{
-    static const char *const keys[] = {"layers.", "h.", "blocks.", "layer."};
-    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
-        size_t kl = strlen(keys[k]);
-        for (const char *p = strstr(name, keys[k]); p; p = strstr(p + 1, keys[k])) {
-            if (p != name && p[-1] != '.')
-                continue; /* a whole path component only */
-            const char *d = p + kl;
-            if (!isdigit((unsigned char)*d))
-                continue;
-            char *end;
-            long v = strtol(d, &end, 10);
-            if (*end == '.' || *end == 0) {
-                if (pos)
-                    *pos = (size_t)(d - name);
-                if (len)
-                    *len = (size_t)(end - d);
-                return v;
-            }
-        }
-    }
-    return -1;
-}
-
-uint64_t lad_sched_count_layers(const lad_model *m)
-{
-    if (m->config) {
-        json_t *n = json_object_get(m->config, "num_hidden_layers");
-        if (json_is_integer(n) && json_integer_value(n) > 0)
-            return (uint64_t)json_integer_value(n);
-    }
-    long max = -1;
-    for (size_t i = 0; i < m->ntensors; i++) {
-        long l = lad_sched_layer_index(m->tensors[i].name, NULL, NULL);
-        max = l > max ? l : max;
-    }
-    return (uint64_t)(max + 1);
-}
-
-bool lad_sched_has_gradient(const lad_schedule *s)
-{
-    if (s->resolve)
-        return s->resolve_gradient;
-    bool g = false;
-    for (int p = 0; p < s->nparams; p++)
-        g |= s->value[p].n > 1;
-    for (size_t o = 0; o < s->nover; o++)
-        g |= s->over[o].value.n > 1;
-    return g;
-}
-
-/* A stack as lad_sched_layer_index sees it: the text before the index. */
-#define MAX_STACKS 16
-typedef struct stack_seen {
-    const char *name; /* a tensor of it; the prefix is its first plen bytes */
-    size_t plen;
-    long max;
-} stack_seen;
-
-/* The first path component of name made of digits only, before `limit`
- * (a byte offset), or -1. */
-static long numbered_component(const char *name, size_t limit)
-{
-    for (const char *c = name; *c && (size_t)(c - name) < limit;) {
-        const char *e = c;
-        while (isdigit((unsigned char)*e))
-            e++;
-        if (e > c && (*e == '.' || *e == 0))
-            return (long)(c - name);
-        c = strchr(c, '.');
-        if (!c)
-            break;
-        c++;
-    }
-    return -1;
-}
-
-int lad_sched_check_layers(const lad_model *m, uint64_t nlayers, lad_error *err)
-{
-    static const char advice[] = "give each parameter a single value, not a gradient";
-    stack_seen st[MAX_STACKS];
-    size_t ns = 0;
-    for (size_t i = 0; i < m->ntensors; i++) {
-        const char *name = m->tensors[i].name;
-        size_t pos = 0, len = 0;
-        long l = lad_sched_layer_index(name, &pos, &len);
-        long other = numbered_component(name, l >= 0 ? pos : strlen(name));
-        if (other >= 0)
-            return lad_fail(err, "%s: tensor '%s': its blocks are numbered as '%.*sN', which "
-                                 "ladle does not place across the layers yet, so a gradient "
-                                 "would give them the wrong values; %s",
-                            m->ref, name, (int)other, name, advice);
-        if (l < 0)
-            continue;
-        size_t k = 0;
-        while (k < ns && !(st[k].plen == pos && !strncmp(st[k].name, name, pos)))
-            k++;
-        if (k == ns) {
-            if (ns == MAX_STACKS)
-                return lad_fail(err, "%s: more than %d stacks of numbered layers; %s", m->ref,
-                                MAX_STACKS, advice);
-            st[ns++] = (stack_seen){name, pos, l};
-        }
-        st[k].max = l > st[k].max ? l : st[k].max;
-    }
-    if (ns == 0)
-        return lad_fail(err, "%s: no tensor name holds a layer index (layers.N, h.N, blocks.N, "
-                             "layer.N), so a gradient has no layers to run across; %s",
-                        m->ref, advice);
-    for (size_t k = 0; k < ns; k++) {
-        if ((uint64_t)st[k].max + 1 == nlayers)
-            continue;
-        if (ns > 1)
-            return lad_fail(err, "%s: its stacks of layers '%.*sN' (%ld blocks) and '%.*sN' "
-                                 "(%ld blocks) would be numbered as one stack of %llu, so a "
-                                 "gradient would give them the wrong values; %s",
-                            m->ref, (int)st[0].plen, st[0].name, st[0].max + 1,
-                            (int)st[k ? k : 1].plen, st[k ? k : 1].name, st[k ? k : 1].max + 1,
-                            (unsigned long long)nlayers, advice);
-        return lad_fail(err, "%s: config.json gives %llu layers but the tensors number %ld "
-                             "('%.*sN'), so a gradient would give them the wrong values; %s",
-                        m->ref, (unsigned long long)nlayers, st[k].max + 1, (int)st[k].plen,
-                        st[k].name, advice);
-    }
-    return 0;
-}
-
-double lad_sched_depth(const char *tensor, uint64_t nlayers)
-{
-    long l = lad_sched_layer_index(tensor, NULL, NULL);
-    if (l >= 0)
-        return nlayers > 1 ? (double)l / (double)(nlayers - 1) : 1.0;
-    /* Outside the layers: mergekit's pre-weights (embeddings) at 0, the
-     * post-weights (final norm, lm_head) at 1. */
-    static const char *const pre[] = {"embed", "wte", "wpe", "tok_embeddings"};
-    for (size_t i = 0; i < sizeof pre / sizeof *pre; i++)
-        if (strstr(tensor, pre[i]))
-            return 0.0;
-    return 1.0;
-}
-
 static double evaluate(const lad_sched_value *v, double t)
 {
     if (v->n == 1)
@@ -227,26 +87,154 @@ static double evaluate(const lad_sched_value *v, double t)
     return (1 - frac) * v->v[i0] + frac * v->v[i1];
 }
 
-static bool matches(const char *patterns, const char *tensor)
+/* ------------------------------------------------------------ patterns */
+
+enum { SEL_NONE, SEL_EMBED, SEL_HEAD, SEL_EARLY, SEL_MIDDLE, SEL_LATE, SEL_RANGE, SEL_BAD };
+
+/* The layer group one alternative names (with a range's bounds), SEL_NONE
+ * for a plain substring, SEL_BAD for a malformed or empty range. */
+static int selector(const char *tok, size_t len, uint32_t *lo, uint32_t *hi)
 {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", patterns);
-    char *save = NULL;
-    for (char *p = strtok_r(buf, "|", &save); p; p = strtok_r(NULL, "|", &save))
-        if (!strcmp(p, "*") || strstr(tensor, p))
-            return true;
-    return false;
+    static const char *const names[] = {"embed", "head", "early", "middle", "late"};
+    for (int k = 0; k < 5; k++)
+        if (strlen(names[k]) == len && !strncmp(tok, names[k], len))
+            return SEL_EMBED + k;
+    if (len < 8 || strncmp(tok, "layers[", 7) || tok[len - 1] != ']')
+        return SEL_NONE;
+    char inner[64];
+    if (len - 8 >= sizeof inner)
+        return SEL_BAD;
+    memcpy(inner, tok + 7, len - 8);
+    inner[len - 8] = 0;
+    char *colon = strchr(inner, ':'), *end;
+    if (!colon)
+        return SEL_BAD;
+    *colon = 0;
+    unsigned long a = 0, b = UINT32_MAX;
+    if (*inner && (a = strtoul(inner, &end, 10), *end || !isdigit((unsigned char)*inner)))
+        return SEL_BAD;
+    if (colon[1] && (b = strtoul(colon + 1, &end, 10), *end || !isdigit((unsigned char)colon[1])))
+        return SEL_BAD;
+    if (a >= b || b > UINT32_MAX)
+        return SEL_BAD;
+    *lo = (uint32_t)a;
+    *hi = (uint32_t)b;
+    return SEL_RANGE;
 }
 
-void lad_sched_resolve(const lad_schedule *s, const char *tensor, double t, double *values)
+/* Calls fn on each '|'-separated alternative; stops when it returns true. */
+static bool any_alternative(const char *pattern, bool (*fn)(const char *, size_t, void *),
+                            void *ctx)
+{
+    for (const char *p = pattern;;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (fn(p, len, ctx))
+            return true;
+        if (!bar)
+            return false;
+        p = bar + 1;
+    }
+}
+
+typedef struct check_ctx {
+    bool layered, bad;
+    const char *tok;
+    size_t len;
+} check_ctx;
+
+static bool check_one(const char *tok, size_t len, void *c)
+{
+    check_ctx *k = c;
+    uint32_t lo, hi;
+    int sel = selector(tok, len, &lo, &hi);
+    k->layered |= sel != SEL_NONE;
+    if (sel == SEL_BAD) {
+        k->bad = true;
+        k->tok = tok;
+        k->len = len;
+    }
+    return sel == SEL_BAD;
+}
+
+int lad_pattern_check(const char *pattern, bool *layered, lad_error *err)
+{
+    check_ctx k = {0};
+    if (any_alternative(pattern, check_one, &k))
+        return lad_usage(err, "'%.*s' is not a layer range: layers[A:B] with A < B (either may "
+                              "be left out), e.g. layers[0:8] or layers[24:]",
+                         (int)k.len, k.tok);
+    *layered = k.layered;
+    return 0;
+}
+
+typedef struct match_ctx {
+    const char *tensor;
+    const lad_place *place;
+} match_ctx;
+
+static bool match_one(const char *tok, size_t len, void *c)
+{
+    const match_ctx *m = c;
+    const lad_place *p = m->place;
+    uint32_t lo = 0, hi = 0;
+    switch (selector(tok, len, &lo, &hi)) {
+    case SEL_EMBED:
+        return p->stack < 0 && p->before;
+    case SEL_HEAD:
+        return p->stack < 0 && !p->before;
+    case SEL_EARLY:
+    case SEL_MIDDLE:
+    case SEL_LATE:
+        return p->stack >= 0 && p->len &&
+               (int)(3ull * p->pos / p->len) == selector(tok, len, &lo, &hi) - SEL_EARLY;
+    case SEL_RANGE:
+        return p->stack >= 0 && p->pos >= lo && p->pos < hi;
+    case SEL_BAD:
+        return false;
+    }
+    if (len == 1 && *tok == '*')
+        return true;
+    char buf[256];
+    if (len == 0 || len >= sizeof buf)
+        return false;
+    memcpy(buf, tok, len);
+    buf[len] = 0;
+    return strstr(m->tensor, buf) != NULL;
+}
+
+bool lad_pattern_matches(const char *pattern, const char *tensor, const lad_place *place)
+{
+    match_ctx m = {tensor, place};
+    return any_alternative(pattern, match_one, &m);
+}
+
+bool lad_sched_needs_layers(const lad_schedule *s)
+{
+    if (s->resolve)
+        return s->resolve_needs_layers;
+    bool g = false;
+    for (int p = 0; p < s->nparams; p++)
+        g |= s->value[p].n > 1;
+    for (size_t o = 0; o < s->nover; o++) {
+        bool layered = false;
+        lad_error ignore;
+        g |= s->over[o].value.n > 1;
+        g |= lad_pattern_check(s->over[o].pattern, &layered, &ignore) == 0 && layered;
+    }
+    return g;
+}
+
+void lad_sched_resolve(const lad_schedule *s, const char *tensor, const lad_place *place,
+                       double *values)
 {
     for (int p = 0; p < s->nparams; p++) {
         const lad_sched_value *v = &s->value[p];
         for (size_t o = 0; o < s->nover; o++)
-            if (s->over[o].param == p && matches(s->over[o].pattern, tensor)) {
+            if (s->over[o].param == p && lad_pattern_matches(s->over[o].pattern, tensor, place)) {
                 v = &s->over[o].value;
                 break;
             }
-        values[p] = evaluate(v, t);
+        values[p] = evaluate(v, place->t);
     }
 }

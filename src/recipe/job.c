@@ -6,19 +6,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET };
+enum { OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN };
 
 static const lad_optdef COMMON[] = {
     {"output", 'o', true},          {"dtype", OPT_DTYPE, true},  {"threads", 'j', true},
     {"shard-size", OPT_SHARD_SIZE, true}, {"force", OPT_FORCE, false},
     {"quiet", 'q', false},          {"set", OPT_SET, true},      {"help", 'h', false},
+    {"layers", OPT_LAYERS, true},   {"dry-run", OPT_DRY_RUN, false},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
-static int take_common(job_opts *o, int id, const char *arg, lad_error *err)
+static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
 {
+    job_opts *o = &j->o;
     long n;
     switch (id) {
+    case OPT_LAYERS:
+        if (o->nlayers == sizeof o->layers / sizeof *o->layers)
+            return lad_usage(err, "at most %zu --layers", o->nlayers);
+        o->layers[o->nlayers++] = arg;
+        return 0;
+    case OPT_DRY_RUN:
+        j->dry_run = true;
+        return 0;
     case 'o':
         o->output = arg;
         return 0;
@@ -61,7 +71,7 @@ typedef struct parse_ctx {
 static int dispatch(void *ctx, int id, const char *arg, lad_error *err)
 {
     parse_ctx *c = ctx;
-    int rc = take_common(&c->j->o, id, arg, err);
+    int rc = take_common(c->j, id, arg, err);
     if (rc <= 0)
         return rc;
     return c->take(c->j, c->args, id, arg, err);
@@ -304,6 +314,8 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .template_model = j->template_model,
         .op = j->op,
         .schedule = j->schedule,
+        .layers = j->o.layers,
+        .nlayers = j->o.nlayers,
         .specs = j->specs,
         .nspecs = j->nspecs,
         .num_layers = num_layers,
@@ -323,11 +335,30 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
 int lad_job_describe(const lad_job *j, const lad_plan *p, size_t i, char *buf, size_t len,
                      lad_error *err)
 {
-    buf[0] = 0;
-    if (!j->describe)
+    const char *name = lad_plan_tensor_at(p, i)->name;
+    lad_place place = lad_plan_tensor_place(p, i);
+    size_t o;
+    if (place.stack >= 0)
+        o = (size_t)snprintf(buf, len, "t=%.6g stack=%d block=%u/%u", place.t, place.stack,
+                             place.pos, place.len);
+    else
+        o = (size_t)snprintf(buf, len, "t=%.6g place=%s", place.t,
+                             place.before ? "before" : "after");
+    if (o >= len)
         return 0;
-    return j->describe(j, lad_plan_tensor_at(p, i)->name, lad_plan_tensor_depth(p, i),
-                       lad_plan_tensor_ctx(p, i), buf, len, err);
+    if (j->describe)
+        return j->describe(j, name, &place, lad_plan_tensor_ctx(p, i), buf + o + 1, len - o - 1,
+                           err) == 0
+                   ? (buf[o] = ' ', 0)
+                   : -1;
+    const lad_schedule *s = j->schedule;
+    if (!s || s->resolve)
+        return 0;
+    double values[LAD_SCHED_MAX_PARAMS];
+    lad_sched_resolve(s, name, &place, values);
+    for (int k = 0; k < s->nparams && o < len; k++)
+        o += (size_t)snprintf(buf + o, len - o, " %s=%.6g", s->names[k], values[k]);
+    return 0;
 }
 
 void lad_job_free(lad_job *j)

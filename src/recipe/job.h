@@ -22,6 +22,8 @@ typedef struct job_opts {
     const char *output;          /* -o, or NULL */
     const char *sets[JOB_MAX_SETS]; /* --set specs */
     int nsets;
+    const char *layers[8];       /* --layers regexes */
+    size_t nlayers;
     bool has_dtype;
     lad_dtype dtype;
     int threads;
@@ -51,8 +53,8 @@ struct lad_job {
                       size_t *n, uint64_t *num_layers, lad_error *err);
     void (*free_specs)(lad_tensor_spec *specs, size_t n);
     /* Resolved parameters of one tensor for --dry-run, or NULL. */
-    int (*describe)(const lad_job *j, const char *tensor, double depth, const void *spec_ctx,
-                    char *buf, size_t len, lad_error *err);
+    int (*describe)(const lad_job *j, const char *tensor, const lad_place *place,
+                    const void *spec_ctx, char *buf, size_t len, lad_error *err);
     char *note;                  /* for the user (e.g. fewer checkpoints than asked), or NULL */
     void *state;                 /* the command's own parsed arguments, freed with the job */
     void (*free_state)(void *state);

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define MAX_VARS 16
-enum { OPT_DRY_RUN = 1100, OPT_VAR };
+enum { OPT_VAR = 1100 };
 
 typedef struct yaml_args {
     const char *var[MAX_VARS];
@@ -24,9 +24,8 @@ static void free_args(void *state)
 
 static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
 {
+    (void)j;
     yaml_args *a = args;
-    if (id == OPT_DRY_RUN)
-        j->dry_run = true;
     if (id == OPT_VAR) {
         const char *eq = strchr(arg, '=');
         if (!eq || !lad_is_identifier(arg, (size_t)(eq - arg)))
@@ -76,17 +75,16 @@ static int make_specs(const lad_job *j, lad_model *const *models, lad_tensor_spe
                             err);
 }
 
-static int describe(const lad_job *j, const char *tensor, double depth, const void *spec_ctx,
-                    char *buf, size_t len, lad_error *err)
+static int describe(const lad_job *j, const char *tensor, const lad_place *place,
+                    const void *spec_ctx, char *buf, size_t len, lad_error *err)
 {
-    return lad_recipe_describe(&((const yaml_args *)j->state)->r, tensor, depth, spec_ctx, buf,
+    return lad_recipe_describe(&((const yaml_args *)j->state)->r, tensor, place, spec_ctx, buf,
                                len, err);
 }
 
 int job_yaml(lad_job *j, lad_error *err)
 {
-    static const lad_optdef opts[] = {
-        {"dry-run", OPT_DRY_RUN, false}, {"var", OPT_VAR, true}, {0}};
+    static const lad_optdef opts[] = {{"var", OPT_VAR, true}, {0}};
     yaml_args *a = job_state(j, sizeof *a);
     char *const *pos;
     int n, rc;
@@ -120,7 +118,10 @@ int job_yaml(lad_job *j, lad_error *err)
         j->roles[i] = r->slices ? "slices" : (int)i == r->base ? "base" : "model";
     }
     a->sched = (lad_schedule){.resolve = lad_recipe_resolve, .ctx = r,
-                              .resolve_gradient = r->gradient};
+                              .resolve_needs_layers = r->needs_layers};
+    if (!j->o.nlayers) /* --layers replaces the recipe's layers: */
+        for (size_t k = 0; k < r->nlayers; k++)
+            j->o.layers[j->o.nlayers++] = r->layers[k];
     j->label = lad_recipe_method(r);
     j->template_model = r->base >= 0 ? (size_t)r->base : 0;
     j->schedule = &a->sched;

@@ -6,7 +6,7 @@
  * top-level `parameters:`, else the method's default; a global parameter
  * comes from the top level, else the default. A setting is a number, a
  * gradient (a list of numbers across the layers, evaluated at the tensor's
- * depth as in lad_sched_depth), or a list of {filter, value} conditions of
+ * depth in its stack: lad_place), or a list of {filter, value} conditions of
  * which the first whose filter is in the tensor's name applies (no filter
  * or "*" matches all); a level where no condition matches is skipped.
  */
@@ -106,7 +106,7 @@ static int scalar_value(const lad_yaml *y, const yaml_node_t *n, const param_def
 
 /* Checks a setting's shape and types without evaluating it. */
 static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int depth,
-                            bool *gradient, lad_error *err)
+                            bool *layered, lad_error *err)
 {
     double v;
     if (depth > 4)
@@ -124,9 +124,16 @@ static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int
         yaml_node_t *f = lad_yaml_get(y, n, "filter"), *val = lad_yaml_get(y, n, "value");
         if (f && !lad_yaml_str(f))
             return lad_yaml_fail(err, y, f, "%s: filter must be a string", d->name);
+        bool group = false;
+        if (f && lad_pattern_check(lad_yaml_str(f), &group, err) != 0) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            return lad_yaml_fail(err, y, f, "%s: filter %s", d->name, why);
+        }
+        *layered |= group; /* a layer group needs the model's stacks */
         if (!val)
             return lad_yaml_fail(err, y, n, "%s: a condition needs a 'value'", d->name);
-        return validate_setting(y, val, d, depth + 1, gradient, err);
+        return validate_setting(y, val, d, depth + 1, layered, err);
     }
     /* a sequence: a gradient of numbers, or a list of conditions */
     yaml_node_item_t *it = n->data.sequence.items.start, *end = n->data.sequence.items.top;
@@ -144,21 +151,21 @@ static int validate_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, int
                                  d->name);
         if (!conditions && (d->flags & BOOLEAN))
             return lad_yaml_fail(err, y, e, "%s: true/false cannot be a gradient", d->name);
-        if (validate_setting(y, e, d, depth + 1, gradient, err))
+        if (validate_setting(y, e, d, depth + 1, layered, err))
             return -1;
     }
-    *gradient |= !conditions && n->data.sequence.items.top - n->data.sequence.items.start > 1;
+    *layered |= !conditions && n->data.sequence.items.top - n->data.sequence.items.start > 1;
     return 0;
 }
 
-static bool filter_matches(const char *filter, const char *tensor)
+static bool filter_matches(const char *filter, const char *tensor, const lad_place *pl)
 {
-    return !filter || !strcmp(filter, "*") || strstr(tensor, filter);
+    return !filter || lad_pattern_matches(filter, tensor, pl);
 }
 
 /* mergekit's evaluate_setting: *found false when no condition matched. */
 static void eval_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, const char *tensor,
-                         double t, double *out, bool *found)
+                         const lad_place *pl, double *out, bool *found)
 {
     lad_error ignore;
     *found = false;
@@ -167,16 +174,16 @@ static void eval_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, const 
         return;
     }
     if (n->type == YAML_MAPPING_NODE) {
-        if (filter_matches(lad_yaml_str(lad_yaml_get(y, n, "filter")), tensor))
-            eval_setting(y, lad_yaml_get(y, n, "value"), d, tensor, t, out, found);
+        if (filter_matches(lad_yaml_str(lad_yaml_get(y, n, "filter")), tensor, pl))
+            eval_setting(y, lad_yaml_get(y, n, "value"), d, tensor, pl, out, found);
         return;
     }
     yaml_node_item_t *it = n->data.sequence.items.start, *end = n->data.sequence.items.top;
     if (lad_yaml_node(y, *it)->type == YAML_MAPPING_NODE) {
         for (; it < end; it++) {
             yaml_node_t *c = lad_yaml_node(y, *it);
-            if (filter_matches(lad_yaml_str(lad_yaml_get(y, c, "filter")), tensor)) {
-                eval_setting(y, lad_yaml_get(y, c, "value"), d, tensor, t, out, found);
+            if (filter_matches(lad_yaml_str(lad_yaml_get(y, c, "filter")), tensor, pl)) {
+                eval_setting(y, lad_yaml_get(y, c, "value"), d, tensor, pl, out, found);
                 return;
             }
         }
@@ -187,7 +194,7 @@ static void eval_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, const 
         scalar_value(y, lad_yaml_node(y, it[i]), d, &g.v[i], &ignore);
     lad_schedule one = {.nparams = 1};
     one.value[0] = g;
-    lad_sched_resolve(&one, tensor, t, out);
+    lad_sched_resolve(&one, tensor, pl, out);
     *found = true;
 }
 
@@ -196,7 +203,7 @@ static void eval_setting(lad_yaml *y, yaml_node_t *n, const param_def *d, const 
  * method's default; required and missing is an error at `where`. */
 static int param_levels(const lad_recipe *rc, const char *name, yaml_node_t *const *levels,
                         int nlevels, bool required, yaml_node_t *where, const char *who,
-                        const char *tensor, double t, double *out, lad_error *err)
+                        const char *tensor, const lad_place *pl, double *out, lad_error *err)
 {
     lad_recipe *r = (lad_recipe *)rc; /* libyaml's accessors are not const */
     const param_def *d = find_param(r->spec, name);
@@ -204,7 +211,7 @@ static int param_levels(const lad_recipe *rc, const char *name, yaml_node_t *con
     for (int l = 0; l < nlevels && !found; l++) {
         yaml_node_t *n = levels[l] ? lad_yaml_get(&r->y, levels[l], name) : NULL;
         if (n)
-            eval_setting(&r->y, n, d, tensor, t, out, &found);
+            eval_setting(&r->y, n, d, tensor, pl, out, &found);
     }
     if (found)
         return 0;
@@ -232,8 +239,8 @@ static inputs inputs_of(const lad_recipe *r, const void *spec_ctx)
 }
 
 /* A per-model parameter of input k: its own, (its slice's,) the top level. */
-static int in_param(const inputs *in, size_t k, const char *name, const char *tensor, double t,
-                    double *out, lad_error *err)
+static int in_param(const inputs *in, size_t k, const char *name, const char *tensor,
+                    const lad_place *pl, double *out, lad_error *err)
 {
     const lad_recipe *r = in->r;
     bool per_model = find_param(r->spec, name)->flags & PER_MODEL;
@@ -255,22 +262,47 @@ static int in_param(const inputs *in, size_t k, const char *name, const char *te
         where = r->models[k].node;
     }
     levels[n++] = r->params;
-    return param_levels(r, name, levels, n, (int)k != in->base, where, who, tensor, t, out, err);
+    return param_levels(r, name, levels, n, (int)k != in->base, where, who, tensor, pl, out, err);
 }
 
 /* A global parameter: (the slice's,) the top level. */
-static int glob_param(const inputs *in, const char *name, const char *tensor, double t,
-                      double *out, lad_error *err)
+static int glob_param(const inputs *in, const char *name, const char *tensor,
+                      const lad_place *pl, double *out, lad_error *err)
 {
     yaml_node_t *levels[2] = {in->slice ? in->slice->params : NULL, in->r->params};
-    return param_levels(in->r, name, levels, 2, true, NULL, NULL, tensor, t, out, err);
+    return param_levels(in->r, name, levels, 2, true, NULL, NULL, tensor, pl, out, err);
 }
 
 /* ------------------------------------------------------------ loading */
 
 static const char *const TOP_KEYS[] = {"merge_method", "models", "base_model", "parameters",
                                        "dtype", "out_dtype", "tokenizer_source", "slices",
-                                       "tokenizer", "chat_template"};
+                                       "tokenizer", "chat_template", "layers"};
+
+/* ladle's `layers:` (--layers): a regex, or a list of them, naming the
+ * model's stacks when the names do not. */
+static int load_layers(lad_recipe *r, yaml_node_t *n, lad_error *err)
+{
+    lad_yaml *y = &r->y;
+    size_t cap = sizeof r->layers / sizeof *r->layers;
+    if (lad_yaml_str(n)) {
+        r->layers[r->nlayers++] = lad_yaml_str(n);
+        return 0;
+    }
+    if (n->type != YAML_SEQUENCE_NODE)
+        return lad_yaml_fail(err, y, n, "layers: a regex or a list of regexes, each with one "
+                                        "capture group (the block index)");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        const char *re = lad_yaml_str(lad_yaml_node(y, *it));
+        if (!re)
+            return lad_yaml_fail(err, y, lad_yaml_node(y, *it), "layers: each entry is a regex");
+        if (r->nlayers == cap)
+            return lad_yaml_fail(err, y, n, "layers: at most %zu regexes", cap);
+        r->layers[r->nlayers++] = re;
+    }
+    return 0;
+}
 
 static int check_keys(lad_yaml *y, yaml_node_t *map, const char *const *keys, size_t nkeys,
                       const char *where, lad_error *err)
@@ -347,7 +379,7 @@ static int check_params(lad_recipe *r, yaml_node_t *map, bool per_model, lad_err
             return lad_yaml_fail(err, y, k, "'%s' applies to the whole merge: put it under the "
                                             "top-level parameters",
                                  name);
-        if (validate_setting(y, lad_yaml_node(y, p->value), d, 0, &r->gradient, err))
+        if (validate_setting(y, lad_yaml_node(y, p->value), d, 0, &r->needs_layers, err))
             return -1;
     }
     return 0;
@@ -570,6 +602,8 @@ static int load(lad_recipe *r, lad_error *err)
     }
     if ((r->params = lad_yaml_get(y, root, "parameters")) && check_params(r, r->params, false, err))
         return -1;
+    if ((n = lad_yaml_get(y, root, "layers")) && load_layers(r, n, err))
+        return -1;
 
     yaml_node_t *models = lad_yaml_get(y, root, "models");
     if (slices) {
@@ -677,7 +711,7 @@ const char *lad_recipe_method(const lad_recipe *r) { return r->spec->name; }
 
 /* ------------------------------------------------------------ resolving */
 
-int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_op *op,
+int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec_ctx, lad_op *op,
                        const void *ctx, lad_error *err)
 {
     const lad_recipe *r = ctx;
@@ -688,11 +722,11 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
     case K_LINEAR: {
         double w[RECIPE_MAX_MODELS + 1], sum = 0, normalize;
         for (size_t i = 0; i < in.n; i++) {
-            if (in_param(&in, i, "weight", tensor, t, &w[i], err))
+            if (in_param(&in, i, "weight", tensor, pl, &w[i], err))
                 return -1;
             sum += w[i];
         }
-        if (glob_param(&in, "normalize", tensor, t, &normalize, err))
+        if (glob_param(&in, "normalize", tensor, pl, &normalize, err))
             return -1;
         if (normalize != 0 && sum == 0)
             return lad_fail(err, "the weights sum to 0");
@@ -703,21 +737,21 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
         return 0;
     }
     case K_SLERP:
-        if (glob_param(&in, "t", tensor, t, &v, err))
+        if (glob_param(&in, "t", tensor, pl, &v, err))
             return -1;
         op->method = &lad_method_slerp;
         op->param[0] = v;
         op->nparam = 1;
         return 0;
     case K_PASSTHROUGH:
-        if (in_param(&in, 0, "scale", tensor, t, &v, err))
+        if (in_param(&in, 0, "scale", tensor, pl, &v, err))
             return -1;
         op->method = &lad_method_linear;
         op->param[0] = v;
         op->nparam = 1;
         return 0;
     case K_STOCK:
-        if (glob_param(&in, "filter_wise", tensor, t, &v, err))
+        if (glob_param(&in, "filter_wise", tensor, pl, &v, err))
             return -1;
         if (v != 0)
             return lad_fail(err, "model_stock with filter_wise is not supported yet");
@@ -727,9 +761,9 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
         break;
     }
     double lambda, normalize, rescale;
-    if (glob_param(&in, "lambda", tensor, t, &lambda, err) ||
-        glob_param(&in, "normalize", tensor, t, &normalize, err) ||
-        glob_param(&in, "rescale", tensor, t, &rescale, err))
+    if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||
+        glob_param(&in, "normalize", tensor, pl, &normalize, err) ||
+        glob_param(&in, "rescale", tensor, pl, &rescale, err))
         return -1;
     if (rescale != 0 && (s->sparsify == GTA_MAGNITUDE || s->sparsify == GTA_OUTLIERS))
         return lad_fail(err, "%s with rescale: true (mergekit's L1 rescaling) is not supported "
@@ -744,13 +778,13 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
     for (size_t i = 1; i < in.n; i++) { /* input 0 is the base */
         size_t tv = i - 1;
         op->param[GTA_TV(tv, GTA_DENSITY)] = 1;
-        if (in_param(&in, i, "weight", tensor, t, &op->param[GTA_TV(tv, GTA_WEIGHT)], err) ||
+        if (in_param(&in, i, "weight", tensor, pl, &op->param[GTA_TV(tv, GTA_WEIGHT)], err) ||
             (find_param(s, "density") &&
-             in_param(&in, i, "density", tensor, t, &op->param[GTA_TV(tv, GTA_DENSITY)], err)) ||
+             in_param(&in, i, "density", tensor, pl, &op->param[GTA_TV(tv, GTA_DENSITY)], err)) ||
             (find_param(s, "gamma") &&
-             in_param(&in, i, "gamma", tensor, t, &op->param[GTA_TV(tv, GTA_GAMMA)], err)) ||
+             in_param(&in, i, "gamma", tensor, pl, &op->param[GTA_TV(tv, GTA_GAMMA)], err)) ||
             (find_param(s, "epsilon") &&
-             in_param(&in, i, "epsilon", tensor, t, &op->param[GTA_TV(tv, GTA_EPSILON)], err)))
+             in_param(&in, i, "epsilon", tensor, pl, &op->param[GTA_TV(tv, GTA_EPSILON)], err)))
             return -1;
         double d = op->param[GTA_TV(tv, GTA_DENSITY)], e = op->param[GTA_TV(tv, GTA_EPSILON)];
         if (d < 0 || d > 1)
@@ -762,7 +796,8 @@ int lad_recipe_resolve(const char *tensor, double t, const void *spec_ctx, lad_o
     return 0;
 }
 
-int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, const void *spec_ctx,
+int lad_recipe_describe(const lad_recipe *r, const char *tensor, const lad_place *pl,
+                        const void *spec_ctx,
                         char *buf, size_t len, lad_error *err)
 {
     const method_spec *s = r->spec;
@@ -778,8 +813,8 @@ int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, const
             if (per && (int)i == in.base && s->kind != K_LINEAR)
                 continue;
             double v;
-            if (per ? in_param(&in, i, d->name, tensor, t, &v, err)
-                    : glob_param(&in, d->name, tensor, t, &v, err))
+            if (per ? in_param(&in, i, d->name, tensor, pl, &v, err)
+                    : glob_param(&in, d->name, tensor, pl, &v, err))
                 return -1;
             if (o < len)
                 o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? " " : "", d->name);
@@ -793,20 +828,12 @@ int lad_recipe_describe(const lad_recipe *r, const char *tensor, double t, const
 }
 /* ------------------------------------------------------------ slices */
 
-static char *renumber(const char *name, long layer)
-{
-    size_t pos, len;
-    if (lad_sched_layer_index(name, &pos, &len) < 0)
-        return lad_strdup(name);
-    return lad_asprintf("%.*s%ld%s", (int)pos, name, layer, name + pos + len);
-}
-
 /* Appends the output tensor `name` of one slice: input k is the slice's
  * input k's tensor at layer first_k + offset (or the same name, for the
- * embeddings and head). */
+ * embeddings and head), renamed by its model's stack. */
 static int add_spec(lad_tensor_spec **specs, size_t *n, size_t *cap, char *name,
-                    const recipe_slice *sl, const char *src_name, long offset, double depth,
-                    lad_error *err)
+                    const recipe_slice *sl, const char *src_name, long offset, lad_place place,
+                    lad_structure *const *st, lad_error *err)
 {
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 256;
@@ -819,15 +846,44 @@ static int add_spec(lad_tensor_spec **specs, size_t *n, size_t *cap, char *name,
         *cap = nc;
     }
     lad_tensor_spec *s = &(*specs)[(*n)++];
-    *s = (lad_tensor_spec){.name = name, .nin = sl->nsrc, .depth = depth, .ctx = sl};
+    *s = (lad_tensor_spec){.name = name, .nin = sl->nsrc, .place = place, .ctx = sl};
     if (!name)
         return lad_fail(err, "out of memory");
     for (size_t k = 0; k < sl->nsrc; k++) {
         const recipe_source *src = &sl->src[sl->order[k]];
         s->model[k] = src->model;
-        s->in_name[k] = offset < 0 ? lad_strdup(src_name) : renumber(src_name, src->first + offset);
+        s->in_name[k] = offset < 0 ? lad_strdup(src_name)
+                                   : lad_structure_rename(st[src->model], src_name,
+                                                          (uint32_t)(src->first + offset));
         if (!s->in_name[k])
             return lad_fail(err, "out of memory");
+    }
+    return 0;
+}
+
+/* The stack of every model the slices read: exactly one, numbered in a
+ * way a layer can be renumbered. */
+static int slice_structures(const lad_recipe *r, lad_model *const *models, lad_structure **st,
+                            lad_error *err)
+{
+    for (size_t j = 0; j < r->nmodels; j++) {
+        if (lad_structure_build(models[j], r->layers, r->nlayers, &st[j], err) != 0)
+            return -1;
+        size_t n = lad_structure_nstacks(st[j]);
+        if (n != 1)
+            return lad_fail(err, "%s: slices take layers from one stack of blocks, and ladle "
+                                 "finds %zu in it%s",
+                            models[j]->ref, n,
+                            n ? " (give the one to slice with layers: REGEX)"
+                              : " (name it with layers: REGEX)");
+        for (size_t i = 0; i < models[j]->ntensors; i++) {
+            char *probe = lad_structure_rename(st[j], models[j]->tensors[i].name, 0);
+            if (!probe)
+                return lad_fail(err, "%s: its stack '%s' is a sequence of differently named "
+                                     "blocks; slices cannot renumber it",
+                                models[j]->ref, lad_structure_stack(st[j], 0)->name);
+            free(probe);
+        }
     }
     return 0;
 }
@@ -850,46 +906,57 @@ int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_s
                      size_t *nout, uint64_t *num_layers, lad_error *err)
 {
     lad_tensor_spec *specs = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 0, first_layer_spec = 0;
     long layer = 0;
-    int rc = 0;
+    lad_structure *st[RECIPE_MAX_MODELS + 1] = {0};
+    int rc = slice_structures(r, models, st, err);
     const recipe_slice *s0 = &r->slices[0], *sl = &r->slices[r->nslices - 1];
-    const lad_model *first = models[s0->src[s0->order[0]].model];
-    const lad_model *last = models[sl->src[sl->order[0]].model];
-    for (size_t i = 0; rc == 0 && i < first->ntensors; i++) {
-        const char *name = first->tensors[i].name;
-        if (lad_sched_layer_index(name, NULL, NULL) < 0 && lad_sched_depth(name, 2) == 0)
-            rc = add_spec(&specs, &n, &cap, lad_strdup(name), s0, name, -1, 0, err);
+    size_t m0 = s0->src[s0->order[0]].model, m1 = sl->src[sl->order[0]].model;
+    const lad_place before = {.stack = -1, .before = true, .t = 0},
+                    after = {.stack = -1, .t = 1};
+    for (size_t i = 0; rc == 0 && i < models[m0]->ntensors; i++) {
+        const char *name = models[m0]->tensors[i].name;
+        lad_place p = lad_structure_place(st[m0], name);
+        if (p.stack < 0 && p.before)
+            rc = add_spec(&specs, &n, &cap, lad_strdup(name), s0, name, -1, before, st, err);
     }
+    first_layer_spec = n;
     for (size_t k = 0; rc == 0 && k < r->nslices; k++) {
         const recipe_slice *slice = &r->slices[k];
         for (size_t q = 0; q < slice->nsrc && rc == 0; q++) {
             const recipe_source *src = &slice->src[q];
-            uint64_t have = lad_sched_count_layers(models[src->model]);
-            if ((uint64_t)src->last > have)
+            uint32_t have = lad_structure_stack(st[src->model], 0)->len;
+            if (src->last > (long)have)
                 rc = lad_yaml_fail(err, &r->y, src->range, "layer_range [%ld, %ld] but %s has "
-                                                           "%llu layers",
-                                   src->first, src->last, models[src->model]->ref,
-                                   (unsigned long long)have);
+                                                           "%u layers",
+                                   src->first, src->last, models[src->model]->ref, have);
         }
         const recipe_source *lead = &slice->src[slice->order[0]];
         const lad_model *m = models[lead->model];
         long span = lead->last - lead->first;
         for (long off = 0; rc == 0 && off < span; off++, layer++) {
-            double t = span > 1 ? (double)off / (double)(span - 1) : 1.0;
+            lad_place p = {.stack = 0, .pos = (uint32_t)layer,
+                           .t = span > 1 ? (double)off / (double)(span - 1) : 1.0};
             for (size_t i = 0; rc == 0 && i < m->ntensors; i++) {
                 const char *name = m->tensors[i].name;
-                if (lad_sched_layer_index(name, NULL, NULL) == lead->first + off)
-                    rc = add_spec(&specs, &n, &cap, renumber(name, layer), slice, name, off, t,
-                                  err);
+                lad_place q = lad_structure_place(st[lead->model], name);
+                if (q.stack == 0 && q.pos == (uint32_t)(lead->first + off))
+                    rc = add_spec(&specs, &n, &cap,
+                                  lad_structure_rename(st[lead->model], name, (uint32_t)layer),
+                                  slice, name, off, p, st, err);
             }
         }
     }
-    for (size_t i = 0; rc == 0 && i < last->ntensors; i++) {
-        const char *name = last->tensors[i].name;
-        if (lad_sched_layer_index(name, NULL, NULL) < 0 && lad_sched_depth(name, 2) != 0)
-            rc = add_spec(&specs, &n, &cap, lad_strdup(name), sl, name, -1, 1, err);
+    for (size_t i = first_layer_spec; rc == 0 && i < n; i++)
+        specs[i].place.len = (uint32_t)layer; /* the output's stack */
+    for (size_t i = 0; rc == 0 && i < models[m1]->ntensors; i++) {
+        const char *name = models[m1]->tensors[i].name;
+        lad_place p = lad_structure_place(st[m1], name);
+        if (p.stack < 0 && !p.before)
+            rc = add_spec(&specs, &n, &cap, lad_strdup(name), sl, name, -1, after, st, err);
     }
+    for (size_t j = 0; j < r->nmodels; j++)
+        lad_structure_free(st[j]);
     if (rc) {
         lad_recipe_free_specs(specs, n);
         return -1;

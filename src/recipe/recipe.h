@@ -45,7 +45,9 @@ typedef struct lad_recipe {
     const char *dtype_name; /* dtype as written (ladle computes in fp32) */
     recipe_slice *slices;   /* slices:, or NULL for models: */
     size_t nslices;
-    bool gradient;          /* some parameter is a gradient across the layers */
+    bool needs_layers;      /* a gradient across the layers, or a layer group filter */
+    const char *layers[8];  /* `layers:` regexes naming the stacks (--layers) */
+    size_t nlayers;
 } lad_recipe;
 
 int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err);
@@ -57,8 +59,8 @@ void lad_recipe_free(lad_recipe *r);
 const char *lad_recipe_method(const lad_recipe *r);
 
 /* The op of one tensor (a lad_schedule resolve callback; ctx = recipe). */
-int lad_recipe_resolve(const char *tensor, double depth, const void *spec_ctx, lad_op *op,
-                       const void *ctx, lad_error *err);
+int lad_recipe_resolve(const char *tensor, const lad_place *place, const void *spec_ctx,
+                       lad_op *op, const void *ctx, lad_error *err);
 
 /* With slices: the output tensors (layers renumbered) from the opened
  * models (in the recipe's model order); *num_layers for config.json. */
@@ -67,7 +69,7 @@ int lad_recipe_specs(const lad_recipe *r, lad_model *const *models, lad_tensor_s
 void lad_recipe_free_specs(lad_tensor_spec *specs, size_t n);
 
 /* The resolved parameters of one tensor as "name=value, ..." (dry runs). */
-int lad_recipe_describe(const lad_recipe *r, const char *tensor, double depth,
+int lad_recipe_describe(const lad_recipe *r, const char *tensor, const lad_place *place,
                         const void *spec_ctx, char *buf, size_t len, lad_error *err);
 
 #endif

@@ -42,11 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * gradients and filters are evaluated lazily. */
         const char *names[] = {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
                                "model.layers.3.mlp.up_proj.weight", "lm_head.weight"};
-        const double depth[] = {0, 0.25, 0.75, 1};
+        const lad_place place[] = {{.stack = -1, .before = true, .t = 0},
+                                   {.stack = 0, .pos = 0, .len = 4, .t = 0},
+                                   {.stack = 0, .pos = 3, .len = 4, .t = 1},
+                                   {.stack = -1, .t = 1}};
         for (size_t sl = 0; sl < (r.nslices ? r.nslices : 1); sl++)
             for (size_t i = 0; i < 4; i++) {
                 lad_op op;
-                lad_recipe_resolve(names[i], depth[i], r.nslices ? &r.slices[sl] : NULL, &op,
+                lad_recipe_resolve(names[i], &place[i], r.nslices ? &r.slices[sl] : NULL, &op,
                                    &r, &err);
             }
         lad_recipe_free(&r);

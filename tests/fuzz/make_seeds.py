@@ -86,4 +86,13 @@ fail = {"recipe": "model A", "eval": "python3 eval.py {model}", "path": "A", "sc
 (d / "stdout_plain").write_text("accuracy 93.1%\nscore: 0.25\n")
 (d / "stdout_json").write_text('{"score": -1.5e-3, "n": 7}\n')
 (d / "stdout_no_number").write_text("nan inf 0x1p3 1e999\n")
+# structure: the tensor names of every naming scheme the structure tests
+# cover, one name per line ("re:REGEX" first for --layers).
+from test_structure import SCHEMES  # noqa: E402
+d = fresh("structure")
+for name, names in SCHEMES.items():
+    (d / name).write_text("\n".join(names) + "\n")
+(d / "regex").write_text("re:unit_(\\d+)\\.\n" + "\n".join(
+    f"net.stage.unit_{i}.w" for i in range(4)) + "\nstem.weight\n")
+(d / "flat").write_text("fc1.weight\nfc2.weight\n")
 print("seeds written to", corpus)

@@ -224,3 +224,17 @@ def test_nonfinite_results_warn(tmp_path):
     with pytest.warns(RuntimeWarning, match="1 NaN/Inf value"):
         out = ladle.uniform_soup([a, b], dtype="f16")  # 70000 is past f16's 65504
     assert np.isinf(out["w"][0])
+
+
+def test_layer_groups_and_layers_from_python(tmp_path, rng):
+    paths, models = family(tmp_path, rng, "F32", layers=4)
+    a, b = as_kind(models[1], "torch"), as_kind(models[2], "torch")
+    got = ladle.linear_interpolate(a, b, 0.5, sets={"early": {"alpha": 0.0},
+                                                    "embed|head": {"alpha": 1.0}})
+    cli("lerp", paths[1], paths[2], "--alpha", "0.5", "--set", "early:alpha=0.0",
+        "--set", "embed|head:alpha=1.0", "-o", tmp_path / "c.safetensors", "-q")
+    same_as_cli(got, tmp_path / "c.safetensors")
+    assert raw(got["model.layers.0.mlp.up_proj.weight"]) == raw(a["model.layers.0.mlp.up_proj.weight"])
+    assert raw(got["lm_head.weight"]) == raw(b["lm_head.weight"])
+    with pytest.raises(ladle.LadleError, match="matches no tensor"):
+        ladle.linear_interpolate(a, b, [0, 1], layers=r"blocks\.(\d+)\.")
