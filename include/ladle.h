@@ -68,6 +68,16 @@ float lad_f16_to_f32(uint16_t h);
 uint16_t lad_f32_to_bf16(float f);
 uint16_t lad_f32_to_f16(float f);
 
+/* The OCP 8-bit floats (F8_E4M3 as float8_e4m3fn: no Inf, S.1111.111 is
+ * NaN; F8_E5M2 IEEE-like) and MXFP4's E2M1 (a nibble): decoding is exact;
+ * encoding rounds to nearest even and saturates at the largest finite value
+ * (448, 57344, 6), NaN staying NaN (E2M1 has none: 0). */
+float lad_fp8_to_f32(lad_dtype t, uint8_t code);
+uint8_t lad_f32_to_fp8(lad_dtype t, float x);
+float lad_fp8_max(lad_dtype t);
+float lad_e2m1_to_f32(uint8_t nibble);
+uint8_t lad_f32_to_e2m1(float x);
+
 /* Bulk conversions between a mergeable dtype's bytes and fp32/fp64.
  * The fast paths are chosen at run time from the CPU's features. */
 void lad_load_f32(lad_dtype src, const void *in, float *out, size_t n);
@@ -94,16 +104,53 @@ typedef struct lad_file {
 /* Reads n bytes at off (from the file, or the memory holding it). */
 int lad_file_read(const lad_file *f, void *buf, size_t n, uint64_t off, lad_error *err);
 
+/*
+ * Quantised weights as checkpoints ship them (formats/quant.c): a weight
+ * and its scales are one logical tensor, read as fp32 values.
+ *   FP8_TENSOR   F8_E4M3/E5M2 codes, one scale for the tensor
+ *   FP8_CHANNEL  one scale per row ([R] or [R, 1])
+ *   FP8_BLOCK    one per block of block[0] x block[1] (DeepSeek's 128 x 128;
+ *                edges need not divide): value = code x scale
+ *   MXFP4        gpt-oss's X_blocks (U8: two E2M1 codes, low nibble first,
+ *                32 per block of 16 bytes) and X_scales (U8, E8M0): value =
+ *                e2m1 x 2^(scale - 127); the logical tensor is X with the
+ *                blocks' last two dimensions joined
+ * The scale tensor is hidden: it is never merged on its own.
+ */
+typedef enum lad_qscheme {
+    LAD_Q_NONE, LAD_Q_FP8_TENSOR, LAD_Q_FP8_CHANNEL, LAD_Q_FP8_BLOCK, LAD_Q_MXFP4
+} lad_qscheme;
+
+struct lad_tensor;
+typedef struct lad_quant {
+    lad_qscheme scheme;
+    const struct lad_tensor *scales;
+    uint32_t block[2];     /* FP8_BLOCK: the rows and columns one scale covers */
+    char *phys_name;       /* MXFP4: the packed tensor's own name, "X_blocks" */
+    int phys_ndim;
+    uint64_t phys_shape[LAD_MAX_DIMS];
+    const char *problem;   /* a low-bit tensor ladle could not pair: why */
+} lad_quant;
+
 typedef struct lad_tensor {
     char *name;
-    lad_dtype dtype;
+    lad_dtype dtype;       /* for a quantised weight, its codes' type (F4 for MXFP4) */
     int ndim;
     uint64_t shape[LAD_MAX_DIMS];
     uint64_t nelem;
-    uint64_t nbytes;
+    uint64_t nbytes;       /* bytes in the file (MXFP4: of the packed blocks) */
     const lad_file *file;
     uint64_t offset;       /* absolute byte offset in file */
+    lad_quant q;
+    bool hidden;           /* the scales of a quantised weight */
 } lad_tensor;
+
+/* Can the tensor be merged (a float ladle reads, quantised or not)? */
+bool lad_tensor_mergeable(const lad_tensor *t);
+/* Reads elements [start, start + n) of a quantised tensor as fp32. */
+int lad_quant_read(const lad_tensor *t, uint64_t start, size_t n, float *out, lad_error *err);
+/* "fp8 block 128x128", "mxfp4", ... */
+const char *lad_qscheme_name(lad_qscheme s);
 
 typedef struct lad_model {
     char *ref;             /* as the user named it */
@@ -115,6 +162,7 @@ typedef struct lad_model {
     lad_tensor **by_name;  /* sorted by name, for lookup */
     void *config;          /* json_t of config.json, or NULL */
     uint64_t total_bytes;  /* bytes of all files */
+    const char *quant_method; /* quantization_config's, when ladle cannot read it */
 } lad_model;
 
 /* Opens and fully validates a model: a .safetensors file, or a folder with
@@ -371,6 +419,11 @@ typedef struct lad_plan_tensor {
     const lad_op *op;
     size_t shard;              /* output file index */
     uint64_t offset;           /* within the shard's data area */
+    /* Re-quantised in the template's scheme (its codes here, its scales in
+     * the scale tensor written right after them), or NULL. */
+    const lad_quant *oq;
+    lad_dtype scale_dtype;
+    uint64_t scale_nbytes, scale_offset;
 } lad_plan_tensor;
 
 /* An output tensor given explicitly (recipes with slices): its name and its

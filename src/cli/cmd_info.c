@@ -38,11 +38,11 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
     return 0;
 }
 
-static json_t *shape_json(const lad_tensor *t)
+static json_t *shape_json(int ndim, const uint64_t *shape)
 {
     json_t *a = json_array();
-    for (int d = 0; d < t->ndim; d++)
-        json_array_append_new(a, json_integer((json_int_t)t->shape[d]));
+    for (int d = 0; d < ndim; d++)
+        json_array_append_new(a, json_integer((json_int_t)shape[d]));
     return a;
 }
 
@@ -99,24 +99,43 @@ static json_t *structure_json(const lad_model *m, const lad_structure *st)
     return json_pack("{s:o, s:o, s:o}", "stacks", stacks, "before", before, "after", after);
 }
 
+/* How a quantised weight, or the scales of one, is read. */
+static void quant_note(const lad_model *m, const lad_tensor *t, char *buf, size_t len)
+{
+    buf[0] = 0;
+    if (t->q.scheme == LAD_Q_FP8_BLOCK)
+        snprintf(buf, len, "  %s %ux%u, scales %s", lad_qscheme_name(t->q.scheme),
+                 t->q.block[0], t->q.block[1], t->q.scales->name);
+    else if (t->q.scheme)
+        snprintf(buf, len, "  %s, scales %s", lad_qscheme_name(t->q.scheme), t->q.scales->name);
+    else if (t->q.problem)
+        snprintf(buf, len, "  not mergeable: %s", t->q.problem);
+    for (size_t i = 0; t->hidden && i < m->ntensors; i++)
+        if (m->tensors[i].q.scales == t)
+            snprintf(buf, len, "  scales of %s", m->tensors[i].name);
+}
+
 static void print_text(const lad_model *m)
 {
     uint64_t bytes[LAD_DTYPE_COUNT] = {0}, elems[LAD_DTYPE_COUNT] = {0}, params = 0;
     printf("%-60s %-8s %-24s %14s\n", "tensor", "dtype", "shape", "bytes");
     for (size_t i = 0; i < m->ntensors; i++) {
         const lad_tensor *t = &m->tensors[i];
-        char shape[128];
+        lad_tensor_info ti; /* as stored: MXFP4 blocks as U8 */
+        lad_model_tensor_info(m, i, &ti);
+        char shape[128], note[512];
         int o = snprintf(shape, sizeof shape, "[");
-        for (int d = 0; d < t->ndim && o < (int)sizeof shape; d++)
+        for (int d = 0; d < ti.ndim && o < (int)sizeof shape; d++)
             o += snprintf(shape + o, sizeof shape - (size_t)o, "%s%llu", d ? ", " : "",
-                          (unsigned long long)t->shape[d]);
+                          (unsigned long long)ti.shape[d]);
         if (o < (int)sizeof shape)
             snprintf(shape + o, sizeof shape - (size_t)o, "]");
-        printf("%-60s %-8s %-24s %14llu\n", t->name, lad_dtype_name(t->dtype), shape,
-               (unsigned long long)t->nbytes);
-        bytes[t->dtype] += t->nbytes;
-        elems[t->dtype] += t->nelem;
-        params += t->nelem;
+        quant_note(m, t, note, sizeof note);
+        printf("%-60s %-8s %-24s %14llu%s\n", ti.name, lad_dtype_name(ti.dtype), shape,
+               (unsigned long long)t->nbytes, note);
+        bytes[ti.dtype] += t->nbytes;
+        elems[ti.dtype] += t->nelem;
+        params += t->hidden ? 0 : t->nelem;
     }
     char total[32];
     lad_format_bytes(m->total_bytes, total, sizeof total);
@@ -143,11 +162,26 @@ static int print_json(const lad_model *m, const lad_structure *st)
     uint64_t params = 0;
     for (size_t i = 0; i < m->ntensors; i++) {
         const lad_tensor *t = &m->tensors[i];
-        params += t->nelem;
-        json_array_append_new(tensors,
-                              json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", t->name, "dtype",
-                                        lad_dtype_name(t->dtype), "shape", shape_json(t),
-                                        "bytes", (json_int_t)t->nbytes, "file", t->file->path));
+        lad_tensor_info ti;
+        lad_model_tensor_info(m, i, &ti);
+        params += t->hidden ? 0 : t->nelem;
+        json_t *row = json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", ti.name, "dtype",
+                                lad_dtype_name(ti.dtype), "shape", shape_json(ti.ndim, ti.shape),
+                                "bytes", (json_int_t)t->nbytes, "file", t->file->path);
+        if (t->q.scheme) {
+            json_t *q = json_pack("{s:s, s:s, s:s}", "scheme", lad_qscheme_name(t->q.scheme),
+                                  "scales", t->q.scales->name, "tensor", t->name);
+            if (t->q.scheme == LAD_Q_FP8_BLOCK)
+                json_object_set_new(q, "block", json_pack("[i, i]", (int)t->q.block[0],
+                                                          (int)t->q.block[1]));
+            json_object_set_new(row, "quant", q);
+        } else if (t->q.problem) {
+            json_object_set_new(row, "not_mergeable", json_string(t->q.problem));
+        }
+        for (size_t k = 0; t->hidden && k < m->ntensors; k++)
+            if (m->tensors[k].q.scales == t)
+                json_object_set_new(row, "scales_of", json_string(m->tensors[k].name));
+        json_array_append_new(tensors, row);
     }
     for (size_t f = 0; f < m->nfiles; f++)
         json_array_append_new(files, json_pack("{s:s, s:I, s:O}", "path", m->files[f].path,

@@ -133,3 +133,85 @@ uint16_t lad_f32_to_f16(float f)
         h++;
     return sign | (uint16_t)h;
 }
+
+/* ------------------------------------------------------------ minifloats */
+
+/*
+ * The OCP 8-bit floats (as PyTorch's float8_e4m3fn and float8_e5m2) and
+ * MXFP4's E2M1, each a sign, exponent and mantissa with bias
+ * 2^(ebits-1) - 1 and subnormals at exponent 0:
+ *   E4M3 (fn): no infinities; S.1111.111 is NaN; largest 448
+ *   E5M2:      IEEE-like; exponent 31 is Inf (mantissa 0) or NaN; largest 57344
+ *   E2M1:      no Inf or NaN; values 0, 0.5, 1, 1.5, 2, 3, 4, 6
+ */
+typedef struct minifloat {
+    int ebits, mbits;
+    float max;           /* the largest finite value */
+    uint8_t max_code;    /* its code (positive) */
+    uint8_t nan_code;    /* a NaN's code (positive), or 0: none */
+} minifloat;
+
+static const minifloat E4M3 = {4, 3, 448.0f, 0x7e, 0x7f};
+static const minifloat E5M2 = {5, 2, 57344.0f, 0x7b, 0x7f};
+static const minifloat E2M1 = {2, 1, 6.0f, 0x7, 0};
+
+static float mini_to_f32(const minifloat *f, unsigned code)
+{
+    unsigned bits = 1u + (unsigned)f->ebits + (unsigned)f->mbits;
+    unsigned sign = code >> (bits - 1) & 1, e = code >> f->mbits & ((1u << f->ebits) - 1),
+             m = code & ((1u << f->mbits) - 1);
+    int bias = (1 << (f->ebits - 1)) - 1;
+    float v;
+    if (f->nan_code && (code & ((1u << (bits - 1)) - 1)) == f->nan_code)
+        v = NAN;
+    else if (f == &E5M2 && e == 31)
+        v = m ? NAN : INFINITY;
+    else if (e == 0)
+        v = ldexpf((float)m, 1 - bias - f->mbits);
+    else
+        v = ldexpf((float)(m | 1u << f->mbits), (int)e - bias - f->mbits);
+    return sign ? -v : v;
+}
+
+/* Rounds to nearest, ties to even, and saturates at the largest finite
+ * value (Inf too); NaN stays NaN (E2M1 has none: 0). */
+static uint8_t f32_to_mini(const minifloat *f, float x)
+{
+    unsigned bits = 1u + (unsigned)f->ebits + (unsigned)f->mbits;
+    uint8_t sign = signbit(x) ? (uint8_t)(1u << (bits - 1)) : 0;
+    float a = fabsf(x);
+    if (isnan(x))
+        return f->nan_code ? (uint8_t)(sign | f->nan_code) : 0;
+    if (a >= f->max)
+        return (uint8_t)(sign | f->max_code);
+    int bias = (1 << (f->ebits - 1)) - 1, e;
+    frexpf(a, &e);
+    e -= 1; /* a = 1.m x 2^e */
+    if (e < 1 - bias)
+        e = 1 - bias; /* subnormals share the smallest normal's spacing */
+    /* a / quantum is exact: a power-of-two scaling of an fp32 */
+    float q = rintf(ldexpf(a, f->mbits - e));
+    unsigned code = a == 0 ? 0
+                           : (unsigned)(e + bias - 1) * (1u << f->mbits) + (unsigned)q;
+    if (e == 1 - bias) /* subnormal range: q is the code itself */
+        code = (unsigned)q;
+    if (code > f->max_code)
+        code = f->max_code;
+    return (uint8_t)(sign | code);
+}
+
+float lad_fp8_to_f32(lad_dtype t, uint8_t code)
+{
+    return mini_to_f32(t == LAD_F8_E5M2 ? &E5M2 : &E4M3, code);
+}
+
+uint8_t lad_f32_to_fp8(lad_dtype t, float x)
+{
+    return f32_to_mini(t == LAD_F8_E5M2 ? &E5M2 : &E4M3, x);
+}
+
+float lad_e2m1_to_f32(uint8_t nibble) { return mini_to_f32(&E2M1, nibble & 0xf); }
+
+uint8_t lad_f32_to_e2m1(float x) { return f32_to_mini(&E2M1, x); }
+
+float lad_fp8_max(lad_dtype t) { return t == LAD_F8_E5M2 ? E5M2.max : E4M3.max; }

@@ -20,6 +20,8 @@ static int same_shape(const lad_tensor *x, const lad_tensor *y)
 static int read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, float *out,
                     lad_error *err)
 {
+    if (t->q.scheme) /* quantised: its dequantised values */
+        return lad_quant_read(t, start, n, out, err);
     size_t es = lad_dtype_bits(t->dtype) / 8;
     if (lad_file_read(t->file, raw, n * es, t->offset + start * es, err))
         return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
@@ -65,7 +67,7 @@ int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base,
     int rc = (!res || !buf || !raw) ? lad_fail(err, "out of memory") : 0;
     for (size_t i = 0; rc == 0 && i < a->ntensors; i++) {
         const lad_tensor *ta = &a->tensors[i];
-        if (!lad_dtype_mergeable(ta->dtype))
+        if (!lad_tensor_mergeable(ta) || ta->hidden)
             continue;
         const lad_tensor *tb = lad_model_find(b, ta->name);
         const lad_tensor *tbase = base ? lad_model_find(base, ta->name) : NULL;
@@ -79,7 +81,7 @@ int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base,
                           !same_shape(ta, tb) ? b->ref : base->ref);
             break;
         }
-        if (!lad_dtype_mergeable(tb->dtype) || (tbase && !lad_dtype_mergeable(tbase->dtype))) {
+        if (!lad_tensor_mergeable(tb) || (tbase && !lad_tensor_mergeable(tbase))) {
             rc = lad_fail(err, "tensor '%s' is not a float tensor in every model", ta->name);
             break;
         }

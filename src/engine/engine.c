@@ -30,11 +30,13 @@
 #define _GNU_SOURCE
 #include "plan.h"
 #include "util.h"
+#include "../formats/quant.h"
 #include "../formats/writer.h"
 #include "../methods/kernel.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -48,6 +50,8 @@
 #define BLOCK LAD_BLOCK  /* elements per conversion + kernel step */
 #define MAX_INPUTS 64
 #define MERGE_PASS (-1)
+#define AMAX_PASS (-2) /* the merged values' largest magnitude (an FP8 tensor scale) */
+#define MAX_QUANT_ITEM (1u << 25) /* values of a re-quantised item: 128 rows of 256K */
 
 typedef struct item {
     size_t tensor;
@@ -85,6 +89,8 @@ typedef struct run {
     bool finished;
     atomic_size_t next;
 
+    uint64_t max_item;      /* elements (bytes for a copy) of the largest item */
+    float tensor_amax;      /* after an AMAX_PASS: the tensor's largest magnitude */
     atomic_bool failed;
     atomic_bool stop;       /* the progress callback asked to stop */
     lad_error err;
@@ -98,6 +104,10 @@ typedef struct worker {
     void *comp[MAX_INPUTS]; /* fp32/fp64 values per input: BLOCK, or a row */
     void *comp_out;
     void *scratch;          /* for the kernels: LAD_SCRATCH_BYTES */
+    float *deq[MAX_INPUTS]; /* a quantised input's item, read as fp32 */
+    float *merged;          /* a quantised output's item, before its codes */
+    unsigned char *qscales; /* and its scales */
+    float amax;             /* AMAX_PASS: this worker's largest magnitude */
 } worker;
 
 static void fail_run(run *r, const lad_error *e)
@@ -112,12 +122,26 @@ static void fail_run(run *r, const lad_error *e)
 
 static size_t esize(lad_dtype t) { return lad_dtype_bits(t) / 8; }
 
+/* Quantised inputs or outputs: read and written as fp32 items. */
+static bool quantised(const lad_plan_tensor *pt)
+{
+    bool q = pt->oq != NULL;
+    for (size_t j = 0; j < pt->nin; j++)
+        q |= pt->in[j]->q.scheme != LAD_Q_NONE;
+    return q;
+}
+
 static bool is_wide(const lad_plan_tensor *pt)
 {
     bool wide = pt->out_dtype == LAD_F64;
     for (size_t j = 0; j < pt->nin; j++)
         wide |= pt->in[j]->dtype == LAD_F64;
-    return wide;
+    return wide && !quantised(pt);
+}
+
+static uint64_t cols_of(const lad_plan_tensor *pt)
+{
+    return pt->ndim ? pt->shape[pt->ndim - 1] : 1;
 }
 
 static uint64_t nblocks_of(uint64_t nelem) { return (nelem + LAD_BLOCK - 1) / LAD_BLOCK; }
@@ -154,6 +178,11 @@ static int npasses(const lad_plan_tensor *pt)
 {
     const lad_method *m = pt->kind == LAD_MERGE ? pt->op->method : NULL;
     return m && m->npasses ? m->npasses(pt->op, is_wide(pt)) : 0;
+}
+
+static bool needs_amax(const lad_plan_tensor *pt)
+{
+    return pt->oq && pt->oq->scheme == LAD_Q_FP8_TENSOR;
 }
 
 /* One item of a merged tensor: a statistics pass or the merge pass. */
@@ -198,14 +227,62 @@ static uint64_t count_nonfinite(lad_dtype t, const void *raw, size_t n)
 
 /* An item's output bytes, at byte `at` of its tensor: written to the file
  * (a memory output holds them already). */
-static int put(run *r, const item *it, const void *bytes, uint64_t n, uint64_t at,
-               lad_error *err)
+static int put_at(run *r, const lad_plan_tensor *pt, const void *bytes, uint64_t n, uint64_t at,
+                  lad_error *err)
 {
-    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
     size_t s = pt->shard;
     if (!r->mem && lad_pwrite_full(r->fds[s], bytes, n, r->data_start[s] + pt->offset + at, err))
         return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, pt->name);
     atomic_fetch_add(&r->done_bytes, n);
+    return 0;
+}
+
+static int put(run *r, const item *it, const void *bytes, uint64_t n, uint64_t at,
+               lad_error *err)
+{
+    return put_at(r, &r->plan->t[it->tensor], bytes, n, at, err);
+}
+
+/* A quantised output's item (merged fp32 values in w->merged): its codes
+ * and scales, re-quantised in the template's scheme and written. */
+static int put_quantised(worker *w, const item *it, lad_error *err)
+{
+    run *r = w->r;
+    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
+    const lad_quant *q = pt->oq;
+    size_t n = (size_t)it->count, ses = esize(pt->scale_dtype);
+    uint64_t C = cols_of(pt), nonfinite = count_nonfinite(LAD_F32, w->merged, n);
+    uint64_t code_at, code_bytes, scale_at, scale_bytes;
+    if (nonfinite)
+        atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
+    if (q->scheme == LAD_Q_MXFP4) {
+        lad_quant_encode_mxfp4(n, w->merged, w->out_raw, w->qscales);
+        code_at = it->start / 2;
+        code_bytes = n / 2;
+        scale_at = it->start / 32;
+        scale_bytes = n / 32;
+    } else {
+        lad_quant_encode_fp8(q, pt->out_dtype, pt->scale_dtype, C, n, w->merged, w->out_raw,
+                             w->qscales, r->tensor_amax);
+        code_at = it->start;
+        code_bytes = n;
+        if (q->scheme == LAD_Q_FP8_TENSOR) {
+            scale_at = 0;
+            scale_bytes = it->index == 0 ? ses : 0;
+        } else if (q->scheme == LAD_Q_FP8_CHANNEL) {
+            scale_at = it->start / C * ses;
+            scale_bytes = n / C * ses;
+        } else { /* one row of blocks */
+            uint64_t sc = (C + q->block[1] - 1) / q->block[1];
+            scale_at = it->start / (C * q->block[0]) * sc * ses;
+            scale_bytes = sc * ses;
+        }
+    }
+    const lad_plan_tensor scales = {.shard = pt->shard, .offset = pt->scale_offset,
+                                    .name = q->scales->name};
+    if (put_at(r, pt, w->out_raw, code_bytes, code_at, err) ||
+        put_at(r, &scales, w->qscales, scale_bytes, scale_at, err))
+        return -1;
     return 0;
 }
 
@@ -218,8 +295,13 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
         size_t es = esize(t->dtype);
-        if (lad_file_read(t->file, w->raw[j], it->count * es, t->offset + it->start * es, err))
+        if (t->q.scheme) {
+            if (lad_quant_read(t, it->start, (size_t)it->count, w->deq[j], err))
+                return -1;
+        } else if (lad_file_read(t->file, w->raw[j], it->count * es, t->offset + it->start * es,
+                                 err)) {
             return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+        }
     }
     lad_kctx k = scope_ctx(r, it->tensor);
     k.item += it->index;
@@ -248,20 +330,36 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
         } else {
             const float *in[MAX_INPUTS];
             for (size_t j = 0; j < pt->nin; j++) {
+                if (pt->in[j]->q.scheme) {
+                    in[j] = w->deq[j] + b;
+                    continue;
+                }
                 lad_load_f32(pt->in[j]->dtype, w->raw[j] + b * esize(pt->in[j]->dtype),
                              w->comp[j], n);
                 in[j] = w->comp[j];
             }
-            if (pass != MERGE_PASS) {
+            if (pass >= 0) {
                 m->stats_f32(&k, pass, acc, in, n);
+                continue;
+            }
+            if (pt->oq) { /* the whole item first: its scales need it all */
+                m->chunk_f32(&k, w->merged + b, in, n);
                 continue;
             }
             m->chunk_f32(&k, w->comp_out, in, n);
             lad_store_f32(pt->out_dtype, w->comp_out, out + b * oes, n);
         }
     }
+    if (pass == AMAX_PASS) {
+        for (uint64_t i = 0; i < it->count; i++)
+            w->amax = isnan(w->merged[i]) || isnan(w->amax) ? NAN
+                                                             : fmaxf(w->amax, fabsf(w->merged[i]));
+        return 0;
+    }
     if (pass != MERGE_PASS)
         return 0;
+    if (pt->oq)
+        return put_quantised(w, it, err);
     uint64_t nonfinite = count_nonfinite(pt->out_dtype, out, it->count);
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
@@ -386,12 +484,12 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     const lad_method *m = pt->op->method;
     size_t first = r->first_item[t], end = r->first_item[t + 1];
     bool wide = is_wide(pt);
-    size_t acc_bytes = m->acc_size(pt->op);
+    size_t acc_bytes = npasses(pt) ? m->acc_size(pt->op) : 0;
     lad_kctx k = scope_ctx(r, t);
-    r->stats = calloc(1, m->stats_size(&k) + 1);
+    r->stats = calloc(1, npasses(pt) ? m->stats_size(&k) + 1 : 1);
     k.stats = r->stats;
     int rc = r->stats ? 0 : lad_fail(err, "out of memory for the statistics of '%s'", pt->name);
-    if (rc == 0 && m->stats_init)
+    if (rc == 0 && npasses(pt) && m->stats_init)
         m->stats_init(&k, wide);
     for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
         for (int i = 0; acc_bytes && i < pl->started; i++)
@@ -400,6 +498,17 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
             rc = -1;
         else
             m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started);
+    }
+    if (rc == 0 && needs_amax(pt)) {
+        for (int i = 0; i < pl->started; i++)
+            pl->ws[i].amax = 0;
+        if (run_phase(r, pl, first, end, AMAX_PASS) != 0)
+            rc = -1;
+        r->tensor_amax = 0;
+        for (int i = 0; i < pl->started; i++)
+            r->tensor_amax = isnan(pl->ws[i].amax) || isnan(r->tensor_amax)
+                                 ? NAN
+                                 : fmaxf(r->tensor_amax, pl->ws[i].amax);
     }
     if (rc == 0 && run_phase(r, pl, first, end, MERGE_PASS) != 0)
         rc = -1;
@@ -422,6 +531,11 @@ static int run_model_scope(run *r, pool *pl, size_t t0, lad_error *err)
         const lad_plan_tensor *pt = &p->t[t];
         if (pt->kind != LAD_MERGE)
             continue;
+        if (needs_amax(pt))
+            return lad_fail(err, "tensor '%s': a whole-model selection with FP8 outputs scaled "
+                                 "per tensor is not supported; add --dtype to write them "
+                                 "dequantised",
+                            pt->name);
         if (pt->op->method != op->method || memcmp(pt->op->param, op->param, sizeof op->param))
             return lad_fail(err, "tensor '%s': its parameters differ from '%s', but a "
                                  "whole-model selection needs one set for every tensor",
@@ -473,7 +587,7 @@ static int run_all(run *r, pool *pl, lad_error *err)
             return run_model_scope(r, pl, u, err);
     }
     while (t < n) {
-        if (npasses(&r->plan->t[t]) > 0) {
+        if (npasses(&r->plan->t[t]) > 0 || needs_amax(&r->plan->t[t])) {
             if (run_tensor_with_stats(r, pl, t, err) != 0)
                 return -1;
             t++;
@@ -481,7 +595,7 @@ static int run_all(run *r, pool *pl, lad_error *err)
         }
         /* A run of tensors without statistics: one phase over all of them. */
         size_t u = t;
-        while (u < n && npasses(&r->plan->t[u]) == 0)
+        while (u < n && npasses(&r->plan->t[u]) == 0 && !needs_amax(&r->plan->t[u]))
             u++;
         if (run_phase(r, pl, r->first_item[t], r->first_item[u], MERGE_PASS) != 0)
             return -1;
@@ -492,12 +606,22 @@ static int run_all(run *r, pool *pl, lad_error *err)
 
 /* Elements (bytes for a copy) per work item: CHUNK, whole rows for a row
  * method. */
+/* Elements (bytes for a copy) per work item: CHUNK; whole rows for a row
+ * method or an FP8 output scaled per row; one row of blocks for an FP8
+ * output scaled per block (its scales need every value of the block). */
 static uint64_t item_step(const lad_plan_tensor *pt)
 {
     if (pt->kind != LAD_MERGE)
         return (uint64_t)CHUNK * 8;
+    uint64_t C = cols_of(pt);
+    if (pt->oq && pt->oq->scheme == LAD_Q_FP8_BLOCK)
+        return pt->oq->block[0] * C;
     uint64_t row = pt->op->method->row_length ? row_of(pt) : 0;
-    return row > 0 && row <= CHUNK ? CHUNK / row * row : CHUNK;
+    if (pt->oq && pt->oq->scheme == LAD_Q_FP8_CHANNEL)
+        row = C; /* (a row method's rows are these rows) */
+    if (row > CHUNK)
+        return row;
+    return row > 0 ? CHUNK / row * row : CHUNK;
 }
 
 static int make_items(run *r, lad_error *err)
@@ -523,8 +647,15 @@ static int make_items(run *r, lad_error *err)
                                      "elements exceed ladle's limit of %u",
                                 pt->name, pt->op->method->name, (unsigned long long)row, CHUNK);
         }
+        if (pt->oq && step > MAX_QUANT_ITEM)
+            return lad_fail(err, "tensor '%s': re-quantising it needs %llu values at once, "
+                                 "more than ladle's limit of %u; add --dtype to write it "
+                                 "dequantised",
+                            pt->name, (unsigned long long)step, MAX_QUANT_ITEM);
         r->first_item[i] = total;
         total += (size_t)((size + step - 1) / step);
+        uint64_t largest = size < step ? size : step;
+        r->max_item = largest > r->max_item ? largest : r->max_item;
         /* FNV-1a of the name, then mixed: the RNG key of the tensor. */
         uint32_t h = 2166136261u;
         for (const char *c = pt->name; *c; c++)
@@ -555,7 +686,10 @@ static void free_worker(worker *w)
     for (size_t j = 0; j < MAX_INPUTS; j++) {
         free(w->raw[j]);
         free(w->comp[j]);
+        free(w->deq[j]);
     }
+    free(w->merged);
+    free(w->qscales);
     free(w->out_raw);
     free(w->comp_out);
     free(w->scratch);
@@ -575,13 +709,24 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
     memset(w, 0, sizeof *w);
     w->r = r;
     w->index = index;
-    size_t nin = r->plan->req.nmodels;
-    bool rows = uses_rows(r->plan);
+    const lad_plan *p = r->plan;
+    size_t nin = p->max_in, item = (size_t)r->max_item;
+    bool rows = uses_rows(p), qin = false, qout = false;
+    for (size_t i = 0; i < p->n; i++) {
+        qout |= p->t[i].oq != NULL;
+        for (size_t j = 0; p->t[i].kind == LAD_MERGE && j < p->t[i].nin; j++)
+            qin |= p->t[i].in[j]->q.scheme != LAD_Q_NONE;
+    }
     size_t comp = (rows ? (size_t)CHUNK : BLOCK) * 8;
-    bool ok = (w->out_raw = malloc((size_t)CHUNK * 8)) && (w->comp_out = malloc(comp)) &&
+    bool ok = (w->out_raw = malloc(item * 8 + 8)) && (w->comp_out = malloc(comp)) &&
               (w->scratch = malloc(LAD_SCRATCH_BYTES(nin, rows ? LAD_MAX_ROW : BLOCK)));
-    for (size_t j = 0; j < nin && ok; j++)
-        ok = (w->raw[j] = malloc((size_t)CHUNK * 8)) && (w->comp[j] = malloc(comp));
+    if (ok && qout) /* merged values, and scales: at most one per value */
+        ok = (w->merged = malloc(item * 4 + 4)) && (w->qscales = malloc(item * 4 + 64));
+    for (size_t j = 0; j < nin && ok; j++) {
+        ok = (w->raw[j] = malloc(item * 8 + 8)) && (w->comp[j] = malloc(comp));
+        if (ok && qin)
+            ok = (w->deq[j] = malloc(item * 4 + 4)) != NULL;
+    }
     if (!ok) {
         free_worker(w);
         return lad_fail(err, "out of memory for work buffers");
@@ -666,16 +811,31 @@ static int open_outputs(run *r, lad_writer *w, lad_error *err)
     int rc = 0;
     for (size_t s = 0; s < p->nshards && rc == 0; s++) {
         lad_shard *sh = &p->shards[s];
-        lad_out_tensor *ts = calloc(sh->count + 1, sizeof *ts);
+        lad_out_tensor *ts = calloc(2 * sh->count + 1, sizeof *ts);
+        size_t n = 0;
         if (!ts) {
             rc = lad_fail(err, "out of memory");
             break;
         }
         for (size_t i = 0; i < sh->count; i++) {
             const lad_plan_tensor *pt = &p->t[sh->first + i];
-            ts[i] = (lad_out_tensor){pt->name, pt->out_dtype, pt->ndim, pt->shape, pt->nbytes};
+            const lad_quant *q = pt->oq;
+            if (!q) {
+                ts[n++] = (lad_out_tensor){pt->name, pt->out_dtype, pt->ndim, pt->shape,
+                                           pt->nbytes};
+                continue;
+            }
+            /* a re-quantised weight is stored as its codes, then its scales */
+            if (q->scheme == LAD_Q_MXFP4)
+                ts[n++] = (lad_out_tensor){q->phys_name, LAD_U8, q->phys_ndim, q->phys_shape,
+                                           pt->nbytes};
+            else
+                ts[n++] = (lad_out_tensor){pt->name, pt->out_dtype, pt->ndim, pt->shape,
+                                           pt->nbytes};
+            ts[n++] = (lad_out_tensor){q->scales->name, pt->scale_dtype, q->scales->ndim,
+                                       q->scales->shape, pt->scale_nbytes};
         }
-        rc = lad_writer_add_safetensors(w, sh->fname, ts, sh->count, meta, &r->fds[s],
+        rc = lad_writer_add_safetensors(w, sh->fname, ts, n, meta, &r->fds[s],
                                         &r->data_start[s], err);
         free(ts);
     }

@@ -111,49 +111,49 @@ static int resolve_op(lad_plan *p, size_t i, const char *name, lad_error *err)
     return 0;
 }
 
-/*
- * Quantised weights (FP8 with block or channel scales, MXFP4 blocks with
- * E8M0 scales, anything a config's quantization_config describes) are a
- * weight and its scales together: copying the weight from one input while
- * the scales (plain F32 tensors) are merged writes a corrupt model. Until
- * ladle dequantises them, they are refused.
- */
-static const char QUANT_ADVICE[] = "ladle cannot merge quantised checkpoints yet, and merging "
-                                   "their scales alone would corrupt the model; dequantise the "
-                                   "inputs (e.g. to bf16) first";
-
-static int quantised_config(const lad_model *m, lad_error *err)
+/* A quantised weight ladle could not pair with its scales, or a model
+ * whose quantization_config ladle cannot read: refused, never copied from
+ * one input while something else is merged (that corrupts the model). */
+static int unreadable(const lad_model *m, const lad_tensor *t, lad_error *err)
 {
-    static const char *const keys[] = {"quantization_config", "compression_config"};
-    for (size_t k = 0; m->config && k < sizeof keys / sizeof *keys; k++) {
-        json_t *q = json_object_get(m->config, keys[k]);
-        if (!q)
-            continue;
-        const char *method = json_string_value(json_object_get(q, "quant_method"));
-        return lad_fail(err, "%s: config.json has %s (quant_method '%s'): %s", m->ref, keys[k],
-                        method ? method : "?", QUANT_ADVICE);
-    }
-    return 0;
+    if (!t->q.problem)
+        return 0;
+    return lad_fail(err, "%s: tensor '%s' is %s, a quantised weight, but %s: ladle cannot merge "
+                         "it; dequantise the inputs (e.g. to bf16) first",
+                    m->ref, t->name, lad_dtype_name(t->dtype), t->q.problem);
 }
 
-static int quantised_weight(const lad_model *m, const lad_tensor *t, lad_error *err)
+static int unsupported_method(const lad_model *m, lad_error *err)
 {
-    bool lowbit = lad_dtype_bits(t->dtype) <= 8 && t->dtype != LAD_BOOL && t->dtype != LAD_U8 &&
-                  t->dtype != LAD_I8;
-    if (lowbit)
-        return lad_fail(err, "%s: tensor '%s' is %s (a quantised weight or its scales): %s",
-                        m->ref, t->name, lad_dtype_name(t->dtype), QUANT_ADVICE);
-    /* MXFP4 as gpt-oss stores it: X_blocks (packed E2M1 pairs) + X_scales. */
-    size_t len = strlen(t->name);
-    if (t->dtype == LAD_U8 && lad_ends_with(t->name, "_blocks")) {
-        char *scales = lad_asprintf("%.*s_scales", (int)(len - 7), t->name);
-        bool paired = scales && lad_model_find(m, scales);
-        free(scales);
-        if (paired)
-            return lad_fail(err, "%s: tensor '%s' is MXFP4 (packed E2M1 blocks with E8M0 "
-                                 "scales): %s",
-                            m->ref, t->name, QUANT_ADVICE);
+    if (!m->quant_method)
+        return 0;
+    return lad_fail(err, "%s: config.json's quantization_config (quant_method '%s') is not one "
+                         "ladle reads (fp8, compressed-tensors FP8, fbgemm_fp8, mxfp4); "
+                         "dequantise the inputs (e.g. to bf16) first",
+                    m->ref, m->quant_method);
+}
+
+/* The output of a merged tensor: its dtype, and the scheme it is
+ * re-quantised in (the template's, unless --dtype; in memory, bf16). */
+static int output_of(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *first, lad_error *err)
+{
+    const lad_merge_request *r = &p->req;
+    pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
+    pt->oq = NULL;
+    if (first->q.scheme == LAD_Q_MXFP4 && r->has_out_dtype && r->output)
+        return lad_fail(err, "tensor '%s': writing MXFP4 experts dequantised (transformers' "
+                             "layout) is not supported yet; leave --dtype out to keep MXFP4",
+                        pt->name);
+    if (first->q.scheme && !r->has_out_dtype) {
+        if (!r->output) {
+            pt->out_dtype = LAD_BF16; /* in memory: the dequantised values */
+        } else {
+            pt->oq = &first->q;
+            pt->scale_dtype = first->q.scales->dtype;
+            pt->scale_nbytes = first->q.scales->nbytes;
+        }
     }
+    pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;
     return 0;
 }
 
@@ -205,35 +205,53 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
     lad_plan_tensor *pt = &p->t[i];
     const lad_tensor *first = pt->in[first_in];
     const lad_model *tmpl = in_model[first_in];
+    if (r->copy_all) { /* a save: the tensor as stored (MXFP4 blocks as U8) */
+        bool packed = first->q.phys_name != NULL;
+        pt->kind = LAD_COPY;
+        pt->name = packed ? first->q.phys_name : first->name;
+        pt->ndim = packed ? first->q.phys_ndim : first->ndim;
+        memcpy(pt->shape, packed ? first->q.phys_shape : first->shape, sizeof pt->shape);
+        pt->nelem = first->nelem;
+        pt->out_dtype = packed ? LAD_U8 : first->dtype;
+        pt->nbytes = first->nbytes;
+        p->bytes_in += pt->nbytes;
+        p->bytes_out += pt->nbytes;
+        return 0;
+    }
     for (size_t j = 0; j < pt->nin; j++) {
         char sa[256], sb[256];
-        if (!same_shape(first, pt->in[j])) {
+        const lad_tensor *t = pt->in[j];
+        if (unreadable(in_model[j], t, err))
+            return -1;
+        if (!same_shape(first, t)) {
             shape_str(first, sa, sizeof sa);
-            shape_str(pt->in[j], sb, sizeof sb);
-            return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s", name, sa,
-                            tmpl->ref, sb, in_model[j]->ref);
+            shape_str(t, sb, sizeof sb);
+            return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s%s", name, sa,
+                            tmpl->ref, sb, in_model[j]->ref,
+                            first->q.scheme == LAD_Q_MXFP4 || t->q.scheme == LAD_Q_MXFP4
+                                ? " (MXFP4 experts and transformers' dequantised layout cannot "
+                                  "be merged together yet)"
+                                : "");
         }
-        bool ma = lad_dtype_mergeable(first->dtype), mb = lad_dtype_mergeable(pt->in[j]->dtype);
-        if (ma != mb || (!ma && first->dtype != pt->in[j]->dtype))
+        bool ma = lad_tensor_mergeable(first), mb = lad_tensor_mergeable(t);
+        if (ma != mb || (!ma && first->dtype != t->dtype))
             return lad_fail(err, "tensor '%s' is %s in %s but %s in %s", name,
-                            lad_dtype_name(first->dtype), tmpl->ref,
-                            lad_dtype_name(pt->in[j]->dtype), in_model[j]->ref);
+                            lad_dtype_name(first->dtype), tmpl->ref, lad_dtype_name(t->dtype),
+                            in_model[j]->ref);
     }
     pt->ndim = first->ndim;
     memcpy(pt->shape, first->shape, sizeof pt->shape);
     pt->nelem = first->nelem;
-    if (lad_dtype_mergeable(first->dtype) && !r->copy_all) {
+    if (lad_tensor_mergeable(first)) {
         pt->kind = LAD_MERGE;
         pt->op = &p->req.op;
         if (r->schedule && resolve_op(p, i, name, err) != 0)
             return -1;
-        pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
-        pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;
+        if (output_of(p, pt, first, err) != 0)
+            return -1;
     } else {
         /* Integer and bool tensors: copied from the template unchanged
          * (position ids must never become floats). */
-        if (!r->copy_all && quantised_weight(tmpl, first, err))
-            return -1;
         pt->kind = LAD_COPY;
         pt->in[0] = first;
         pt->nin = 1;
@@ -241,8 +259,8 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         pt->nbytes = first->nbytes;
     }
     for (size_t j = 0; j < pt->nin; j++)
-        p->bytes_in += pt->in[j]->nbytes;
-    p->bytes_out += pt->nbytes;
+        p->bytes_in += pt->in[j]->nbytes + (pt->in[j]->q.scales ? pt->in[j]->q.scales->nbytes : 0);
+    p->bytes_out += pt->nbytes + pt->scale_nbytes;
     return 0;
 }
 
@@ -256,6 +274,8 @@ static int check_no_extra(const lad_plan *p, lad_error *err)
         const lad_model *m = r->models[j];
         for (size_t k = 0; k < m->ntensors; k++) {
             const char *name = m->tensors[k].name;
+            if (m->tensors[k].hidden) /* scales: they travel with their weight */
+                continue;
             if (!lad_model_find(tmpl, name) && strcmp(name, HEAD) != 0)
                 return lad_fail(err, "tensor '%s' is in %s but not in %s; the models must "
                                      "share one architecture",
@@ -355,15 +375,17 @@ static int layout_shards(lad_plan *p, lad_error *err)
     for (size_t i = 0; i < p->n; i++) {
         /* As transformers does: start a new shard when this tensor would
          * overflow a non-empty one; a tensor over the limit gets its own. */
+        uint64_t bytes = p->t[i].nbytes + p->t[i].scale_nbytes; /* codes, then scales */
         if (ns == 0 || (limit && p->shards[ns - 1].count &&
-                        p->shards[ns - 1].data_bytes + p->t[i].nbytes > limit)) {
+                        p->shards[ns - 1].data_bytes + bytes > limit)) {
             p->shards[ns].first = i;
             ns++;
         }
         lad_shard *s = &p->shards[ns - 1];
         p->t[i].shard = ns - 1;
         p->t[i].offset = s->data_bytes;
-        s->data_bytes += p->t[i].nbytes;
+        p->t[i].scale_offset = s->data_bytes + p->t[i].nbytes;
+        s->data_bytes += bytes;
         s->count++;
     }
     p->nshards = ns;
@@ -409,7 +431,10 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         for (size_t j = 0; j < req->nmodels; j++)
             add_head |= lad_model_find(req->models[j], HEAD) != NULL;
     }
-    p->n = tmpl->ntensors + add_head;
+    size_t shown = 0;
+    for (size_t i = 0; i < tmpl->ntensors; i++)
+        shown += !tmpl->tensors[i].hidden || req->copy_all;
+    p->n = shown + add_head;
     p->untie_head = add_head;
     if (req->specs) {
         p->n = req->nspecs;
@@ -427,7 +452,7 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     if (rc == 0)
         rc = lad_structure_build(tmpl, req->layers, req->nlayers, &p->structure, err);
     for (size_t j = 0; rc == 0 && !req->copy_all && j < req->nmodels; j++)
-        rc = quantised_config(req->models[j], err);
+        rc = unsupported_method(req->models[j], err);
     /* A gradient or a layer group must land on the model's own stacks:
      * refuse rather than guess when there are none. */
     if (rc == 0 && req->schedule && !req->specs && lad_sched_needs_layers(req->schedule))
@@ -436,8 +461,9 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         for (size_t i = 0; i < req->nspecs && rc == 0; i++)
             rc = plan_spec(p, i, err);
     } else {
-        for (size_t i = 0; i < tmpl->ntensors && rc == 0; i++)
-            rc = plan_tensor(p, i, tmpl->tensors[i].name, err);
+        for (size_t i = 0, k = 0; i < tmpl->ntensors && rc == 0; i++)
+            if (!tmpl->tensors[i].hidden || req->copy_all)
+                rc = plan_tensor(p, k++, tmpl->tensors[i].name, err);
         if (rc == 0 && add_head)
             rc = plan_tensor(p, p->n - 1, HEAD, err);
         if (rc == 0)

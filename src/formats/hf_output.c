@@ -84,6 +84,13 @@ static int write_config(lad_writer *w, const lad_plan *p, lad_error *err)
         json_object_set_new(cfg, "torch_dtype", json_string(torch));
     if (p->untie_head)
         json_object_set_new(cfg, "tie_word_embeddings", json_false());
+    bool quantised = false;
+    for (size_t i = 0; i < p->n; i++)
+        quantised |= p->t[i].oq != NULL;
+    if (!quantised) { /* written dequantised: the config must not say otherwise */
+        json_object_del(cfg, "quantization_config");
+        json_object_del(cfg, "compression_config");
+    }
     if (p->req.num_layers)
         json_object_set_new(cfg, "num_hidden_layers", json_integer((json_int_t)p->req.num_layers));
     char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -100,8 +107,14 @@ static int write_config(lad_writer *w, const lad_plan *p, lad_error *err)
 static int write_index(lad_writer *w, const lad_plan *p, lad_error *err)
 {
     json_t *map = json_object();
-    for (size_t i = 0; i < p->n; i++)
-        json_object_set_new(map, p->t[i].name, json_string(p->shards[p->t[i].shard].fname));
+    for (size_t i = 0; i < p->n; i++) {
+        const lad_plan_tensor *pt = &p->t[i];
+        const char *shard = p->shards[pt->shard].fname;
+        json_object_set_new(map, pt->oq && pt->oq->phys_name ? pt->oq->phys_name : pt->name,
+                            json_string(shard));
+        if (pt->oq)
+            json_object_set_new(map, pt->oq->scales->name, json_string(shard));
+    }
     json_t *root = json_pack("{s:{s:I}, s:o}", "metadata", "total_size",
                              (json_int_t)p->bytes_out, "weight_map", map);
     char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;

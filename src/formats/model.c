@@ -10,7 +10,7 @@
  * to it. config.json, when the folder has one, is parsed for the planner
  * (tied embeddings) and the writer (copied to the output).
  */
-#include "ladle.h"
+#include "quant.h"
 #include "util.h"
 
 #include <errno.h>
@@ -263,6 +263,21 @@ static int index_names(lad_model *m, const char *ref, lad_error *err)
     return 0;
 }
 
+/* Names indexed, quantised weights paired with their scales (an MXFP4
+ * weight takes its logical name: the index is made again). */
+static int finish(lad_model *m, lad_error *err)
+{
+    bool renamed = false;
+    if (index_names(m, m->ref, err) || lad_quant_pair(m, err))
+        return -1;
+    for (size_t i = 0; i < m->ntensors; i++)
+        renamed |= m->tensors[i].q.phys_name != NULL;
+    if (!renamed)
+        return 0;
+    free(m->by_name);
+    return index_names(m, m->ref, err);
+}
+
 int lad_model_open(const char *ref, lad_model **out, lad_error *err)
 {
     lad_model *m = calloc(1, sizeof *m);
@@ -270,7 +285,7 @@ int lad_model_open(const char *ref, lad_model **out, lad_error *err)
         return lad_fail(err, "out of memory");
     int rc = (m->ref = lad_strdup(ref)) ? open_model(m, ref, err) : lad_fail(err, "out of memory");
     if (rc == 0)
-        rc = index_names(m, ref, err);
+        rc = finish(m, err);
     if (rc) {
         lad_model_close(m);
         return -1;
@@ -345,7 +360,7 @@ int lad_model_from_memory(const char *label, const lad_mem_tensor *ts, size_t n,
                           cfg ? "top level is not an object" : je.text);
     }
     if (rc == 0)
-        rc = index_names(m, m->ref, err);
+        rc = finish(m, err);
     if (rc) {
         lad_model_close(m);
         return -1;
@@ -358,11 +373,13 @@ size_t lad_model_ntensors(const lad_model *m) { return m->ntensors; }
 
 void lad_model_tensor_info(const lad_model *m, size_t i, lad_tensor_info *out)
 {
-    const lad_tensor *t = &m->tensors[i];
-    *out = (lad_tensor_info){.name = t->name, .dtype = t->dtype, .ndim = t->ndim,
-                             .nbytes = t->nbytes, .path = t->file->mem ? NULL : t->file->path,
-                             .offset = t->offset};
-    memcpy(out->shape, t->shape, sizeof out->shape);
+    const lad_tensor *t = &m->tensors[i]; /* as stored: MXFP4 blocks as U8 */
+    bool packed = t->q.phys_name != NULL;
+    *out = (lad_tensor_info){.name = packed ? t->q.phys_name : t->name,
+                             .dtype = packed ? LAD_U8 : t->dtype,
+                             .ndim = packed ? t->q.phys_ndim : t->ndim, .nbytes = t->nbytes,
+                             .path = t->file->mem ? NULL : t->file->path, .offset = t->offset};
+    memcpy(out->shape, packed ? t->q.phys_shape : t->shape, sizeof out->shape);
 }
 
 char *lad_model_config_json(const lad_model *m)
@@ -374,8 +391,10 @@ void lad_model_close(lad_model *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->ntensors; i++)
+    for (size_t i = 0; i < m->ntensors; i++) {
         free(m->tensors[i].name);
+        free(m->tensors[i].q.phys_name);
+    }
     for (size_t i = 0; i < m->nfiles; i++) {
         if (m->files[i].fd >= 0)
             close(m->files[i].fd);

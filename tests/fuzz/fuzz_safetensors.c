@@ -4,7 +4,9 @@
  *
  * Beyond "no crash", it checks the parser's promise: every tensor it
  * accepts lies inside the file's data area and has the size its shape and
- * dtype say.
+ * dtype say. An accepted file is then opened as a model, which pairs its
+ * quantised weights with their scales (formats/quant.c), and each paired
+ * weight's first and last values are read through its scales.
  */
 #define _GNU_SOURCE
 #include "ladle.h"
@@ -48,6 +50,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             covered += t->nbytes;
         }
         check(covered == f.size - f.data_start, "tensors do not tile the data area");
+        char path[64];
+        lad_model *m = NULL;
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        if (lad_model_open(path, &m, &err) == 0) {
+            for (size_t i = 0; i < m->ntensors; i++) {
+                const lad_tensor *t = &m->tensors[i];
+                float v[2];
+                if (!t->q.scheme || !t->nelem)
+                    continue;
+                check(!t->hidden && t->q.scales && t->q.scales->hidden, "scales not paired");
+                check(lad_quant_read(t, 0, 1, v, &err) == 0 &&
+                          lad_quant_read(t, t->nelem - 1, 1, v + 1, &err) == 0,
+                      "a paired weight's values cannot be read");
+            }
+            lad_model_close(m);
+        }
     }
     for (size_t i = 0; i < n; i++)
         free(ts[i].name);

@@ -86,6 +86,17 @@ fail = {"recipe": "model A", "eval": "python3 eval.py {model}", "path": "A", "sc
 (d / "stdout_plain").write_text("accuracy 93.1%\nscore: 0.25\n")
 (d / "stdout_json").write_text('{"score": -1.5e-3, "n": 7}\n')
 (d / "stdout_no_number").write_text("nan inf 0x1p3 1e999\n")
+# safetensors: quantised checkpoints as they ship (paired when opened)
+d = corpus / "safetensors"
+codes = rng.integers(0, 0x7E, (20, 30), dtype=np.uint8)
+st.write(d / "fp8_block", [("w", "F8_E4M3", codes), ("w_scale_inv", "F32",
+                                                      np.ones((1, 1), np.float32))])
+st.write(d / "fp8_channel", [("w", "F8_E5M2", codes), ("w_scale", "BF16",
+                                                       np.ones((20, 1), np.uint16))])
+st.write(d / "fp8_tensor", [("w", "F8_E4M3", codes), ("w_scale", "F32", np.ones((), np.float32))])
+st.write(d / "mxfp4", [("e_blocks", "U8", rng.integers(0, 255, (2, 3, 2, 16), dtype=np.uint8)),
+                       ("e_scales", "U8", np.full((2, 3, 2), 127, np.uint8))])
+
 # structure: the tensor names of every naming scheme the structure tests
 # cover, one name per line ("re:REGEX" first for --layers).
 from test_structure import SCHEMES  # noqa: E402
