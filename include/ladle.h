@@ -424,6 +424,9 @@ typedef struct lad_plan_tensor {
     const lad_quant *oq;
     lad_dtype scale_dtype;
     uint64_t scale_nbytes, scale_offset;
+    /* The output swaps the inputs' last two dimensions (MXFP4 experts
+     * written dequantised, in transformers' layout). */
+    bool transpose;
 } lad_plan_tensor;
 
 /* An output tensor given explicitly (recipes with slices): its name and its

@@ -286,6 +286,28 @@ static int put_quantised(worker *w, const item *it, lad_error *err)
     return 0;
 }
 
+/* A matrix merged in its inputs' layout (w->merged, R x C), stored
+ * transposed (C x R), a block of each output row at a time. */
+static int put_transposed(worker *w, const item *it, unsigned char *out, lad_error *err)
+{
+    run *r = w->r;
+    const lad_plan_tensor *pt = &r->plan->t[it->tensor];
+    uint64_t R = pt->shape[pt->ndim - 1], C = pt->shape[pt->ndim - 2]; /* output: C x R */
+    size_t oes = esize(pt->out_dtype);
+    float *col = w->comp_out;
+    uint64_t nonfinite = count_nonfinite(LAD_F32, w->merged, (size_t)it->count);
+    if (nonfinite)
+        atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
+    for (uint64_t c = 0; c < C; c++)
+        for (uint64_t r0 = 0; r0 < R; r0 += BLOCK) {
+            size_t n = (size_t)(R - r0 < BLOCK ? R - r0 : BLOCK);
+            for (size_t i = 0; i < n; i++)
+                col[i] = w->merged[(r0 + i) * C + c];
+            lad_store_f32(pt->out_dtype, col, out + (c * R + r0) * oes, n);
+        }
+    return put(r, it, out, it->count * oes, it->start * oes, err);
+}
+
 static int do_merge(worker *w, const item *it, int pass, lad_error *err)
 {
     run *r = w->r;
@@ -342,7 +364,8 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
                 m->stats_f32(&k, pass, acc, in, n);
                 continue;
             }
-            if (pt->oq) { /* the whole item first: its scales need it all */
+            if (pt->oq || pt->transpose) { /* the whole item first: its scales (or its
+                                            * transposition) need it all */
                 m->chunk_f32(&k, w->merged + b, in, n);
                 continue;
             }
@@ -360,6 +383,8 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
         return 0;
     if (pt->oq)
         return put_quantised(w, it, err);
+    if (pt->transpose)
+        return put_transposed(w, it, out, err);
     uint64_t nonfinite = count_nonfinite(pt->out_dtype, out, it->count);
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
@@ -614,6 +639,8 @@ static uint64_t item_step(const lad_plan_tensor *pt)
     if (pt->kind != LAD_MERGE)
         return (uint64_t)CHUNK * 8;
     uint64_t C = cols_of(pt);
+    if (pt->transpose) /* whole matrices: every value of a row lands in another */
+        return pt->shape[pt->ndim - 1] * pt->shape[pt->ndim - 2];
     if (pt->oq && pt->oq->scheme == LAD_Q_FP8_BLOCK)
         return pt->oq->block[0] * C;
     uint64_t row = pt->op->method->row_length ? row_of(pt) : 0;
@@ -647,7 +674,7 @@ static int make_items(run *r, lad_error *err)
                                      "elements exceed ladle's limit of %u",
                                 pt->name, pt->op->method->name, (unsigned long long)row, CHUNK);
         }
-        if (pt->oq && step > MAX_QUANT_ITEM)
+        if ((pt->oq || pt->transpose) && step > MAX_QUANT_ITEM)
             return lad_fail(err, "tensor '%s': re-quantising it needs %llu values at once, "
                                  "more than ladle's limit of %u; add --dtype to write it "
                                  "dequantised",
@@ -713,7 +740,7 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
     size_t nin = p->max_in, item = (size_t)r->max_item;
     bool rows = uses_rows(p), qin = false, qout = false;
     for (size_t i = 0; i < p->n; i++) {
-        qout |= p->t[i].oq != NULL;
+        qout |= p->t[i].oq != NULL || p->t[i].transpose;
         for (size_t j = 0; p->t[i].kind == LAD_MERGE && j < p->t[i].nin; j++)
             qin |= p->t[i].in[j]->q.scheme != LAD_Q_NONE;
     }

@@ -140,10 +140,14 @@ static int output_of(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *first, 
     const lad_merge_request *r = &p->req;
     pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
     pt->oq = NULL;
-    if (first->q.scheme == LAD_Q_MXFP4 && r->has_out_dtype && r->output)
-        return lad_fail(err, "tensor '%s': writing MXFP4 experts dequantised (transformers' "
-                             "layout) is not supported yet; leave --dtype out to keep MXFP4",
-                        pt->name);
+    (void)err;
+    if (first->q.scheme == LAD_Q_MXFP4 && (r->has_out_dtype || !r->output)) {
+        /* dequantised experts in transformers' layout, as its
+         * convert_moe_packed_tensors returns them: the last two dims swapped */
+        pt->transpose = true;
+        pt->shape[pt->ndim - 1] = first->shape[pt->ndim - 2];
+        pt->shape[pt->ndim - 2] = first->shape[pt->ndim - 1];
+    }
     if (first->q.scheme && !r->has_out_dtype) {
         if (!r->output) {
             pt->out_dtype = LAD_BF16; /* in memory: the dequantised values */

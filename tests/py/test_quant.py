@@ -328,8 +328,18 @@ def test_mxfp4_merge(tmp_path, rng):
     blocks, scales = quant_mxfp4(da)
     assert out_tensors(tmp_path / "same")[name + "_blocks"][1].tobytes() == blocks.tobytes()
     assert out_tensors(tmp_path / "same")[name + "_scales"][1].tobytes() == scales.tobytes()
-    r = ladle("soup", tmp_path / "a", "--dtype", "bf16", "-o", tmp_path / "d", check=False)
-    assert r.code == 1 and "MXFP4" in r.err and not (tmp_path / "d").exists()
+    # dequantised: transformers' layout, as convert_moe_packed_tensors gives it
+    ladle("lerp", tmp_path / "a", tmp_path / "b", "--alpha", "0.25", "--dtype", "bf16", "-o",
+          tmp_path / "d", "-q")
+    got = out_tensors(tmp_path / "d")
+    want = np.swapaxes((F32(0.75) * da + F32(0.25) * db).astype(F32), 1, 2)
+    assert set(got) == {name, "model.norm.weight"} and got[name][1].shape == (2, 96, 6)
+    assert got[name][1].tobytes() == st.round_to("BF16", want).tobytes()
+    cfg = json.load(open(tmp_path / "d" / "config.json"))
+    assert "quantization_config" not in cfg and cfg["torch_dtype"] == "bfloat16"
+    # a model that already stores them so cannot be merged with MXFP4 experts yet
+    r = ladle("soup", tmp_path / "a", tmp_path / "d", "-o", tmp_path / "x", check=False)
+    assert r.code == 1 and "transformers' dequantised layout" in r.err
 
 
 def test_info_shows_the_schemes(tmp_path, rng):
