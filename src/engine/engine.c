@@ -921,8 +921,13 @@ static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_ru
             nthreads = 1;
         rc = run_items(&r, nthreads, err);
     }
-    if (rc == 0 && w && p->as_dir)
-        rc = lad_hf_write_extras(w, p, err);
+    if (rc == 0 && w && p->as_dir) {
+        lad_hf_extras x;
+        if ((rc = lad_plan_extras(p, &x, err)) == 0) {
+            rc = lad_hf_write(w, &x, err);
+            lad_extras_free(&x);
+        }
+    }
     if (rc == 0 && w) {
         rc = lad_writer_commit(w, err); /* aborts (removes the temporary) on failure */
         w = NULL;

@@ -29,9 +29,11 @@ struct lad_plan {
     json_t *recipe;         /* how the output was made, for metadata and card */
 };
 
-/* Writes config.json, the copied tokenizer files, the index and README.md
- * of a folder output (formats/hf_output.c). */
-struct lad_writer;
-int lad_hf_write_extras(struct lad_writer *w, const struct lad_plan *p, lad_error *err);
+/* The texts of a folder output's config.json, index and README.md, and the
+ * folder its tokenizer files come from (extras.c); free with
+ * lad_extras_free. */
+struct lad_hf_extras;
+int lad_plan_extras(const struct lad_plan *p, struct lad_hf_extras *x, lad_error *err);
+void lad_extras_free(struct lad_hf_extras *x);
 
 #endif

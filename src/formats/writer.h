@@ -43,6 +43,17 @@ int lad_writer_copy_in(lad_writer *w, const char *fname, const char *src, lad_er
 int lad_writer_commit(lad_writer *w, lad_error *err); /* frees w */
 void lad_writer_abort(lad_writer *w);                 /* frees w */
 
+/* The non-weight files of a Hugging Face folder output (hf_output.c):
+ * small files copied from template_dir (tokenizer, generation config; never
+ * weights or files written here), then each text that is not NULL. */
+typedef struct lad_hf_extras {
+    const char *template_dir;
+    char *config;          /* config.json */
+    char *index;           /* model.safetensors.index.json */
+    char *card;            /* README.md */
+} lad_hf_extras;
+int lad_hf_write(lad_writer *w, const lad_hf_extras *x, lad_error *err);
+
 /* The safetensors header for these tensors, laid out in the given order,
  * padded with spaces to a multiple of 8 bytes. */
 char *lad_safetensors_header(const lad_out_tensor *ts, size_t n, json_t *metadata,

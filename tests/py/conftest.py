@@ -15,9 +15,9 @@ class Run:
         self.err = proc.stderr
 
 
-def ladle(*args, check=True, timeout=600):
+def ladle(*args, check=True, timeout=600, cwd=None):
     proc = subprocess.run([LADLE, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
     r = Run(proc)
     if check and r.code != 0:
         raise AssertionError(f"ladle {' '.join(map(str, args))} failed ({r.code}): {r.err}")

@@ -1,0 +1,76 @@
+"""Hugging Face conventions of a folder output: the model card's front matter
+(the Hub's model tree), config.json's dtype field as transformers v4 and v5
+write it, vocabularies of different sizes, and tensors that cannot be
+merged but differ between the inputs."""
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+import st
+from conftest import ladle
+
+F32 = np.float32
+
+
+def front_matter(card):
+    assert card.startswith("---\n")
+    end = card.index("\n---\n", 4)
+    return yaml.safe_load(card[4:end]), card[end + 5:]
+
+
+def model(path, rng, cfg_extra=None, vocab=32, extra_files=True):
+    t = st.llama(rng, "BF16", layers=1, hidden=16, inter=16, vocab=vocab)
+    cfg = st.config(layers=1, hidden=16, vocab=vocab)
+    cfg.update(cfg_extra or {})
+    st.write_hf(path, t, cfg, extra_files=extra_files)
+    return t
+
+
+def test_card_front_matter(tmp_path, rng):
+    model(tmp_path / "base", rng, {"_name_or_path": "meta-llama/Llama-3.1-8B"})
+    model(tmp_path / "ft", rng, {"_name_or_path": "/home/me/runs/ft-7"})  # a local path: left out
+    os.makedirs(tmp_path / "org")
+    model(tmp_path / "org" / "math-ft", rng, {"_name_or_path": "./outputs"})
+    out = tmp_path / "merged"
+    ladle("ties", "--base", tmp_path / "base", "--add", f"1:{tmp_path / 'ft'}", "--add",
+          "1:org/math-ft/", "--density", "0.5", "-o", out, "-q", cwd=tmp_path)
+    meta, body = front_matter((out / "README.md").read_text())
+    assert meta == {"base_model": ["meta-llama/Llama-3.1-8B", "org/math-ft"],
+                    "base_model_relation": "merge", "library_name": "transformers",
+                    "tags": ["merge", "ladle", "ties"]}
+    assert body.startswith("# Merged model") and "## Reproduce" in body and "ties" in body
+
+
+def test_card_libraries(tmp_path, rng):
+    model(tmp_path / "a", rng)
+    (tmp_path / "a" / "model_index.json").write_text("{}")  # a diffusers pipeline folder
+    ladle("soup", tmp_path / "a", tmp_path / "a", "-o", tmp_path / "o", "-q")
+    meta, _ = front_matter((tmp_path / "o" / "README.md").read_text())
+    assert meta["library_name"] == "diffusers" and "base_model" not in meta
+    t = st.llama(rng, "F32", layers=1, hidden=8, inter=8, vocab=8)
+    st.write_hf(tmp_path / "b", t, None, extra_files=False)  # no config: no library claimed
+    ladle("soup", tmp_path / "b", tmp_path / "b", "-o", tmp_path / "p", "-q")
+    meta, _ = front_matter((tmp_path / "p" / "README.md").read_text())
+    assert "library_name" not in meta and meta["tags"] == ["merge", "ladle", "soup"]
+
+
+@pytest.mark.parametrize("fields", [("torch_dtype",), ("dtype",), ("dtype", "torch_dtype"), ()])
+@pytest.mark.parametrize("out", ["f32", "f16", "bf16", None])
+def test_config_dtype_v4_and_v5(tmp_path, rng, fields, out):
+    t = st.llama(rng, "BF16", layers=1, hidden=8, inter=8, vocab=8)
+    cfg = st.config(layers=1, hidden=8, vocab=8)
+    del cfg["torch_dtype"]
+    for f in fields:
+        cfg[f] = "bfloat16"
+    st.write_hf(tmp_path / "a", t, cfg)
+    args = ["--dtype", out] if out else []
+    ladle("soup", tmp_path / "a", tmp_path / "a", *args, "-o", tmp_path / "o", "-q")
+    got = json.load(open(tmp_path / "o" / "config.json"))
+    want = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", None: "bfloat16"}[out]
+    for f in fields or ("torch_dtype",):  # the template's own field(s), or v4's
+        assert got[f] == want, (f, got)
+    assert ("dtype" in got) == ("dtype" in fields)
+    assert ("torch_dtype" in got) == ("torch_dtype" in fields or not fields)
