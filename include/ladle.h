@@ -459,6 +459,9 @@ typedef struct lad_merge_request {
     const char *output;        /* a file or folder; NULL: into memory */
     void *metadata;            /* json_t object: the files' __metadata__ instead of the recipe */
     bool copy_all;             /* every tensor copied from the template (a save) */
+    /* Tensors that cannot be merged (integers, bools) and differ between the
+     * inputs are an error (0), or taken from model take_unmergeable - 1. */
+    size_t take_unmergeable;
     bool has_out_dtype;
     lad_dtype out_dtype;
     uint64_t shard_size;       /* 0 = never shard */

@@ -26,6 +26,9 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     "                        group is the block index (repeatable; see ladle info)\n"        \
     "      --dry-run         print every output tensor with its inputs, depth t and\n"      \
     "                        resolved parameters; write nothing\n"                           \
+    "      --take-unmergeable MODEL\n"                                                      \
+    "                        integer and bool tensors that differ between the inputs are\n" \
+    "                        an error; take them from MODEL (an input as given, or first)\n" \
     "  -q, --quiet           no progress or summary on stderr\n"                             \
     "  -h, --help            this help\n"
 

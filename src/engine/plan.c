@@ -161,6 +161,40 @@ static int output_of(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *first, 
     return 0;
 }
 
+/* Do every input's bytes of an unmergeable tensor equal first's? Read in
+ * chunks: such tensors are small, but need not be. */
+static int same_bytes(const lad_plan_tensor *pt, const lad_tensor *first, const lad_model *fm,
+                      const lad_model *const *in_model, lad_error *err)
+{
+    enum { STEP = 1 << 20 };
+    unsigned char *a = NULL, *b = NULL;
+    int rc = 0;
+    for (size_t j = 0; j < pt->nin && rc == 0; j++) {
+        const lad_tensor *t = pt->in[j];
+        if (t == first || (t->file == first->file && t->offset == first->offset))
+            continue;
+        if (!a && (!(a = malloc(STEP)) || !(b = malloc(STEP)))) {
+            rc = lad_fail(err, "out of memory");
+            break;
+        }
+        for (uint64_t at = 0; at < first->nbytes && rc == 0; at += STEP) {
+            size_t n = (size_t)(first->nbytes - at < STEP ? first->nbytes - at : STEP);
+            if (lad_file_read(first->file, a, n, first->offset + at, err) ||
+                lad_file_read(t->file, b, n, t->offset + at, err))
+                rc = lad_fail_prefix(err, "tensor '%s': ", pt->name);
+            else if (memcmp(a, b, n))
+                rc = lad_fail(err, "tensor '%s' is %s, which cannot be merged, and %s and %s "
+                                   "hold different values for it; choose one with "
+                                   "--take-unmergeable MODEL",
+                              pt->name, lad_dtype_name(first->dtype), fm->ref,
+                              in_model[j]->ref);
+        }
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
 /* Fills p->t[i] once pt->in[0..nin) are set: shapes, dtypes, kind, op.
  * in_model[j] names input j's model for errors; `first` is the input whose
  * dtype and non-float data the output takes. */
@@ -254,8 +288,14 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         if (output_of(p, pt, first, err) != 0)
             return -1;
     } else {
-        /* Integer and bool tensors: copied from the template unchanged
-         * (position ids must never become floats). */
+        /* Integer and bool tensors: copied unchanged (position ids must
+         * never become floats), from the template when every input holds
+         * the same bytes, else from the model the user named. */
+        if (r->take_unmergeable && !r->specs) {
+            first = pt->in[r->take_unmergeable - 1];
+        } else if (same_bytes(pt, first, tmpl, in_model, err) != 0) {
+            return -1;
+        }
         pt->kind = LAD_COPY;
         pt->in[0] = first;
         pt->nin = 1;
@@ -419,7 +459,8 @@ static json_t *build_recipe(const lad_plan *p)
 
 int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
 {
-    if (req->nmodels == 0 || req->template_model >= req->nmodels)
+    if (req->nmodels == 0 || req->template_model >= req->nmodels ||
+        req->take_unmergeable > req->nmodels)
         return lad_fail(err, "no input models");
     lad_plan *p = calloc(1, sizeof *p);
     if (!p)

@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN };
+enum {
+    OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN, OPT_TAKE,
+};
 
 static const lad_optdef COMMON[] = {
     {"output", 'o', true},          {"dtype", OPT_DTYPE, true},  {"threads", 'j', true},
     {"shard-size", OPT_SHARD_SIZE, true}, {"force", OPT_FORCE, false},
     {"quiet", 'q', false},          {"set", OPT_SET, true},      {"help", 'h', false},
     {"layers", OPT_LAYERS, true},   {"dry-run", OPT_DRY_RUN, false},
+    {"take-unmergeable", OPT_TAKE, true},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
@@ -28,6 +31,9 @@ static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_DRY_RUN:
         j->dry_run = true;
+        return 0;
+    case OPT_TAKE:
+        o->take_unmergeable = arg;
         return 0;
     case 'o':
         o->output = arg;
@@ -296,6 +302,15 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         return lad_fail(err, "this job is planned already");
     if (!open)
         open = open_path;
+    size_t take = 0;
+    for (size_t i = 0; j->o.take_unmergeable && !take && i < j->nmodels; i++)
+        if (!strcmp(j->o.take_unmergeable, j->refs[i]) ||
+            (!strcmp(j->o.take_unmergeable, "first") && i == 0))
+            take = i + 1;
+    if (j->o.take_unmergeable && !take)
+        return lad_usage(err, "--take-unmergeable '%s' is not one of the inputs (name one as "
+                              "given, or 'first')",
+                         j->o.take_unmergeable);
     if (!(j->models = calloc(j->nmodels + 1, sizeof *j->models)))
         return lad_fail(err, "out of memory");
     for (size_t i = 0; i < j->nmodels; i++)
@@ -326,6 +341,7 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .shard_size = j->o.shard_size,
         .threads = j->o.threads,
         .force = j->o.force,
+        .take_unmergeable = take,
         .progress = j->progress,
         .progress_ctx = j->progress_ctx,
     };

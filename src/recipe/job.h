@@ -24,6 +24,7 @@ typedef struct job_opts {
     int nsets;
     const char *layers[8];       /* --layers regexes */
     size_t nlayers;
+    const char *take_unmergeable; /* --take-unmergeable MODEL */
     bool has_dtype;
     lad_dtype dtype;
     int threads;

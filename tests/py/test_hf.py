@@ -74,3 +74,32 @@ def test_config_dtype_v4_and_v5(tmp_path, rng, fields, out):
         assert got[f] == want, (f, got)
     assert ("dtype" in got) == ("dtype" in fields)
     assert ("torch_dtype" in got) == ("torch_dtype" in fields or not fields)
+
+
+def test_unmergeable_tensors_that_differ(tmp_path, rng):
+    base = st.llama(rng, "F32", layers=1, hidden=8, inter=8, vocab=8)
+    ft = st.llama(rng, "F32", layers=1, hidden=8, inter=8, vocab=8, base=base)
+    mask = [("model.attn_mask", "BOOL", np.array([1, 0, 1, 1], np.bool_))]
+    other = [("model.attn_mask", "BOOL", np.array([1, 1, 1, 1], np.bool_))]
+    st.write(tmp_path / "a.safetensors", base + mask)
+    st.write(tmp_path / "b.safetensors", ft + mask)
+    st.write(tmp_path / "c.safetensors", ft + other)
+    out = tmp_path / "o.safetensors"
+    ladle("lerp", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--alpha", "0.5",
+          "-o", out, "-q")  # the same bytes: passed through
+    assert st.read(out)[0]["model.attn_mask"][1].tolist() == [1, 0, 1, 1]
+    r = ladle("lerp", tmp_path / "a.safetensors", tmp_path / "c.safetensors", "--alpha", "0.5",
+              "-o", out, "--force", check=False)
+    lines = r.err.strip().splitlines()
+    assert r.code == 1 and len(lines) == 1 and "'model.attn_mask' is BOOL" in lines[0], r.err
+    assert "a.safetensors" in lines[0] and "c.safetensors" in lines[0]
+    assert "--take-unmergeable" in lines[0]
+    ladle("lerp", tmp_path / "a.safetensors", tmp_path / "c.safetensors", "--alpha", "0.5",
+          "--take-unmergeable", tmp_path / "c.safetensors", "-o", out, "-q", "--force")
+    assert st.read(out)[0]["model.attn_mask"][1].tolist() == [1, 1, 1, 1]
+    ladle("lerp", tmp_path / "a.safetensors", tmp_path / "c.safetensors", "--alpha", "0.5",
+          "--take-unmergeable", "first", "-o", out, "-q", "--force")
+    assert st.read(out)[0]["model.attn_mask"][1].tolist() == [1, 0, 1, 1]
+    r = ladle("lerp", tmp_path / "a.safetensors", tmp_path / "c.safetensors", "--alpha", "0.5",
+              "--take-unmergeable", "nope", "-o", out, "--force", check=False)
+    assert r.code == 2 and "not one of the inputs" in r.err
