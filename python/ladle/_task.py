@@ -102,6 +102,8 @@ class TaskVector:
             base = _zeros_of(model)
             terms = [(base, {**{k: z for k, z in base.items() if k not in v}, **v}, c)
                      for _, v, c in terms]
+            # their integer and bool tensors are placeholders: keep model's
+            opts.setdefault("take_unmergeable", model)
         args = ["task", "--base", inp.ref(base)]
         for _, ft, c in terms:
             args += ["--add", f"{num(c)}:{inp.ref(ft)}"]
