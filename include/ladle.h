@@ -212,6 +212,25 @@ const lad_tensor *lad_model_find(const lad_model *m, const char *name);
 int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors,
                           lad_error *err);
 
+/* A vocabulary as a Hugging Face tokenizer.json gives it (model.vocab and
+ * added_tokens, which win): the token of each id, compared as bytes. */
+typedef struct lad_vocab {
+    char **tok;            /* per id: the token, or NULL where no token has the id */
+    uint32_t *len;         /* per id: its length in bytes (a token may hold NULs) */
+    size_t n;              /* ids: the largest + 1 */
+    size_t cap;
+    int64_t *slots;        /* token -> id table (open addressing) */
+    size_t nslots;
+} lad_vocab;
+
+/* Parses a tokenizer.json held in memory (path names it in errors). */
+int lad_vocab_parse(const char *text, size_t len, const char *path, lad_vocab *v,
+                    lad_error *err);
+int lad_vocab_load(const char *path, lad_vocab *v, lad_error *err);
+/* The id of a token (its lowest, if several hold it), or -1. */
+int64_t lad_vocab_find(const lad_vocab *v, const char *tok, size_t len);
+void lad_vocab_free(lad_vocab *v);
+
 /* ---------------------------------------------------------------- methods */
 
 struct lad_op;
@@ -427,6 +446,13 @@ typedef struct lad_plan_tensor {
     /* The output swaps the inputs' last two dimensions (MXFP4 experts
      * written dequantised, in transformers' layout). */
     bool transpose;
+    /* Embedding and head rows of inputs whose vocabulary differs from the
+     * output's (engine/vocab.c): per input, the row each output row reads
+     * (-1: a row it lacks, filled from input fill_from when that has it,
+     * else with the mean of the inputs that do), or NULL when its rows are
+     * the output's. NULL when no input needs one. */
+    const int64_t *const *rows;
+    int fill_from;
 } lad_plan_tensor;
 
 /* An output tensor given explicitly (recipes with slices): its name and its
@@ -487,6 +513,10 @@ const void *lad_plan_tensor_ctx(const lad_plan *p, size_t i);
 uint64_t lad_plan_bytes_read(const lad_plan *p);
 uint64_t lad_plan_bytes_written(const lad_plan *p);
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i);
+/* What the user should be told before the merge runs (rows of a vocabulary
+ * dropped or filled, ...): one line each. */
+size_t lad_plan_nwarnings(const lad_plan *p);
+const char *lad_plan_warning(const lad_plan *p, size_t i);
 
 typedef struct lad_run_stats {
     uint64_t bytes_read, bytes_written;

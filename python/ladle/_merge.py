@@ -135,6 +135,14 @@ class _Call:
         err.raise_()
 
 
+def _warn(msg, category):
+    """A warning attributed to the caller's line, outside this package."""
+    here, level, frame = os.path.dirname(os.path.abspath(__file__)), 1, sys._getframe(0)
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(msg, category, stacklevel=level)
+
+
 def run(args, inputs=None, kind=None, verbose=False, progress=None):
     """Runs one merge described by CLI arguments (["lerp", A, B, "--alpha",
     "0.3", ...]). Without "-o" the result is returned as a state dict of
@@ -157,6 +165,8 @@ def run(args, inputs=None, kind=None, verbose=False, progress=None):
         C.job_set_progress(job, call.progress_cb, None)
         if C.job_plan(job, call.open_cb, None, byref(plan), byref(err)) != 0:
             call.fail(err)
+        for i in range(C.plan_nwarnings(plan)):  # rows of a vocabulary dropped or filled
+            _warn(f"ladle: {C.plan_warning(plan, i).decode()}", UserWarning)
         stats = C.RunStats()
         out = C.job_output(job)
         t0 = time.monotonic()
@@ -174,10 +184,9 @@ def run(args, inputs=None, kind=None, verbose=False, progress=None):
         if call.exc is not None:
             raise call.exc
         if stats.nonfinite:
-            warnings.warn(f"ladle: {stats.nonfinite} NaN/Inf value(s) in "
-                          f"{stats.nonfinite_tensors} tensor(s) (first: "
-                          f"{stats.first_nonfinite.decode()}): an input holds NaN/Inf, or a "
-                          f"value overflowed (f16 ends at 65504)", RuntimeWarning, stacklevel=3)
+            _warn(f"ladle: {stats.nonfinite} NaN/Inf value(s) in {stats.nonfinite_tensors} "
+                  f"tensor(s) (first: {stats.first_nonfinite.decode()}): an input holds "
+                  f"NaN/Inf, or a value overflowed (f16 ends at 65504)", RuntimeWarning)
         if verbose:
             print(f"ladle: {args[0]}: {stats.bytes_written / 1e9:.3f} GB written from "
                   f"{stats.bytes_read / 1e9:.3f} GB read in {time.monotonic() - t0:.2f}s",

@@ -38,7 +38,11 @@ static int print_plan(const lad_plan *plan, const lad_job *job, lad_error *err)
         char desc[4096];
         if (lad_job_describe(job, plan, i, desc, sizeof desc, err) != 0)
             return -1;
-        printf("%s%s\n", desc[0] ? " " : "", desc);
+        printf("%s%s", desc[0] ? " " : "", desc);
+        for (size_t j = 0; pt->rows && j < pt->nin; j++) /* see the plan's warnings */
+            if (pt->rows[j])
+                printf(" (rows of %s matched to the output's vocabulary)", pt->in[j]->file->path);
+        printf("\n");
     }
     char rd[32], wr[32];
     lad_format_bytes(lad_plan_bytes_read(plan), rd, sizeof rd);
@@ -63,7 +67,12 @@ static int run(const char *cmd, lad_job *job)
     int rc = 0;
     if (lad_job_plan(job, NULL, NULL, &plan, &err) != 0) {
         rc = report_cmd(cmd, &err);
-    } else if (lad_job_dry_run(job)) {
+        lad_plan_free(plan);
+        return rc;
+    }
+    for (size_t i = 0; i < lad_plan_nwarnings(plan); i++) /* even with -q */
+        fprintf(stderr, "ladle: warning: %s\n", lad_plan_warning(plan, i));
+    if (lad_job_dry_run(job)) {
         if (print_plan(plan, job, &err) != 0)
             rc = report(&err);
     } else {

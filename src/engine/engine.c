@@ -308,6 +308,80 @@ static int put_transposed(worker *w, const item *it, unsigned char *out, lad_err
     return put(r, it, out, it->count * oes, it->start * oes, err);
 }
 
+/* Input j's row for output row r of a vocabulary tensor (-1: it lacks it). */
+static int64_t source_row(const lad_plan_tensor *pt, size_t j, uint64_t r)
+{
+    return pt->rows[j] ? pt->rows[j][r] : (int64_t)r;
+}
+
+/* A row input j lacks, columns [c0, c0 + n) of it, in input j's dtype: the
+ * row of input fill_from when it has it, else the mean of the inputs that
+ * do (the output's first input always does), rounded once. */
+static int fill_row(const lad_plan_tensor *pt, size_t j, uint64_t r, uint64_t L, uint64_t c0,
+                    size_t n, unsigned char *dst, lad_error *err)
+{
+    double sum[BLOCK], v[BLOCK];
+    unsigned char raw[BLOCK * 8];
+    size_t donors[MAX_INPUTS], nd = 0;
+    if (pt->fill_from >= 0 && source_row(pt, (size_t)pt->fill_from, r) >= 0)
+        donors[nd++] = (size_t)pt->fill_from;
+    else
+        for (size_t k = 0; k < pt->nin; k++)
+            if (k != j && source_row(pt, k, r) >= 0)
+                donors[nd++] = k;
+    if (nd == 0) /* the output's first input has every row: never */
+        return lad_fail(err, "tensor '%s': no input holds row %llu", pt->name,
+                        (unsigned long long)r);
+    for (size_t b = 0; b < n; b += BLOCK) {
+        size_t m = n - b < BLOCK ? n - b : BLOCK;
+        memset(sum, 0, m * sizeof *sum);
+        for (size_t d = 0; d < nd; d++) {
+            const lad_tensor *t = pt->in[donors[d]];
+            size_t es = esize(t->dtype);
+            uint64_t at = ((uint64_t)source_row(pt, donors[d], r) * L + c0 + b) * es;
+            if (lad_file_read(t->file, raw, m * es, t->offset + at, err))
+                return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+            lad_load_f64(t->dtype, raw, v, m);
+            for (size_t i = 0; i < m; i++)
+                sum[i] += v[i];
+        }
+        for (size_t i = 0; i < m && nd > 1; i++)
+            sum[i] /= (double)nd;
+        lad_store_f64(pt->in[j]->dtype, sum, dst + b * esize(pt->in[j]->dtype), m);
+    }
+    return 0;
+}
+
+/* Input j's elements [start, start + count) of a tensor whose rows it
+ * holds in another order (or not at all): runs of consecutive rows read at
+ * once, missing rows filled. */
+static int read_rows(const lad_plan_tensor *pt, size_t j, uint64_t start, uint64_t count,
+                     unsigned char *dst, lad_error *err)
+{
+    const lad_tensor *t = pt->in[j];
+    size_t es = esize(t->dtype);
+    uint64_t L = pt->nelem / pt->shape[0], end = start + count;
+    for (uint64_t pos = start; pos < end;) {
+        uint64_t r = pos / L, c0 = pos % L, n = L - c0 < end - pos ? L - c0 : end - pos;
+        int64_t src = source_row(pt, j, r);
+        unsigned char *at = dst + (pos - start) * es;
+        if (src < 0) {
+            if (fill_row(pt, j, r, L, c0, (size_t)n, at, err))
+                return -1;
+        } else {
+            /* whole rows following on in both: one read */
+            while (c0 == 0 && n == L && pos + n + L <= end &&
+                   source_row(pt, j, r + n / L) == src + (int64_t)(n / L))
+                n += L;
+            if (lad_file_read(t->file, at, n * es, t->offset + ((uint64_t)src * L + c0) * es,
+                              err))
+                return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+        }
+        pos += n;
+    }
+    return 0;
+}
+
 static int do_merge(worker *w, const item *it, int pass, lad_error *err)
 {
     run *r = w->r;
@@ -319,6 +393,9 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
         size_t es = esize(t->dtype);
         if (t->q.scheme) {
             if (lad_quant_read(t, it->start, (size_t)it->count, w->deq[j], err))
+                return -1;
+        } else if (pt->rows && pt->rows[j]) {
+            if (read_rows(pt, j, it->start, it->count, w->raw[j], err))
                 return -1;
         } else if (lad_file_read(t->file, w->raw[j], it->count * es, t->offset + it->start * es,
                                  err)) {

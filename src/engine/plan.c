@@ -199,7 +199,7 @@ static int same_bytes(const lad_plan_tensor *pt, const lad_tensor *first, const 
  * in_model[j] names input j's model for errors; `first` is the input whose
  * dtype and non-float data the output takes. */
 static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_model *const *in_model,
-                         size_t first_in, lad_error *err);
+                         const size_t *model_of, size_t first_in, lad_error *err);
 
 /* Fills p->t[i] for output tensor `name` of the template (or an added
  * lm_head), its inputs found by name in every model. */
@@ -211,10 +211,12 @@ static int plan_tensor(lad_plan *p, size_t i, const char *name, lad_error *err)
     pt->name = name;
     pt->in = p->inptrs + i * p->max_in;
     pt->nin = r->nmodels;
-    for (size_t j = 0; j < r->nmodels; j++)
+    for (size_t j = 0; j < r->nmodels; j++) {
         if (!(pt->in[j] = resolve(r->models[j], name, tmpl, err)))
             return -1;
-    return finish_tensor(p, i, name, (const lad_model *const *)r->models, r->template_model, err);
+    }
+    return finish_tensor(p, i, name, (const lad_model *const *)r->models, p->model_ids,
+                         r->template_model, err);
 }
 
 /* Fills p->t[i] from an explicit spec: inputs by model and name. */
@@ -224,20 +226,22 @@ static int plan_spec(lad_plan *p, size_t i, lad_error *err)
     const lad_tensor_spec *s = &r->specs[i];
     lad_plan_tensor *pt = &p->t[i];
     const lad_model *in_model[LAD_SPEC_MAX_IN];
+    size_t model_of[LAD_SPEC_MAX_IN];
     pt->name = s->name;
     pt->in = p->inptrs + i * p->max_in;
     pt->nin = s->nin;
     for (size_t j = 0; j < s->nin; j++) {
         in_model[j] = r->models[s->model[j]];
+        model_of[j] = s->model[j];
         if (!(pt->in[j] = lad_model_find(in_model[j], s->in_name[j])))
             return lad_fail(err, "tensor '%s' (for output '%s') is not in %s", s->in_name[j],
                             s->name, in_model[j]->ref);
     }
-    return finish_tensor(p, i, s->name, in_model, 0, err);
+    return finish_tensor(p, i, s->name, in_model, model_of, 0, err);
 }
 
 static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_model *const *in_model,
-                         size_t first_in, lad_error *err)
+                         const size_t *model_of, size_t first_in, lad_error *err)
 {
     const lad_merge_request *r = &p->req;
     lad_plan_tensor *pt = &p->t[i];
@@ -256,12 +260,15 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         p->bytes_out += pt->nbytes;
         return 0;
     }
+    /* Embeddings and heads: rows matched by token (vocab.c). */
+    if (lad_vocab_plan(p, pt, in_model, first_in, model_of, err) != 0)
+        return -1;
     for (size_t j = 0; j < pt->nin; j++) {
         char sa[256], sb[256];
         const lad_tensor *t = pt->in[j];
         if (unreadable(in_model[j], t, err))
             return -1;
-        if (!same_shape(first, t)) {
+        if (!same_shape(first, t) && !(pt->rows && pt->rows[j])) {
             shape_str(first, sa, sizeof sa);
             shape_str(t, sb, sizeof sb);
             return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s%s", name, sa,
@@ -492,8 +499,12 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     p->inptrs = calloc((p->n + 1) * p->max_in, sizeof *p->inptrs);
     if (req->schedule)
         p->ops = calloc(p->n + 1, sizeof *p->ops);
-    int rc = (!p->t || !p->inptrs || (req->schedule && !p->ops)) ? lad_fail(err, "out of memory")
-                                                                 : 0;
+    p->model_ids = calloc(req->nmodels, sizeof *p->model_ids);
+    for (size_t j = 0; p->model_ids && j < req->nmodels; j++)
+        p->model_ids[j] = j;
+    int rc = (!p->t || !p->inptrs || !p->model_ids || (req->schedule && !p->ops))
+                 ? lad_fail(err, "out of memory")
+                 : 0;
     if (rc == 0)
         rc = lad_structure_build(tmpl, req->layers, req->nlayers, &p->structure, err);
     for (size_t j = 0; rc == 0 && !req->copy_all && j < req->nmodels; j++)
@@ -516,6 +527,8 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     }
     if (rc == 0 && req->schedule && !req->schedule->resolve)
         rc = check_overrides(p, err);
+    if (rc == 0)
+        rc = lad_vocab_warnings(p, err);
     if (rc == 0 && req->output)
         rc = check_output_path(p, err);
     if (rc == 0)
@@ -542,6 +555,11 @@ void lad_plan_free(lad_plan *p)
     free(p->ops);
     lad_structure_free(p->structure);
     json_decref(p->recipe);
+    lad_vocabs_free(p->vocabs);
+    free(p->model_ids);
+    for (size_t k = 0; k < p->nwarnings; k++)
+        free(p->warnings[k]);
+    free(p->warnings);
     free(p);
 }
 
@@ -562,6 +580,25 @@ lad_place lad_plan_tensor_place(const lad_plan *p, size_t i)
 }
 
 const lad_structure *lad_plan_structure(const lad_plan *p) { return p->structure; }
+
+size_t lad_plan_nwarnings(const lad_plan *p) { return p->nwarnings; }
+const char *lad_plan_warning(const lad_plan *p, size_t i)
+{
+    return i < p->nwarnings ? p->warnings[i] : NULL;
+}
+
+int lad_plan_warn(lad_plan *p, char *msg, lad_error *err)
+{
+    char **grown = msg ? realloc(p->warnings, (p->nwarnings + 1) * sizeof *grown) : NULL;
+    if (!grown) {
+        free(msg);
+        return lad_fail(err, "out of memory");
+    }
+    p->warnings = grown;
+    p->warnings[p->nwarnings++] = msg;
+    return 0;
+}
+
 const lad_plan_tensor *lad_plan_tensor_at(const lad_plan *p, size_t i) { return &p->t[i]; }
 
 void lad_plan_tensor_info(const lad_plan *p, size_t i, lad_tensor_info *out)

@@ -27,7 +27,24 @@ struct lad_plan {
     lad_op *ops;            /* per tensor, when the request has a schedule */
     lad_structure *structure; /* the template's stacks of blocks */
     json_t *recipe;         /* how the output was made, for metadata and card */
+    size_t *model_ids;      /* 0, 1, ... nmodels - 1: input j of a tensor is model j */
+    struct lad_vocabs *vocabs; /* tokenizers and row maps (vocab.c), or NULL */
+    char **warnings;        /* what the caller should tell the user */
+    size_t nwarnings;
 };
+
+/* Vocabularies (vocab.c). For a vocabulary tensor (embeddings, heads),
+ * sets pt->rows where an input's rows are not the output's (another size
+ * or order) and pt->fill_from; model_of[j] is input j's model index. */
+typedef struct lad_vocabs lad_vocabs;
+int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_model,
+                   size_t first_in, const size_t *model_of, lad_error *err);
+/* Adds the plan's warnings on dropped, filled and reordered rows. */
+int lad_vocab_warnings(lad_plan *p, lad_error *err);
+void lad_vocabs_free(lad_vocabs *vs);
+/* Adds a warning (msg, allocated, is the plan's even on failure; NULL: out
+ * of memory). */
+int lad_plan_warn(lad_plan *p, char *msg, lad_error *err);
 
 /* The texts of a folder output's config.json, index and README.md, and the
  * folder its tokenizer files come from (extras.c); free with

@@ -106,4 +106,23 @@ for name, names in SCHEMES.items():
 (d / "regex").write_text("re:unit_(\\d+)\\.\n" + "\n".join(
     f"net.stage.unit_{i}.w" for i in range(4)) + "\nstem.weight\n")
 (d / "flat").write_text("fc1.weight\nfc2.weight\n")
+
+# tokenizer: tokenizer.json files of the fine-tune whose 9 rows are matched
+# to its base's 6 (a b c d e <s>) by token.
+from vocab_family import tokenizer  # noqa: E402
+d = fresh("tokenizer")
+for name, doc in {
+    "added": tokenizer(list("abcde") + ["<s>", "<x>", "<y>", "<z>"], ("<s>", "<x>")),
+    "reordered": tokenizer(list("edcba") + ["<s>", "q", "r", "s"]),
+    "lacks_some": tokenizer(list("ab") + ["<s>"]),
+    "unigram": tokenizer(list("bacde") + ["<s>", "\u0000", "\u00e9", "z"], unigram=True),
+    "added_overrides": {"model": {"vocab": {"a": 0, "b": 1}},
+                        "added_tokens": [{"id": 1, "content": "c"}, {"id": 8, "content": "a"}]},
+    "gaps": {"model": {"vocab": {"a": 7, "b": 3}}},
+    "huge_id": {"model": {"vocab": {"a": 16777216}}},
+    "no_vocab": {"model": {"type": "WordLevel"}},
+}.items():
+    (d / name).write_text(json.dumps(doc))
+(d / "nul_token").write_text('{"model":{"vocab":{"a\\u0000b":0,"a":1}}}')
+(d / "bad_json").write_text('{"model":{"vocab":{"a":0,')
 print("seeds written to", corpus)

@@ -1,0 +1,215 @@
+"""Vocabularies of different sizes and orders (fine-tunes with added tokens,
+reordered vocabularies): every command merges embedding and head rows
+matched by token, as mergekit's default does.
+
+The reference, written from mergekit's definition (tokenizer_source: base;
+PermutedEmbeddings): the output has the template's vocabulary; each input's
+row of a token is the row of the same token in its own tokenizer.json;
+rows an input lacks take the base's row where the merge has a base that
+holds the token, else the mean of the inputs that hold it; rows of tokens
+the template lacks are dropped. Each test aligns the inputs that way in
+numpy, writes them out with the template's tokenizer, runs the same
+command on both and compares every byte of the outputs."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import st
+from conftest import ladle
+from vocab_family import BASE_TOKENS, VOCAB, family, tokenizer, write_model
+
+
+def round64(dtype, x):
+    """float64 -> stored values, rounded once (bf16 via PyTorch from float64)."""
+    if dtype == "BF16":
+        torch = st._torch()
+        t = torch.from_numpy(np.asarray(x, np.float64)).to(torch.bfloat16)
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return x.astype(st.NP[dtype])
+
+
+def aligned(tmp_path, models, template, base=None):
+    """The inputs aligned to the template's vocabulary by the reference
+    rule, written with the template's tokenizer: folders to run the same
+    command on."""
+    out = []
+    for k, m in enumerate(models):
+        tensors = []
+        for name, (d, a) in m.t.items():
+            if name not in VOCAB:
+                tensors.append((name, d, a))
+                continue
+            rows = []
+            for tok in template.tokens:
+                if tok in m.tokens:
+                    rows.append(a[m.tokens.index(tok)])
+                    continue
+                if base is not None and tok in base.tokens:
+                    donors = [base]
+                else:
+                    donors = [o for o in models if tok in o.tokens]
+                vals = [st.to_f64(o.t[name][0], o.t[name][1][o.tokens.index(tok)])
+                        for o in donors]
+                rows.append(round64(d, np.mean(vals, axis=0) if len(vals) > 1 else vals[0]))
+            tensors.append((name, d, np.stack(rows)))
+        p = tmp_path / f"aligned{k}"
+        st.write_hf(p, tensors, st.config(layers=1, hidden=16, vocab=len(template.tokens)))
+        shutil.copy(os.path.join(template.path, "tokenizer.json"), p / "tokenizer.json")
+        out.append(p)
+    return out
+
+
+def same_outputs(a, b):
+    ta, _ = st.load(str(a))
+    tb, _ = st.load(str(b))
+    assert ta.keys() == tb.keys()
+    for n in ta:
+        assert ta[n][1].shape == tb[n][1].shape, n
+        assert ta[n][1].tobytes() == tb[n][1].tobytes(), n
+
+
+def recipe(tmp_path, base, models):
+    y = tmp_path / "r.yml"
+    y.write_text("merge_method: ties\nbase_model: %s\nparameters:\n  density: 0.6\nmodels:\n%s"
+                 % (base, "".join(f"  - model: {m}\n    parameters:\n      weight: 0.7\n"
+                                  for m in models)))
+    return ["merge", y]
+
+
+COMMANDS = {
+    "lerp": lambda b, ms: ["lerp", b, ms[0], "--alpha", "0.4"],
+    "slerp": lambda b, ms: ["slerp", b, ms[0], "--t", "0.3"],
+    "soup": lambda b, ms: ["soup", b, *ms],
+    "task": lambda b, ms: ["task", "--base", b] + sum((["--add", f"0.{k + 5}:{m}"]
+                                                       for k, m in enumerate(ms)), []),
+    "ties": lambda b, ms: ["ties", "--base", b, "--density", "0.5"] +
+                          sum((["--add", f"1:{m}"] for m in ms), []),
+    "stock": lambda b, ms: ["stock", "--base", b, *ms],
+}
+
+
+@pytest.mark.parametrize("cmd", list(COMMANDS) + ["recipe"])
+def test_added_and_reordered_tokens_every_command(tmp_path, rng, cmd):
+    base, ft1, ft2, _ = family(tmp_path, rng)
+    fts = [ft1] if cmd in ("lerp", "slerp") else [ft1, ft2]
+    has_base = cmd in ("task", "ties", "stock", "recipe")
+    al = aligned(tmp_path, [base] + fts, base, base if has_base else None)
+    make = (lambda b, ms: recipe(tmp_path, b, ms)) if cmd == "recipe" else COMMANDS[cmd]
+    r = ladle(*make(base.path, [m.path for m in fts]), "-o", tmp_path / "out", "-q")
+    ladle(*make(al[0], al[1:]), "-o", tmp_path / "ref", "-q")
+    same_outputs(tmp_path / "out", tmp_path / "ref")
+    got, _ = st.load(str(tmp_path / "out"))
+    assert got["model.embed_tokens.weight"][1].shape == (32, 16)
+    assert json.load(open(tmp_path / "out" / "config.json"))["vocab_size"] == 32
+    warns = [ln for ln in r.err.splitlines() if ln.startswith("ladle: warning:")]
+    assert len(warns) == len(fts), r.err
+    assert "ft1: 3 rows of model.embed_tokens.weight, lm_head.weight ('<|a|>', '<|b|>', " \
+           "'<|c|>') are not in the vocabulary of" in warns[0]
+    assert "rows matched by token" in warns[0] and "another order" not in warns[0]
+    if len(fts) > 1:
+        assert "ft2: 1 row of" in warns[1] and "('<|x|>') is not in" in warns[1]
+        assert "another order" in warns[1]
+
+
+def test_kept_rows_values(tmp_path, rng):
+    """Directly: lerp's kept rows are (1 - a) base + a ft1 of the same token."""
+    base, ft1, ft2, _ = family(tmp_path, rng, dtype="F32")
+    ladle("lerp", base.path, ft2.path, "--alpha", "0.25", "-o", tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in VOCAB:
+        b, f = base.t[n][1], ft2.t[n][1]
+        idx = [ft2.tokens.index(t) for t in BASE_TOKENS]
+        want = (np.float32(0.75) * b + np.float32(0.25) * f[idx]).astype(np.float32)
+        np.testing.assert_array_equal(got[n][1], want)
+
+
+def test_rows_an_input_lacks(tmp_path, rng):
+    """The template has tokens an input lacks: the base's row (task: a zero
+    delta), or the mean of the inputs that hold them (soup)."""
+    base, ft1, ft2, small = family(tmp_path, rng, dtype="F32")
+    r = ladle("task", "--base", base.path, "--add", f"0.8:{small.path}", "-o", tmp_path / "t",
+              "-q")
+    assert "small lacks 4 of the 32 rows of" in r.err and "'tok28', 'tok29', 'tok30', ..." in r.err
+    got, _ = st.load(str(tmp_path / "t"))
+    for n in VOCAB:
+        np.testing.assert_array_equal(got[n][1][28:], base.t[n][1][28:])
+    # soup (no base): ft1 is the template; small lacks 4 + 3 rows, ft2 lacks 3
+    for dtype in ("F32", "BF16"):
+        d = tmp_path / dtype
+        d.mkdir()
+        base, ft1, ft2, small = family(d, rng, dtype=dtype)
+        al = aligned(d, [ft1, small, ft2], ft1)
+        r = ladle("soup", ft1.path, small.path, ft2.path, "-o", d / "s", "-q")
+        ladle("soup", *al, "-o", d / "ref", "-q")
+        same_outputs(d / "s", d / "ref")
+        assert "small lacks 7 of the 35 rows" in r.err and "mean of the models" in r.err
+        assert "ft2: 1 row of" in r.err and "ft2 lacks 3 of the 35 rows" in r.err
+
+
+def test_no_tokenizer_matches_rows_by_number(tmp_path, rng):
+    base, ft1, _, _ = family(tmp_path, rng)
+    for m in (base, ft1):
+        st.write(tmp_path / f"{os.path.basename(m.path)}.safetensors",
+                 [(n, d, a) for n, (d, a) in m.t.items()])
+    r = ladle("lerp", tmp_path / "base.safetensors", tmp_path / "ft1.safetensors", "--alpha",
+              "0.5", "-o", tmp_path / "o.safetensors", "-q")
+    assert "rows 32, 33, 34" in r.err and "matched by number" in r.err
+    assert "neither" in r.err and "has a tokenizer.json" in r.err
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    assert got["lm_head.weight"][1].shape == (32, 16)
+
+
+def test_same_size_reordered_is_matched_by_token(tmp_path, rng):
+    """Same shapes, another order: matched by token, never by row number."""
+    base, _, _, _ = family(tmp_path, rng, dtype="F32")
+    perm = list(rng.permutation(32))
+    toks = [BASE_TOKENS[i] for i in perm]
+    t = [(n, d, a[perm] if n in VOCAB else a) for n, (d, a) in base.t.items()]
+    write_model(tmp_path / "shuffled", t, toks, unigram=True)  # a Unigram vocabulary too
+    r = ladle("lerp", base.path, tmp_path / "shuffled", "--alpha", "0.5", "-o",
+              tmp_path / "o.safetensors", "-q")
+    assert "another order" in r.err and "dropped" not in r.err
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in VOCAB:  # the same rows, reordered: the lerp gives them back
+        np.testing.assert_array_equal(got[n][1], base.t[n][1])
+
+
+def test_dry_run_and_other_shapes(tmp_path, rng):
+    base, ft1, _, _ = family(tmp_path, rng)
+    r = ladle("lerp", base.path, ft1.path, "--alpha", "0.5", "-o", tmp_path / "o", "--dry-run")
+    line = [ln for ln in r.out.splitlines() if "lm_head.weight" in ln][0]
+    assert "matched to the output's vocabulary" in line and "[32, 16]" in line
+    assert not (tmp_path / "o").exists()
+    # any other difference of shape is still an error
+    t = dict((n, (d, a)) for n, (d, a) in ft1.t.items())
+    d, a = t["model.layers.0.mlp.up_proj.weight"]
+    t["model.layers.0.mlp.up_proj.weight"] = (d, a[:8])
+    write_model(tmp_path / "bad", [(n, d, a) for n, (d, a) in t.items()], ft1.tokens)
+    r = ladle("lerp", base.path, tmp_path / "bad", "--alpha", "0.5", "-o", tmp_path / "o",
+              check=False)
+    assert r.code == 1 and "'model.layers.0.mlp.up_proj.weight' has shape [16, 16]" in r.err
+
+
+def test_rows_across_work_items(tmp_path, rng):
+    """Tensors larger than a work item, rows not dividing it: rows split
+    between items, runs of consecutive rows, fills, all in place."""
+    H, toks = 1000, [f"w{i}" for i in range(300)]
+    perm = rng.permutation(300)
+    ft_toks = [toks[i] for i in perm[:150]] + ["<new>"] + toks[150:280]  # lacks some, reorders
+    ft_toks = list(dict.fromkeys(ft_toks))
+    b = rng.standard_normal((300, H)).astype(np.float32)
+    f = rng.standard_normal((len(ft_toks), H)).astype(np.float32)
+    for d, a, tk in (("base", b, toks), ("ft", f, ft_toks)):
+        os.makedirs(tmp_path / d)
+        st.write(tmp_path / d / "model.safetensors", [("model.embed_tokens.weight", "F32", a)])
+        with open(tmp_path / d / "tokenizer.json", "w") as fh:
+            json.dump(tokenizer(tk), fh)
+    ladle("task", "--base", tmp_path / "base", "--add", f"0.5:{tmp_path / 'ft'}", "-o",
+          tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    fa = np.stack([f[ft_toks.index(t)] if t in ft_toks else b[i] for i, t in enumerate(toks)])
+    want = (b + np.float32(0.5) * (fa - b)).astype(np.float32)
+    np.testing.assert_array_equal(got["model.embed_tokens.weight"][1], want)
