@@ -217,6 +217,7 @@ int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors
 typedef struct lad_vocab {
     char **tok;            /* per id: the token, or NULL where no token has the id */
     uint32_t *len;         /* per id: its length in bytes (a token may hold NULs) */
+    unsigned char *added;  /* per id: 1 for an added token (added_tokens) */
     size_t n;              /* ids: the largest + 1 */
     size_t cap;
     int64_t *slots;        /* token -> id table (open addressing) */
@@ -227,6 +228,8 @@ typedef struct lad_vocab {
 int lad_vocab_parse(const char *text, size_t len, const char *path, lad_vocab *v,
                     lad_error *err);
 int lad_vocab_load(const char *path, lad_vocab *v, lad_error *err);
+/* Adds a token (NULL: none) at id v->n: a vocabulary being built, from {0}. */
+int lad_vocab_append(lad_vocab *v, const char *tok, size_t len, bool added, lad_error *err);
 /* The id of a token (its lowest, if several hold it), or -1. */
 int64_t lad_vocab_find(const lad_vocab *v, const char *tok, size_t len);
 void lad_vocab_free(lad_vocab *v);
@@ -467,6 +470,10 @@ typedef struct lad_tensor_spec {
     const void *ctx;       /* handed to the schedule's resolve */
 } lad_tensor_spec;
 
+typedef enum lad_tokenizer_source {
+    LAD_TOKENIZER_BASE, LAD_TOKENIZER_MODEL, LAD_TOKENIZER_UNION
+} lad_tokenizer_source;
+
 typedef struct lad_merge_request {
     const char *command;       /* the command line, for the recipe */
     const char *method_label;  /* "lerp", "soup", ... for the card */
@@ -488,6 +495,11 @@ typedef struct lad_merge_request {
     /* Tensors that cannot be merged (integers, bools) and differ between the
      * inputs are an error (0), or taken from model take_unmergeable - 1. */
     size_t take_unmergeable;
+    /* The output's vocabulary (embedding and head rows, tokenizer files):
+     * the template's (BASE), model tokenizer_model's, or the union of the
+     * inputs' (engine/vocab.c). */
+    lad_tokenizer_source tokenizer_source;
+    size_t tokenizer_model;
     bool has_out_dtype;
     lad_dtype out_dtype;
     uint64_t shard_size;       /* 0 = never shard */

@@ -29,13 +29,18 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     "      --take-unmergeable MODEL\n"                                                      \
     "                        integer and bool tensors that differ between the inputs are\n" \
     "                        an error; take them from MODEL (an input as given, or first)\n" \
+    "      --tokenizer-source S\n"                                                          \
+    "                        the output's vocabulary and tokenizer: base (the default: the\n" \
+    "                        base's, or the first model's), MODEL (an input as given), or\n" \
+    "                        union (every input's tokens; a tokenizer.json is written)\n"    \
     "  -q, --quiet           no progress or summary on stderr\n"                             \
     "  -h, --help            this help\n"                                                   \
     "\n"                                                                                      \
     "Embeddings and heads of inputs with another vocabulary (added tokens, another\n"        \
     "order) are matched by token to the output's, through each model's\n"                   \
     "tokenizer.json: rows the output lacks are dropped, rows an input lacks come\n"          \
-    "from the base (else the mean of the inputs that have them); a warning says so.\n"
+    "from the base (else the mean of the inputs that have them); a warning says so.\n"       \
+    "config.json's vocab_size follows the output's vocabulary.\n"
 
 /* The help of a merge command (help.c), or NULL. */
 const char *merge_help(const char *cmd);

@@ -329,9 +329,8 @@ static int fill_row(const lad_plan_tensor *pt, size_t j, uint64_t r, uint64_t L,
         for (size_t k = 0; k < pt->nin; k++)
             if (k != j && source_row(pt, k, r) >= 0)
                 donors[nd++] = k;
-    if (nd == 0) /* the output's first input has every row: never */
-        return lad_fail(err, "tensor '%s': no input holds row %llu", pt->name,
-                        (unsigned long long)r);
+    /* nd == 0: no input holds the token (a union's token beyond every
+     * model's rows): zeros, as mergekit's ZeroEmbedding */
     for (size_t b = 0; b < n; b += BLOCK) {
         size_t m = n - b < BLOCK ? n - b : BLOCK;
         memset(sum, 0, m * sizeof *sum);

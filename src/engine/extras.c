@@ -7,7 +7,8 @@
  *                "torch_dtype", both when it has both), tie_word_embeddings
  *                false when a head was added, num_hidden_layers of a
  *                frankenmerge, no quantization_config when the output is
- *                dequantised
+ *                dequantised, vocab_size of another model's vocabulary or
+ *                a union (tokenizer_source)
  *   index        the weight map of a sharded output
  *   README.md    a model card: front matter the Hub reads (base_model with
  *                the inputs' Hub ids, base_model_relation: merge,
@@ -71,6 +72,13 @@ static char *config_text(const lad_plan *p)
     }
     if (p->req.num_layers)
         json_object_set_new(cfg, "num_hidden_layers", json_integer((json_int_t)p->req.num_layers));
+    if (p->req.tokenizer_source != LAD_TOKENIZER_BASE && p->vocab_rows) {
+        /* another model's vocabulary, or the union */
+        json_t *at = json_object_get(cfg, "vocab_size") ? cfg
+                                                        : json_object_get(cfg, "text_config");
+        if (json_is_integer(json_object_get(at, "vocab_size")))
+            json_object_set_new(at, "vocab_size", json_integer((json_int_t)p->vocab_rows));
+    }
     return dump(cfg);
 }
 
@@ -282,6 +290,11 @@ int lad_plan_extras(const lad_plan *p, lad_hf_extras *x, lad_error *err)
     const lad_model *tmpl = p->req.models[p->req.template_model];
     memset(x, 0, sizeof *x);
     x->template_dir = tmpl->dir;
+    if (p->req.tokenizer_source == LAD_TOKENIZER_MODEL &&
+        p->req.tokenizer_model != p->req.template_model)
+        x->tokenizer_dir = p->req.models[p->req.tokenizer_model]->dir;
+    if (lad_vocab_union_files(p, &x->tokenizer_json, &x->tokenizer_config, err))
+        return -1;
     if (tmpl->config && !(x->config = config_text(p)))
         return lad_fail(err, "out of memory");
     if (p->nshards > 1 && !(x->index = index_text(p))) {
@@ -297,6 +310,8 @@ int lad_plan_extras(const lad_plan *p, lad_hf_extras *x, lad_error *err)
 
 void lad_extras_free(lad_hf_extras *x)
 {
+    free(x->tokenizer_json);
+    free(x->tokenizer_config);
     free(x->config);
     free(x->index);
     free(x->card);

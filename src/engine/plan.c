@@ -66,14 +66,24 @@ static const lad_tensor *resolve(const lad_model *m, const char *name, const lad
     return NULL;
 }
 
-static int same_shape(const lad_tensor *a, const lad_tensor *b)
+/* The same dimensions, but perhaps the first (a scalar has none). */
+static bool a_rows_only(const lad_tensor *a, const lad_tensor *b)
 {
     if (a->ndim != b->ndim)
-        return 0;
-    for (int d = 0; d < a->ndim; d++)
+        return false;
+    for (int d = 1; d < a->ndim; d++)
         if (a->shape[d] != b->shape[d])
-            return 0;
-    return 1;
+            return false;
+    return true;
+}
+
+/* Does input t fit an output shaped as first, but for its first dimension
+ * (rows: the output's vocabulary), which t's rows map to when mapped? */
+static bool fits(const lad_tensor *first, const lad_tensor *t, uint64_t rows, bool mapped)
+{
+    if (!a_rows_only(first, t))
+        return false;
+    return first->ndim == 0 || mapped || t->shape[0] == rows;
 }
 
 static void shape_str(const lad_tensor *t, char *buf, size_t len)
@@ -261,14 +271,15 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         return 0;
     }
     /* Embeddings and heads: rows matched by token (vocab.c). */
-    if (lad_vocab_plan(p, pt, in_model, first_in, model_of, err) != 0)
+    uint64_t rows;
+    if (lad_vocab_plan(p, pt, in_model, first_in, model_of, &rows, err) != 0)
         return -1;
     for (size_t j = 0; j < pt->nin; j++) {
         char sa[256], sb[256];
         const lad_tensor *t = pt->in[j];
         if (unreadable(in_model[j], t, err))
             return -1;
-        if (!same_shape(first, t) && !(pt->rows && pt->rows[j])) {
+        if (!fits(first, t, rows, pt->rows && pt->rows[j])) {
             shape_str(first, sa, sizeof sa);
             shape_str(t, sb, sizeof sb);
             return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s%s", name, sa,
@@ -287,6 +298,10 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
     pt->ndim = first->ndim;
     memcpy(pt->shape, first->shape, sizeof pt->shape);
     pt->nelem = first->nelem;
+    if (pt->ndim && rows != pt->shape[0]) { /* the output's vocabulary */
+        pt->nelem = first->shape[0] ? first->nelem / first->shape[0] * rows : 0;
+        pt->shape[0] = rows;
+    }
     if (lad_tensor_mergeable(first)) {
         pt->kind = LAD_MERGE;
         pt->op = &p->req.op;

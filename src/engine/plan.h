@@ -29,16 +29,23 @@ struct lad_plan {
     json_t *recipe;         /* how the output was made, for metadata and card */
     size_t *model_ids;      /* 0, 1, ... nmodels - 1: input j of a tensor is model j */
     struct lad_vocabs *vocabs; /* tokenizers and row maps (vocab.c), or NULL */
+    uint64_t vocab_rows;    /* the output's vocabulary rows (0: no such tensor) */
     char **warnings;        /* what the caller should tell the user */
     size_t nwarnings;
 };
 
 /* Vocabularies (vocab.c). For a vocabulary tensor (embeddings, heads),
  * sets pt->rows where an input's rows are not the output's (another size
- * or order) and pt->fill_from; model_of[j] is input j's model index. */
+ * or order) and pt->fill_from; model_of[j] is input j's model index;
+ * *out_rows: the output's first dimension. */
 typedef struct lad_vocabs lad_vocabs;
 int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_model,
-                   size_t first_in, const size_t *model_of, lad_error *err);
+                   size_t first_in, const size_t *model_of, uint64_t *out_rows, lad_error *err);
+/* With tokenizer_source union: the template's tokenizer.json and
+ * tokenizer_config.json (NULL when it has none, or no added_tokens_decoder)
+ * with the tokens the union adds; both NULL without a union. */
+int lad_vocab_union_files(const lad_plan *p, char **tokenizer_json, char **tokenizer_config,
+                          lad_error *err);
 /* Adds the plan's warnings on dropped, filled and reordered rows. */
 int lad_vocab_warnings(lad_plan *p, lad_error *err);
 void lad_vocabs_free(lad_vocabs *vs);

@@ -2,15 +2,20 @@
  * Vocabularies of different sizes or orders: the rows of embedding and head
  * tensors matched between models by token.
  *
- * The output has the vocabulary of the tensor's first input (the template:
- * the base, or the first model), as mergekit's default does. For every
- * other input, each output row reads the row of the same token, found
- * through both models' tokenizer.json (by row number when either has none,
- * or when the two files are byte for byte the same). Rows an input has but
- * the output's vocabulary lacks are dropped; rows it lacks are filled, as
- * mergekit fills them: with the base's row when the merge has a base that
- * holds the token, else with the mean of the inputs that hold it (rounded
- * once to the input's dtype). Every drop and fill is reported by the plan.
+ * The output's vocabulary is, as mergekit's tokenizer_source says:
+ *   base      the tensor's first input's (the template: the base, or the
+ *             first model), the default
+ *   model     one input's (--tokenizer-source MODEL)
+ *   union     the template's tokens, then every other input's tokens it
+ *             lacks (model by model, in id order), then their added tokens
+ * For every input, each output row reads the row of the same token, found
+ * through both tokenizer.json files (by row number when one has none, or
+ * when the two files are byte for byte the same; union needs them all).
+ * Rows an input has but the output's vocabulary lacks are dropped; rows it
+ * lacks are filled, as mergekit fills them: with the base's row when the
+ * merge has a base that holds the token, else with the mean of the inputs
+ * that hold it (rounded once to the input's dtype), else zeros. Every drop
+ * and fill is reported by the plan.
  *
  * A tensor is a vocabulary tensor by its name (embed_tokens, wte,
  * word_embeddings, lm_head, ...) or when its first dimension is every
@@ -48,10 +53,13 @@ typedef struct pair {
     size_t ntensors;
 } pair;
 
+/* The vocabularies of models 0 .. n-1, and at n the union's. */
 struct lad_vocabs {
     size_t n;
-    model_vocab *mv;      /* per model */
-    pair *pairs;          /* n x n: [a * n + b] */
+    model_vocab *mv;      /* per model, then the union */
+    pair *pairs;          /* (n + 1) x n: [a * n + b], a = n: from the union */
+    size_t union_base;    /* the union: ids below it are the template's */
+    size_t *origin;       /* per union id from union_base on: the model it came from */
     int64_t **maps;       /* every row map handed out, for free */
     size_t nmaps, capmaps;
 };
@@ -106,13 +114,25 @@ static bool same_file(const char *a, const char *b)
     return same;
 }
 
-static pair *relation(lad_plan *p, size_t a, size_t b)
+/* How rows of vocabulary a (a model, or n: the union) find model b's. */
+static pair *relation(lad_plan *p, size_t a, size_t b, lad_error *err)
 {
     lad_vocabs *vs = p->vocabs;
     pair *pr = &vs->pairs[a * vs->n + b];
     if (pr->rel != REL_UNKNOWN)
         return pr;
-    const lad_model *ma = p->req.models[a], *mb = p->req.models[b];
+    const lad_model *mb = p->req.models[b];
+    if (a == vs->n) { /* the union: every row by token */
+        model_vocab *vb = vocab_of(vs, mb, b);
+        if (vb->state < 0) {
+            lad_fail(err, "tokenizer_source union matches every input's rows by token, but %s",
+                     vb->why);
+            return NULL;
+        }
+        pr->rel = REL_TOKENS;
+        return pr;
+    }
+    const lad_model *ma = p->req.models[a];
     pr->rel = REL_ROWS;
     char *pa = tokenizer_path(ma), *pb = tokenizer_path(mb);
     bool ea = file_exists(pa), eb = file_exists(pb);
@@ -130,6 +150,57 @@ static pair *relation(lad_plan *p, size_t a, size_t b)
     free(pa);
     free(pb);
     return pr;
+}
+
+/* Appends model m's tokens the union lacks, the plain ones (added = false)
+ * or the added ones. */
+static int union_add(lad_vocabs *vs, size_t m, bool added, lad_error *err)
+{
+    const lad_vocab *v = &vs->mv[m].v;
+    lad_vocab *u = &vs->mv[vs->n].v;
+    for (size_t id = 0; id < v->n; id++) {
+        if (!v->tok[id] || (bool)v->added[id] != added ||
+            lad_vocab_find(u, v->tok[id], v->len[id]) >= 0)
+            continue;
+        size_t *o = realloc(vs->origin, (u->n + 1 - vs->union_base) * sizeof *o);
+        if (!o)
+            return lad_fail(err, "out of memory");
+        vs->origin = o;
+        vs->origin[u->n - vs->union_base] = m;
+        if (lad_vocab_append(u, v->tok[id], v->len[id], added, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* The union of the inputs' vocabularies, as mergekit builds it: the
+ * template's (its ids kept), then the plain tokens of the others it
+ * lacks, then their added tokens. */
+static int build_union(lad_plan *p, lad_error *err)
+{
+    lad_vocabs *vs = p->vocabs;
+    model_vocab *u = &vs->mv[vs->n];
+    if (u->state)
+        return 0;
+    u->state = 1;
+    size_t t = p->req.template_model;
+    for (size_t j = 0; j < vs->n; j++) {
+        model_vocab *mv = vocab_of(vs, p->req.models[j], j);
+        if (mv->state < 0)
+            return lad_fail(err, "tokenizer_source union builds the vocabulary from every "
+                                 "input's tokenizer.json, but %s",
+                            mv->why);
+    }
+    const lad_vocab *vt = &vs->mv[t].v;
+    for (size_t id = 0; id < vt->n; id++) /* (a gap in its ids stays one) */
+        if (lad_vocab_append(&u->v, vt->tok[id], vt->len[id], vt->added[id], err))
+            return -1;
+    vs->union_base = u->v.n;
+    for (int added = 0; added < 2; added++)
+        for (size_t j = 0; j < vs->n; j++)
+            if (j != t && union_add(vs, j, added, err))
+                return -1;
+    return 0;
 }
 
 static const char *const VOCAB_SUFFIXES[] = {
@@ -215,7 +286,7 @@ static void note_tensor(pair *pr, const char *name)
 static int build_map(lad_plan *p, pair *pr, size_t a, size_t b, const char *name, uint64_t Ra,
                      uint64_t Rb, int64_t **out, lad_error *err)
 {
-    const lad_vocab *va = pr->rel == REL_TOKENS ? &p->vocabs->mv[a].v : NULL;
+    const lad_vocab *va = pr->rel == REL_TOKENS ? &p->vocabs->mv[a].v : NULL; /* a: or the union */
     const lad_vocab *vb = pr->rel == REL_TOKENS ? &p->vocabs->mv[b].v : NULL;
     int64_t *map = malloc((Ra + 1) * sizeof *map);
     unsigned char *seen = calloc(Rb + 1, 1);
@@ -273,52 +344,85 @@ static int build_map(lad_plan *p, pair *pr, size_t a, size_t b, const char *name
     return keep_map(p->vocabs, map, err);
 }
 
-int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_model,
-                   size_t first_in, const size_t *model_of, lad_error *err)
+static int init_vocabs(lad_plan *p, lad_error *err)
 {
+    size_t n = p->req.nmodels;
+    lad_vocabs *vs = calloc(1, sizeof *vs);
+    if (!vs || !(vs->mv = calloc(n + 1, sizeof *vs->mv)) ||
+        !(vs->pairs = calloc((n + 1) * n, sizeof *vs->pairs))) {
+        if (vs)
+            free(vs->mv);
+        free(vs);
+        return lad_fail(err, "out of memory");
+    }
+    vs->n = n;
+    p->vocabs = vs;
+    return 0;
+}
+
+int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_model,
+                   size_t first_in, const size_t *model_of, uint64_t *out_rows, lad_error *err)
+{
+    const lad_tensor *first = pt->in[first_in];
     pt->rows = NULL;
     pt->fill_from = -1;
-    if (p->req.copy_all || pt->nin < 2 || !is_vocab_tensor(pt, pt->in[first_in], in_model))
+    *out_rows = first->ndim ? first->shape[0] : 1;
+    lad_tokenizer_source mode = p->req.tokenizer_source;
+    if (p->req.copy_all || (pt->nin < 2 && mode == LAD_TOKENIZER_BASE) ||
+        !is_vocab_tensor(pt, first, in_model))
         return 0;
-    if (!p->vocabs) {
-        lad_vocabs *vs = calloc(1, sizeof *vs);
-        size_t n = p->req.nmodels;
-        if (!vs || !(vs->mv = calloc(n, sizeof *vs->mv)) ||
-            !(vs->pairs = calloc(n * n, sizeof *vs->pairs))) {
-            if (vs)
-                free(vs->mv);
-            free(vs);
-            return lad_fail(err, "out of memory");
-        }
-        vs->n = n;
-        p->vocabs = vs;
+    if (!p->vocabs && init_vocabs(p, err))
+        return -1;
+    lad_vocabs *vs = p->vocabs;
+    /* a: whose vocabulary the output has (vs->n: the union), and its rows */
+    size_t a = mode == LAD_TOKENIZER_MODEL ? p->req.tokenizer_model
+               : mode == LAD_TOKENIZER_UNION ? vs->n
+                                             : model_of[first_in];
+    uint64_t R = 0;
+    if (a == vs->n) {
+        if (build_union(p, err))
+            return -1;
+        R = vs->mv[vs->n].v.n;
+    } else {
+        bool found = false;
+        for (size_t j = 0; j < pt->nin && !found; j++)
+            if ((found = model_of[j] == a))
+                R = pt->in[j]->shape[0];
+        if (!found)
+            return lad_fail(err, "tensor '%s': the tokenizer source %s has no input to it",
+                            pt->name, p->req.models[a]->ref);
     }
-    const lad_tensor *first = pt->in[first_in];
-    size_t a = model_of[first_in];
     int64_t **rows = NULL;
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
-        if (j == first_in || !rows_differ_only(first, t))
+        if (!rows_differ_only(first, t))
             continue; /* other shapes: the planner's error */
-        pair *pr = relation(p, a, model_of[j]);
-        if (pr->rel == REL_ROWS && first->shape[0] == t->shape[0])
+        if (model_of[j] == a && t->shape[0] == R)
+            continue; /* the output's own rows */
+        pair *pr = relation(p, a, model_of[j], err);
+        if (!pr)
+            return -1;
+        if (pr->rel == REL_ROWS && R == t->shape[0])
             continue;
         int64_t *map = NULL;
-        if (build_map(p, pr, a, model_of[j], pt->name, first->shape[0], t->shape[0], &map, err))
+        if (build_map(p, pr, a, model_of[j], pt->name, R, t->shape[0], &map, err))
             return -1;
         if (!map)
             continue;
         if (first->q.scheme || t->q.scheme)
             return lad_fail(err, "tensor '%s' is quantised and its rows (vocabulary) differ "
-                                 "between %s and %s; dequantise the inputs first",
-                            pt->name, in_model[first_in]->ref, in_model[j]->ref);
+                                 "between %s and the output; dequantise the inputs first",
+                            pt->name, in_model[j]->ref);
         if (!rows) {
             rows = calloc(pt->nin, sizeof *rows);
-            if (!rows || keep_map(p->vocabs, (int64_t *)rows, err))
+            if (!rows || keep_map(vs, (int64_t *)rows, err))
                 return rows ? -1 : lad_fail(err, "out of memory");
         }
         rows[j] = map;
     }
+    *out_rows = R;
+    if (R > p->vocab_rows)
+        p->vocab_rows = R;
     if (!rows)
         return 0;
     pt->rows = (const int64_t *const *)rows;
@@ -349,15 +453,37 @@ static void examples(char *buf, size_t len, const model_vocab *mv, const int64_t
         snprintf(buf + o, len - o, ", ...");
 }
 
+/* With union: what the output's vocabulary holds beyond the template's. */
+static int union_note(lad_plan *p, lad_error *err)
+{
+    lad_vocabs *vs = p->vocabs;
+    const lad_vocab *u = &vs->mv[vs->n].v;
+    size_t more = u->n - vs->union_base;
+    char ex[512];
+    int64_t ids[EXAMPLES] = {0};
+    for (size_t k = 0; k < EXAMPLES && k < more; k++)
+        ids[k] = (int64_t)(vs->union_base + k);
+    examples(ex, sizeof ex, &vs->mv[vs->n], ids, more);
+    char *msg = lad_asprintf("the output's vocabulary is the union of the inputs': %zu tokens, "
+                             "%zu more than %s's%s%s%s",
+                             u->n, more, p->req.models[p->req.template_model]->ref,
+                             more ? " (" : "", more ? ex : "", more ? ")" : "");
+    return lad_plan_warn(p, msg, err);
+}
+
 int lad_vocab_warnings(lad_plan *p, lad_error *err)
 {
     lad_vocabs *vs = p->vocabs;
-    for (size_t a = 0; vs && a < vs->n; a++)
+    if (vs && vs->mv[vs->n].state > 0 && union_note(p, err))
+        return -1;
+    for (size_t a = 0; vs && a <= vs->n; a++)
         for (size_t b = 0; b < vs->n; b++) {
             pair *pr = &vs->pairs[a * vs->n + b];
             if (!pr->used)
                 continue;
-            const lad_model *ma = p->req.models[a], *mb = p->req.models[b];
+            const lad_model *mb = p->req.models[b];
+            const char *aname =
+                a == vs->n ? "the union of the inputs' vocabularies" : p->req.models[a]->ref;
             char tensors[320], ex[512], how[512];
             snprintf(tensors, sizeof tensors, "%s%s", pr->tensors,
                      pr->ntensors > 3 ? " and others" : "");
@@ -375,7 +501,7 @@ int lad_vocab_warnings(lad_plan *p, lad_error *err)
                                    "%s dropped (the output has its %llu); %s",
                                    mb->ref, (unsigned long long)pr->dropped,
                                    pr->dropped == 1 ? "" : "s", tensors, ex,
-                                   pr->dropped == 1 ? "is" : "are", ma->ref,
+                                   pr->dropped == 1 ? "is" : "are", aname,
                                    pr->dropped == 1 ? "is" : "are",
                                    (unsigned long long)pr->rows_out, how);
                 if (lad_plan_warn(p, msg, err))
@@ -388,7 +514,7 @@ int lad_vocab_warnings(lad_plan *p, lad_error *err)
                         base = (int)j;
                 char from[512];
                 if (base == (int)a)
-                    snprintf(from, sizeof from, "they take %s's rows", ma->ref);
+                    snprintf(from, sizeof from, "they take %s's rows", aname);
                 else if (base >= 0)
                     snprintf(from, sizeof from, "they take the rows of the base (%s) where it "
                              "has them, else the mean of the models that have them",
@@ -399,13 +525,13 @@ int lad_vocab_warnings(lad_plan *p, lad_error *err)
                 examples(ex, sizeof ex, &vs->mv[a], pr->fill_ex, pr->filled);
                 msg = lad_asprintf("%s lacks %llu of the %llu rows of %s in %s (%s): %s; %s",
                                    mb->ref, (unsigned long long)pr->filled,
-                                   (unsigned long long)pr->rows_out, ma->ref, tensors, ex, from,
+                                   (unsigned long long)pr->rows_out, aname, tensors, ex, from,
                                    how);
                 if (lad_plan_warn(p, msg, err))
                     return -1;
             }
             if (!pr->dropped && !pr->filled) {
-                msg = lad_asprintf("%s: %s of %s (%s)", mb->ref, how, tensors, ma->ref);
+                msg = lad_asprintf("%s: %s of %s (%s)", mb->ref, how, tensors, aname);
                 if (lad_plan_warn(p, msg, err))
                     return -1;
             }
@@ -417,16 +543,113 @@ void lad_vocabs_free(lad_vocabs *vs)
 {
     if (!vs)
         return;
-    for (size_t j = 0; j < vs->n; j++) {
+    for (size_t j = 0; j <= vs->n; j++) {
         lad_vocab_free(&vs->mv[j].v);
         free(vs->mv[j].why);
     }
-    for (size_t k = 0; k < vs->n * vs->n; k++)
+    for (size_t k = 0; k < (vs->n + 1) * vs->n; k++)
         free(vs->pairs[k].why);
+    free(vs->origin);
     for (size_t k = 0; k < vs->nmaps; k++)
         free(vs->maps[k]);
     free(vs->maps);
     free(vs->mv);
     free(vs->pairs);
     free(vs);
+}
+
+/* ------------------------------------------------ a union's tokenizer files */
+
+/* The entry model m's tokenizer.json gives added token tok (copied), or
+ * NULL. */
+static json_t *added_entry(json_t *root, const char *tok, size_t len)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(root, "added_tokens"), i, e)
+    {
+        json_t *c = json_object_get(e, "content");
+        if (json_is_string(c) && json_string_length(c) == len &&
+            memcmp(json_string_value(c), tok, len) == 0)
+            return json_deep_copy(e);
+    }
+    return NULL;
+}
+
+static json_t *load_json(const char *dir, const char *name)
+{
+    char *path = dir ? lad_path_join(dir, name) : NULL;
+    json_t *j = path ? json_load_file(path, JSON_ALLOW_NUL, NULL) : NULL;
+    free(path);
+    return j;
+}
+
+/* The entry of union id: its settings in the model it came from when it
+ * was an added token there, else those of a token added by
+ * tokenizer.add_tokens (normal, not special). */
+static json_t *union_entry(const lad_vocabs *vs, json_t **roots, size_t id)
+{
+    const lad_vocab *u = &vs->mv[vs->n].v;
+    json_t *e = u->added[id] ? added_entry(roots[vs->origin[id - vs->union_base]], u->tok[id],
+                                           u->len[id])
+                             : NULL;
+    if (!e)
+        e = json_pack("{s:s%, s:b, s:b, s:b, s:b, s:b}", "content", u->tok[id],
+                      (size_t)u->len[id], "single_word", 0, "lstrip", 0, "rstrip", 0,
+                      "normalized", 1, "special", 0);
+    return e;
+}
+
+int lad_vocab_union_files(const lad_plan *p, char **tokenizer_json, char **tokenizer_config,
+                          lad_error *err)
+{
+    *tokenizer_json = *tokenizer_config = NULL;
+    const lad_vocabs *vs = p->vocabs;
+    if (!vs || vs->mv[vs->n].state <= 0)
+        return 0;
+    const lad_vocab *u = &vs->mv[vs->n].v;
+    const lad_model *tmpl = p->req.models[p->req.template_model];
+    json_t **roots = calloc(vs->n, sizeof *roots);
+    json_t *tok = load_json(tmpl->dir, "tokenizer.json");
+    json_t *cfg = load_json(tmpl->dir, "tokenizer_config.json");
+    json_t *decoder = cfg ? json_object_get(cfg, "added_tokens_decoder") : NULL;
+    int rc = roots && tok ? 0 : lad_fail(err, "%s: cannot read its tokenizer.json again",
+                                         tmpl->ref);
+    for (size_t j = 0; rc == 0 && j < vs->n; j++)
+        if (!(roots[j] = load_json(p->req.models[j]->dir, "tokenizer.json")))
+            rc = lad_fail(err, "%s: cannot read its tokenizer.json again", p->req.models[j]->ref);
+    json_t *added = tok ? json_object_get(tok, "added_tokens") : NULL;
+    if (rc == 0 && !json_is_array(added)) {
+        added = json_array();
+        json_object_set_new(tok, "added_tokens", added);
+    }
+    for (size_t id = vs->union_base; rc == 0 && id < u->n; id++) {
+        json_t *e = union_entry(vs, roots, id);
+        if (!e) {
+            rc = lad_fail(err, "out of memory");
+            break;
+        }
+        if (json_is_object(decoder)) {
+            char key[32];
+            snprintf(key, sizeof key, "%zu", id);
+            json_t *d = json_deep_copy(e);
+            json_object_del(d, "id");
+            json_object_set_new(decoder, key, d);
+        }
+        json_object_set_new(e, "id", json_integer((json_int_t)id));
+        json_array_append_new(added, e);
+    }
+    if (rc == 0) {
+        *tokenizer_json = json_dumps(tok, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (json_is_object(decoder))
+            *tokenizer_config = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (!*tokenizer_json || (json_is_object(decoder) && !*tokenizer_config))
+            rc = lad_fail(err, "out of memory");
+    }
+    for (size_t j = 0; roots && j < vs->n; j++)
+        json_decref(roots[j]);
+    free(roots);
+    json_decref(tok);
+    json_decref(cfg);
+    return rc;
 }

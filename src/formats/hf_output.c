@@ -3,6 +3,8 @@
  * texts the engine makes of a plan (engine/extras.c):
  *   config.json                  the template's, edited to describe the output
  *   tokenizer files etc.         small files copied from the template folder
+ *                                (the tokenizer's from another model's, or a
+ *                                union's tokenizer.json written)
  *   model.safetensors.index.json when sharded: metadata.total_size, weight_map
  *   README.md                    a model card saying how the model was made
  */
@@ -37,7 +39,22 @@ static bool skip_file(const char *name)
     return false;
 }
 
-static int copy_small_files(lad_writer *w, const char *dir, lad_error *err)
+/* A tokenizer's files, as transformers' tokenizers save them. */
+static bool tokenizer_file(const char *name)
+{
+    static const char *const prefix[] = {"tokenizer", "special_tokens_map", "added_tokens",
+                                         "vocab.", "merges.txt", "spiece.model",
+                                         "sentencepiece", "chat_template"};
+    for (size_t i = 0; i < sizeof prefix / sizeof *prefix; i++)
+        if (!strncmp(name, prefix[i], strlen(prefix[i])))
+            return true;
+    return false;
+}
+
+/* Copies dir's small files: only the tokenizer's (tokenizer > 0), all but
+ * the tokenizer's (< 0), or all (0); never one the extras write. */
+static int copy_small_files(lad_writer *w, const char *dir, int tokenizer,
+                            const lad_hf_extras *x, lad_error *err)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -45,7 +62,10 @@ static int copy_small_files(lad_writer *w, const char *dir, lad_error *err)
     struct dirent *e;
     int rc = 0;
     while (rc == 0 && (e = readdir(d))) {
-        if (skip_file(e->d_name))
+        if (skip_file(e->d_name) || (tokenizer && tokenizer_file(e->d_name) != (tokenizer > 0)))
+            continue;
+        if ((x->tokenizer_json && !strcmp(e->d_name, "tokenizer.json")) ||
+            (x->tokenizer_config && !strcmp(e->d_name, "tokenizer_config.json")))
             continue;
         char *src = lad_path_join(dir, e->d_name);
         struct stat st;
@@ -75,7 +95,13 @@ static int add_text(lad_writer *w, const char *fname, const char *text, lad_erro
 
 int lad_hf_write(lad_writer *w, const lad_hf_extras *x, lad_error *err)
 {
-    if (x->template_dir && copy_small_files(w, x->template_dir, err))
+    if (x->template_dir && copy_small_files(w, x->template_dir, x->tokenizer_dir ? -1 : 0, x, err))
+        return -1;
+    if (x->tokenizer_dir && copy_small_files(w, x->tokenizer_dir, 1, x, err))
+        return -1;
+    if (x->tokenizer_json && add_text(w, "tokenizer.json", x->tokenizer_json, err))
+        return -1;
+    if (x->tokenizer_config && add_text(w, "tokenizer_config.json", x->tokenizer_config, err))
         return -1;
     if (x->config && add_text(w, "config.json", x->config, err))
         return -1;

@@ -26,28 +26,41 @@ static uint64_t hash_bytes(const char *s, size_t n)
     return h;
 }
 
-/* Sets id's token (a copy); a later call for the same id replaces it. */
-static int set_token(lad_vocab *v, uint64_t id, const char *s, size_t n, lad_error *err)
+/* Makes room for ids up to id. */
+static int grow(lad_vocab *v, uint64_t id, lad_error *err)
 {
     if (id >= MAX_IDS)
         return lad_fail(err, "token id %llu is beyond ladle's limit of %u ids",
                         (unsigned long long)id, MAX_IDS);
-    if (id >= v->cap) {
-        size_t cap = v->cap ? v->cap : 1024;
-        while (cap <= id)
-            cap *= 2;
-        char **tok = realloc(v->tok, cap * sizeof *tok);
-        if (tok)
-            v->tok = tok;
-        uint32_t *len = realloc(v->len, cap * sizeof *len);
-        if (len)
-            v->len = len;
-        if (!tok || !len)
-            return lad_fail(err, "out of memory");
-        memset(v->tok + v->cap, 0, (cap - v->cap) * sizeof *tok);
-        memset(v->len + v->cap, 0, (cap - v->cap) * sizeof *len);
-        v->cap = cap;
-    }
+    if (id < v->cap)
+        return 0;
+    size_t cap = v->cap ? v->cap : 1024;
+    while (cap <= id)
+        cap *= 2;
+    char **tok = realloc(v->tok, cap * sizeof *tok);
+    if (tok)
+        v->tok = tok;
+    uint32_t *len = realloc(v->len, cap * sizeof *len);
+    if (len)
+        v->len = len;
+    unsigned char *add = realloc(v->added, cap);
+    if (add)
+        v->added = add;
+    if (!tok || !len || !add)
+        return lad_fail(err, "out of memory");
+    memset(v->tok + v->cap, 0, (cap - v->cap) * sizeof *tok);
+    memset(v->len + v->cap, 0, (cap - v->cap) * sizeof *len);
+    memset(v->added + v->cap, 0, cap - v->cap);
+    v->cap = cap;
+    return 0;
+}
+
+/* Sets id's token (a copy); a later call for the same id replaces it. */
+static int set_token(lad_vocab *v, uint64_t id, const char *s, size_t n, bool added,
+                     lad_error *err)
+{
+    if (grow(v, id, err))
+        return -1;
     char *copy = malloc(n + 1);
     if (!copy)
         return lad_fail(err, "out of memory");
@@ -56,6 +69,7 @@ static int set_token(lad_vocab *v, uint64_t id, const char *s, size_t n, lad_err
     free(v->tok[id]);
     v->tok[id] = copy;
     v->len[id] = (uint32_t)n;
+    v->added[id] = added;
     if (id >= v->n)
         v->n = (size_t)id + 1;
     return 0;
@@ -73,7 +87,7 @@ static int read_vocab(lad_vocab *v, json_t *vocab, lad_error *err)
                 return lad_fail(err, "model.vocab: token '%s' has no id (a non-negative "
                                      "integer)",
                                 k);
-            if (set_token(v, (uint64_t)json_integer_value(id), k, klen, err))
+            if (set_token(v, (uint64_t)json_integer_value(id), k, klen, false, err))
                 return -1;
         }
         return 0;
@@ -86,7 +100,7 @@ static int read_vocab(lad_vocab *v, json_t *vocab, lad_error *err)
             json_t *s = json_array_get(e, 0);
             if (!json_is_array(e) || !json_is_string(s))
                 return lad_fail(err, "model.vocab[%zu] is not a [token, score] pair", i);
-            if (set_token(v, i, json_string_value(s), json_string_length(s), err))
+            if (set_token(v, i, json_string_value(s), json_string_length(s), false, err))
                 return -1;
         }
         return 0;
@@ -109,31 +123,54 @@ static int read_added(lad_vocab *v, json_t *added, lad_error *err)
         if (!json_is_integer(id) || json_integer_value(id) < 0 || !json_is_string(s))
             return lad_fail(err, "added_tokens[%zu] has no id and content", i);
         if (set_token(v, (uint64_t)json_integer_value(id), json_string_value(s),
-                      json_string_length(s), err))
+                      json_string_length(s), true, err))
             return -1;
     }
     return 0;
 }
 
-/* The token -> id table: open addressing, a power of two at least twice the
- * ids. A token held by two ids maps to the lower. */
+/* Puts id in the token -> id table (open addressing, at most half full). */
+static void index_put(lad_vocab *v, size_t id)
+{
+    size_t s = (size_t)hash_bytes(v->tok[id], v->len[id]) & (v->nslots - 1);
+    while (v->slots[s] >= 0)
+        s = (s + 1) & (v->nslots - 1);
+    v->slots[s] = (int64_t)id;
+}
+
+/* (Re)builds the table for every id: a token held by two ids maps to the
+ * lower. */
 static int build_index(lad_vocab *v, lad_error *err)
 {
     size_t cap = 16;
-    while (cap < 2 * v->n)
+    while (cap < 2 * v->n + 2)
         cap *= 2;
+    free(v->slots);
+    v->nslots = 0;
     if (!(v->slots = malloc(cap * sizeof *v->slots)))
         return lad_fail(err, "out of memory");
     memset(v->slots, 0xff, cap * sizeof *v->slots); /* -1: empty */
     v->nslots = cap;
-    for (size_t id = 0; id < v->n; id++) {
-        if (!v->tok[id] || lad_vocab_find(v, v->tok[id], v->len[id]) >= 0)
-            continue;
-        size_t s = (size_t)hash_bytes(v->tok[id], v->len[id]) & (cap - 1);
-        while (v->slots[s] >= 0)
-            s = (s + 1) & (cap - 1);
-        v->slots[s] = (int64_t)id;
+    for (size_t id = 0; id < v->n; id++)
+        if (v->tok[id] && lad_vocab_find(v, v->tok[id], v->len[id]) < 0)
+            index_put(v, id);
+    return 0;
+}
+
+int lad_vocab_append(lad_vocab *v, const char *tok, size_t len, bool added, lad_error *err)
+{
+    if (!tok) { /* an id without a token */
+        if (grow(v, v->n, err))
+            return -1;
+        v->n++;
+        return 0;
     }
+    if (set_token(v, v->n, tok, len, added, err))
+        return -1;
+    if (2 * v->n + 2 > v->nslots)
+        return build_index(v, err);
+    if (lad_vocab_find(v, tok, len) < 0)
+        index_put(v, v->n - 1);
     return 0;
 }
 
@@ -193,6 +230,7 @@ void lad_vocab_free(lad_vocab *v)
         free(v->tok[i]);
     free(v->tok);
     free(v->len);
+    free(v->added);
     free(v->slots);
     memset(v, 0, sizeof *v);
 }

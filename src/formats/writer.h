@@ -48,6 +48,9 @@ void lad_writer_abort(lad_writer *w);                 /* frees w */
  * weights or files written here), then each text that is not NULL. */
 typedef struct lad_hf_extras {
     const char *template_dir;
+    const char *tokenizer_dir; /* tokenizer files from here instead, or NULL */
+    char *tokenizer_json;  /* tokenizer.json and tokenizer_config.json written */
+    char *tokenizer_config; /* instead of copied, or NULL */
     char *config;          /* config.json */
     char *index;           /* model.safetensors.index.json */
     char *card;            /* README.md */

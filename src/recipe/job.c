@@ -8,6 +8,7 @@
 
 enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN, OPT_TAKE,
+    OPT_TOKENIZER,
 };
 
 static const lad_optdef COMMON[] = {
@@ -15,7 +16,7 @@ static const lad_optdef COMMON[] = {
     {"shard-size", OPT_SHARD_SIZE, true}, {"force", OPT_FORCE, false},
     {"quiet", 'q', false},          {"set", OPT_SET, true},      {"help", 'h', false},
     {"layers", OPT_LAYERS, true},   {"dry-run", OPT_DRY_RUN, false},
-    {"take-unmergeable", OPT_TAKE, true},
+    {"take-unmergeable", OPT_TAKE, true}, {"tokenizer-source", OPT_TOKENIZER, true},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
@@ -34,6 +35,9 @@ static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_TAKE:
         o->take_unmergeable = arg;
+        return 0;
+    case OPT_TOKENIZER:
+        o->tokenizer_source = arg;
         return 0;
     case 'o':
         o->output = arg;
@@ -311,6 +315,22 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         return lad_usage(err, "--take-unmergeable '%s' is not one of the inputs (name one as "
                               "given, or 'first')",
                          j->o.take_unmergeable);
+    /* --tokenizer-source base | union | MODEL (or model:MODEL, mergekit's form) */
+    const char *ts = j->o.tokenizer_source;
+    lad_tokenizer_source tsrc = LAD_TOKENIZER_BASE;
+    size_t tmodel = 0;
+    if (ts && !strcmp(ts, "union")) {
+        tsrc = LAD_TOKENIZER_UNION;
+    } else if (ts && strcmp(ts, "base")) {
+        const char *name = strncmp(ts, "model:", 6) ? ts : ts + 6;
+        tsrc = LAD_TOKENIZER_MODEL;
+        for (tmodel = 0; tmodel < j->nmodels && strcmp(name, j->refs[tmodel]); tmodel++)
+            ;
+        if (tmodel == j->nmodels)
+            return lad_usage(err, "--tokenizer-source '%s' is not base, union or one of the "
+                                  "inputs (name one as given)",
+                             ts);
+    }
     if (!(j->models = calloc(j->nmodels + 1, sizeof *j->models)))
         return lad_fail(err, "out of memory");
     for (size_t i = 0; i < j->nmodels; i++)
@@ -342,6 +362,8 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .threads = j->o.threads,
         .force = j->o.force,
         .take_unmergeable = take,
+        .tokenizer_source = tsrc,
+        .tokenizer_model = tmodel,
         .progress = j->progress,
         .progress_ctx = j->progress_ctx,
     };

@@ -25,6 +25,7 @@ typedef struct job_opts {
     const char *layers[8];       /* --layers regexes */
     size_t nlayers;
     const char *take_unmergeable; /* --take-unmergeable MODEL */
+    const char *tokenizer_source; /* --tokenizer-source base|union|MODEL */
     bool has_dtype;
     lad_dtype dtype;
     int threads;

@@ -336,12 +336,21 @@ static int string_of(lad_yaml *y, yaml_node_t *n, const char *what, const char *
     return 0;
 }
 
+static int resolve_path(lad_yaml *y, yaml_node_t *n, const char *ref, char **out,
+                        lad_error *err);
+
 /* A model reference: a path as given, else relative to the recipe's folder. */
 static int resolve_ref(lad_yaml *y, yaml_node_t *n, char **out, lad_error *err)
 {
     const char *ref;
     if (string_of(y, n, "a model", &ref, err))
         return -1;
+    return resolve_path(y, n, ref, out, err);
+}
+
+static int resolve_path(lad_yaml *y, yaml_node_t *n, const char *ref, char **out,
+                        lad_error *err)
+{
     if (strchr(ref, '+'))
         return lad_yaml_fail(err, y, n, "'%s': model+LoRA references are not supported", ref);
     if (lad_exists(ref))
@@ -542,6 +551,28 @@ static int slices_base(lad_recipe *r, yaml_node_t *base_node, lad_error *err)
     return 0;
 }
 
+/* tokenizer_source naming a model (as a path, or model:PATH): the recipe
+ * model it is, by that model's reference as resolved. */
+static int tokenizer_model(lad_recipe *r, yaml_node_t *n, lad_error *err)
+{
+    const char *src = r->tokenizer_source;
+    if (!strcmp(src, "base") || !strcmp(src, "union"))
+        return 0;
+    char *path;
+    if (resolve_path(&r->y, n, strncmp(src, "model:", 6) ? src : src + 6, &path, err))
+        return -1;
+    for (size_t i = 0; i < r->nmodels; i++)
+        if (same_model(r->models[i].ref, path)) {
+            free(path);
+            r->tokenizer_source = r->models[i].ref;
+            return 0;
+        }
+    free(path);
+    return lad_yaml_fail(err, &r->y, n, "tokenizer_source '%s' is not base, union or one of "
+                                        "the recipe's models",
+                         src);
+}
+
 static int load(lad_recipe *r, lad_error *err)
 {
     lad_yaml *y = &r->y;
@@ -572,16 +603,25 @@ static int load(lad_recipe *r, lad_error *err)
         slices = NULL;
     if ((n = lad_yaml_get(y, root, "chat_template")))
         return lad_yaml_fail(err, y, n, "chat_template is not supported yet");
-    if ((n = lad_yaml_get(y, root, "tokenizer")))
-        return lad_yaml_fail(err, y, n, "tokenizer: is not supported yet (ladle copies the base "
-                                        "model's tokenizer, as tokenizer_source: base)");
-    if ((n = lad_yaml_get(y, root, "tokenizer_source"))) {
-        const char *src = lad_yaml_str(n);
-        if (!src || strcmp(src, "base"))
-            return lad_yaml_fail(err, y, n, "tokenizer_source '%s' is not supported yet: ladle "
-                                            "copies the base model's tokenizer (base)",
-                                 src ? src : "?");
+    /* tokenizer_source: X, or tokenizer: {source: X} (mergekit's newer form) */
+    yaml_node_t *tsrc = lad_yaml_get(y, root, "tokenizer_source");
+    if ((n = lad_yaml_get(y, root, "tokenizer"))) {
+        static const char *const TOK_KEYS[] = {"source"};
+        if (tsrc)
+            return lad_yaml_fail(err, y, n, "give tokenizer_source or tokenizer, not both");
+        if (n->type == YAML_MAPPING_NODE && lad_yaml_get(y, n, "tokens"))
+            return lad_yaml_fail(err, y, lad_yaml_get(y, n, "tokens"),
+                                 "tokenizer: tokens (per-token embedding sources) is not "
+                                 "supported yet");
+        if (n->type == YAML_MAPPING_NODE && lad_yaml_get(y, n, "pad_to_multiple_of"))
+            return lad_yaml_fail(err, y, lad_yaml_get(y, n, "pad_to_multiple_of"),
+                                 "tokenizer: pad_to_multiple_of is not supported yet");
+        if (check_keys(y, n, TOK_KEYS, 1, "tokenizer", err))
+            return -1;
+        tsrc = lad_yaml_get(y, n, "source");
     }
+    if (tsrc && string_of(y, tsrc, "tokenizer_source", &r->tokenizer_source, err))
+        return -1;
     const char *const dkeys[2] = {"dtype", "out_dtype"};
     for (int i = 0; i < 2; i++) {
         const char *name;
@@ -648,6 +688,8 @@ static int load(lad_recipe *r, lad_error *err)
             free(base);
         }
     }
+    if (tsrc && tokenizer_model(r, tsrc, err))
+        return -1;
     const method_spec *s = r->spec;
     if (s->needs_base && r->base < 0)
         return lad_yaml_fail(err, y, root, "%s needs a base_model", s->name);

@@ -1,8 +1,9 @@
 /*
  * Fuzz target: a tokenizer.json, parsed on its own, then as the tokenizer
  * of a fine-tune whose embedding and head have more rows than its base's:
- * the merge matches its rows to the base's by token (engine/vocab.c),
- * reordering, dropping and filling rows, and must write the base's rows.
+ * the merge matches their rows by token (engine/vocab.c), reordering,
+ * dropping and filling rows, into the base's vocabulary, the fine-tune's
+ * and their union, and must write the rows of the one asked for.
  */
 #include "ladle.h"
 #include "scratch.h"
@@ -83,26 +84,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (write_input(ft_tok, data, size))
         return 0;
-    /* into memory: no file to write and sync per input */
-    char *argv[] = {"lerp", base_dir, ft_dir, "--alpha", "0.5", "-j", "1"};
-    lad_job *job = NULL;
-    lad_plan *plan = NULL;
-    if (lad_job_parse(7, argv, &job, &err) != 0)
-        abort();
-    if (lad_job_plan(job, NULL, NULL, &plan, &err) == 0) {
-        float out[2][BASE_ROWS * H];
-        void *dst[2] = {out[0], out[1]};
-        if (lad_plan_ntensors(plan) != 2)
+    /* merged into memory (no file to write and sync per input), the output
+     * in the base's vocabulary, the fine-tune's, and their union */
+    static const char *const sources[] = {"base", "ft", "union"};
+    for (int k = 0; k < 3; k++) {
+        char *argv[] = {"lerp", base_dir, ft_dir, "--alpha", "0.5", "-j", "1",
+                        "--tokenizer-source", k == 1 ? ft_dir : (char *)sources[k]};
+        lad_job *job = NULL;
+        lad_plan *plan = NULL;
+        if (lad_job_parse(9, argv, &job, &err) != 0)
             abort();
-        for (size_t i = 0; i < 2; i++)
-            if (lad_plan_tensor_at(plan, i)->shape[0] != BASE_ROWS)
-                abort(); /* the output has the base's vocabulary */
-        if (lad_plan_execute_memory(plan, dst, NULL, &err) != 0) {
-            fprintf(stderr, "fuzz_tokenizer: a planned merge failed: %s\n", err.msg);
-            abort();
+        if (lad_job_plan(job, NULL, NULL, &plan, &err) == 0) {
+            size_t n = lad_plan_ntensors(plan);
+            void *dst[2] = {NULL, NULL};
+            if (n != 2)
+                abort();
+            for (size_t i = 0; i < n; i++) {
+                const lad_plan_tensor *pt = lad_plan_tensor_at(plan, i);
+                uint64_t want = k == 0 ? BASE_ROWS : k == 1 ? FT_ROWS : pt->shape[0];
+                if (pt->shape[0] != want || pt->shape[0] < BASE_ROWS || pt->shape[1] != H)
+                    abort(); /* the rows of the vocabulary asked for */
+                dst[i] = malloc(pt->nbytes + 1);
+            }
+            if (!dst[0] || !dst[1] || lad_plan_execute_memory(plan, dst, NULL, &err) != 0) {
+                fprintf(stderr, "fuzz_tokenizer: a planned merge failed: %s\n", err.msg);
+                abort();
+            }
+            free(dst[0]);
+            free(dst[1]);
         }
+        lad_plan_free(plan);
+        lad_job_free(job);
     }
-    lad_plan_free(plan);
-    lad_job_free(job);
     return 0;
 }

@@ -258,7 +258,13 @@ BAD = [
     ("merge_method: ties\nbase_model: models/base\nmodels:\n  - model: models/ft1\n"
      "    parameters:\n      weight: 1\n      t: 0.3\n", "7:7", "unknown parameter 't'"),
     ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
-     "tokenizer_source: union\n", "5:19", "not supported"),
+     "tokenizer_source: models/ft2\n", "5:19", "not base, union or one of the recipe's models"),
+    ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
+     "tokenizer:\n  source: union\n  pad_to_multiple_of: 64\n", "7:23", "not supported yet"),
+    ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
+     "tokenizer:\n  sauce: union\n", "6:3", "unknown key 'sauce'"),
+    ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
+     "tokenizer: {source: union}\ntokenizer_source: base\n", "5:12", "not both"),
     ("merge_method: [ties\n", "2:1", "not valid YAML"),
     ("merge_method: frankenstein\nmodels:\n  - model: models/ft1\n", "1:15",
      "not supported (ladle has:"),

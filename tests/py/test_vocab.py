@@ -31,11 +31,13 @@ def round64(dtype, x):
     return x.astype(st.NP[dtype])
 
 
-def aligned(tmp_path, models, template, base=None):
-    """The inputs aligned to the template's vocabulary by the reference
-    rule, written with the template's tokenizer: folders to run the same
-    command on."""
+def aligned(tmp_path, models, template, base=None, tokens=None, tokenizer_file=None):
+    """The inputs aligned to the template's vocabulary (or `tokens`) by the
+    reference rule, written with the template's tokenizer (or that file):
+    folders to run the same command on."""
     out = []
+    tokens = tokens or template.tokens
+    tokenizer_file = tokenizer_file or os.path.join(template.path, "tokenizer.json")
     for k, m in enumerate(models):
         tensors = []
         for name, (d, a) in m.t.items():
@@ -43,7 +45,7 @@ def aligned(tmp_path, models, template, base=None):
                 tensors.append((name, d, a))
                 continue
             rows = []
-            for tok in template.tokens:
+            for tok in tokens:
                 if tok in m.tokens:
                     rows.append(a[m.tokens.index(tok)])
                     continue
@@ -56,8 +58,8 @@ def aligned(tmp_path, models, template, base=None):
                 rows.append(round64(d, np.mean(vals, axis=0) if len(vals) > 1 else vals[0]))
             tensors.append((name, d, np.stack(rows)))
         p = tmp_path / f"aligned{k}"
-        st.write_hf(p, tensors, st.config(layers=1, hidden=16, vocab=len(template.tokens)))
-        shutil.copy(os.path.join(template.path, "tokenizer.json"), p / "tokenizer.json")
+        st.write_hf(p, tensors, st.config(layers=1, hidden=16, vocab=len(tokens)))
+        shutil.copy(tokenizer_file, p / "tokenizer.json")
         out.append(p)
     return out
 
@@ -213,3 +215,109 @@ def test_rows_across_work_items(tmp_path, rng):
     fa = np.stack([f[ft_toks.index(t)] if t in ft_toks else b[i] for i, t in enumerate(toks)])
     want = (b + np.float32(0.5) * (fa - b)).astype(np.float32)
     np.testing.assert_array_equal(got["model.embed_tokens.weight"][1], want)
+
+
+def union_tokens(models, added_of):
+    """mergekit's union, from its definition: the template's tokens, then the
+    plain tokens of the others it lacks, then their added tokens (model by
+    model, in id order)."""
+    out = list(models[0].tokens)
+    for want_added in (False, True):
+        for m in models[1:]:
+            for t in m.tokens:
+                if (t in added_of(m)) == want_added and t not in out:
+                    out.append(t)
+    return out
+
+
+ADDED = {"ft1": ("<|a|>", "<|b|>", "<|c|>"), "ft2": ("<|x|>",)}
+
+
+@pytest.mark.parametrize("cmd", ["soup", "task", "recipe"])
+def test_tokenizer_source_union(tmp_path, rng, cmd):
+    base, ft1, ft2, small = family(tmp_path, rng)
+    plain = [ft1.tokens[0]] + ["<plain>"] + ft1.tokens[1:]  # a plain token only ft3 has
+    t = {n: (d, a) for n, (d, a) in ft1.t.items()}
+    for n in VOCAB:  # ft1's rows moved, one more, and all of them changed
+        d, a = t[n]
+        a = np.concatenate([a[:1], a[5:6], a[1:]])
+        t[n] = (d, st.round_to(d, st.to_f32(d, a) + rng.standard_normal(a.shape).astype(
+            np.float32) * np.float32(0.01)))
+    ft3 = write_model(tmp_path / "ft3", [(n, d, a) for n, (d, a) in t.items()], plain,
+                      ADDED["ft1"])
+    (base.path / "tokenizer_config.json").write_text(json.dumps(
+        {"model_max_length": 4096, "added_tokens_decoder": {}}))
+    fts = [ft1, ft2, ft3]
+
+    def command(paths, union):
+        b, ms = paths[0], paths[1:]
+        flag = ["--tokenizer-source", "union"] if union else []
+        if cmd == "recipe":
+            y = tmp_path / f"r{int(union)}.yml"
+            y.write_text(f"merge_method: ties\nbase_model: {b}\n" +
+                         ("tokenizer_source: union\n" if union else "") +
+                         "parameters: {density: 0.6, weight: 0.7}\nmodels:\n" +
+                         "".join(f"  - model: {m}\n" for m in ms))
+            return ["merge", y]
+        if cmd == "task":
+            return ["task", "--base", b, *flag] + sum((["--add", f"0.5:{m}"] for m in ms), [])
+        return ["soup", b, *ms, *flag]
+
+    has_base = cmd != "soup"
+    r = ladle(*command([m.path for m in [base] + fts], True), "-o", tmp_path / "out", "-q")
+    toks = union_tokens([base] + fts, lambda m: ADDED.get(os.path.basename(m.path), ()))
+    assert toks[32:] == ["<plain>", "<|a|>", "<|b|>", "<|c|>", "<|x|>"]
+    assert "union of the inputs': 37 tokens, 5 more than" in r.err
+    out = tmp_path / "out"
+    al = aligned(tmp_path, [base] + fts, base, base if has_base else None, toks,
+                 out / "tokenizer.json")
+    ref_args = command(al, False)
+    ladle(*ref_args, "-o", tmp_path / "ref", "-q")
+    same_outputs(out, tmp_path / "ref")
+    got, _ = st.load(str(out))
+    assert got["lm_head.weight"][1].shape == (37, 16)
+    assert json.load(open(out / "config.json"))["vocab_size"] == 37
+    tj = json.load(open(out / "tokenizer.json"))
+    new = {e["id"]: e for e in tj["added_tokens"] if e["id"] >= 32}
+    assert [new[i]["content"] for i in range(32, 37)] == toks[32:]
+    assert new[32]["special"] is False and new[32]["normalized"] is True  # add_tokens' defaults
+    assert all(new[i]["special"] is True for i in range(33, 37))  # their own settings
+    assert tj["model"]["vocab"] == json.load(open(base.path / "tokenizer.json"))["model"]["vocab"]
+    dec = json.load(open(out / "tokenizer_config.json"))["added_tokens_decoder"]
+    assert sorted(dec) == [str(i) for i in range(32, 37)] and dec["34"]["content"] == "<|b|>"
+    assert "id" not in dec["34"]
+
+
+def test_tokenizer_source_model(tmp_path, rng):
+    base, ft1, ft2, _ = family(tmp_path, rng)
+    (ft1.path / "special_tokens_map.json").write_text('{"eos_token": "<|a|>"}')
+    (base.path / "special_tokens_map.json").write_text('{"eos_token": "tok0"}')
+    r = ladle("soup", base.path, ft1.path, ft2.path, "--tokenizer-source", ft1.path, "-o",
+              tmp_path / "out", "-q")
+    assert "base lacks 3 of the 35 rows of" in r.err
+    al = aligned(tmp_path, [ft1, base, ft2], ft1)
+    ladle("soup", al[1], al[0], al[2], "-o", tmp_path / "ref", "-q")
+    same_outputs(tmp_path / "out", tmp_path / "ref")
+    out = tmp_path / "out"
+    assert json.load(open(out / "config.json"))["vocab_size"] == 35
+    for f in ("tokenizer.json", "special_tokens_map.json"):  # ft1's tokenizer files
+        assert (out / f).read_bytes() == (ft1.path / f).read_bytes()
+    assert (out / "generation_config.json").exists()  # the rest still from the template
+    # mergekit's spelling, and a recipe naming the model relative to itself
+    y = tmp_path / "r.yml"
+    y.write_text("merge_method: linear\ntokenizer:\n  source: model:ft1\nmodels:\n"
+                 "  - model: base\n    parameters: {weight: 1}\n"
+                 "  - model: ft1\n    parameters: {weight: 1}\n"
+                 "  - model: ft2\n    parameters: {weight: 1}\n")
+    ladle("merge", y, "-o", tmp_path / "rec", "-q")
+    same_outputs(tmp_path / "rec", tmp_path / "ref")
+    r = ladle("soup", base.path, ft1.path, "--tokenizer-source", "nope", "-o", tmp_path / "x",
+              check=False)
+    assert r.code == 2 and "not base, union or one of the inputs" in r.err
+    r = ladle("soup", base.path, ft1.path, "--tokenizer-source", "union", "-o",
+              tmp_path / "x.safetensors", check=False)
+    assert r.code == 0
+    os.remove(base.path / "tokenizer.json")
+    r = ladle("soup", base.path, ft1.path, "--tokenizer-source", "union", "-o",
+              tmp_path / "y", check=False)
+    assert r.code == 1 and "union" in r.err and "has no tokenizer.json" in r.err

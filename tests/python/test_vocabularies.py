@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import ladle
+import util
 import st
 from vocab_family import VOCAB, family
 
@@ -27,3 +28,18 @@ def test_task_vector_and_soup_with_added_tokens(tmp_path, rng):
     ref, _ = st.load(str(tmp_path / "o.safetensors"))
     for n in VOCAB:
         assert np.asarray(soup[n]).tobytes() == ref[n][1].tobytes()
+
+
+def test_tokenizer_source(tmp_path, rng):
+    base, ft1, ft2, _ = family(tmp_path, rng, dtype="F32")
+    with pytest.warns(UserWarning, match="union of the inputs': 36 tokens"):
+        got = ladle.uniform_soup([base.path, ft1.path, ft2.path], tokenizer_source="union",
+                                 dtype="f32")
+    util.ladle("soup", base.path, ft1.path, ft2.path, "--tokenizer-source", "union", "-o",
+               tmp_path / "cli.safetensors", "-q")
+    ref, _ = st.load(str(tmp_path / "cli.safetensors"))
+    for n in VOCAB:
+        assert got[n].shape == (36, 16) and np.asarray(got[n]).tobytes() == ref[n][1].tobytes()
+    with pytest.warns(UserWarning, match="lacks 3 of the 35 rows"):
+        got = ladle.uniform_soup([base.path, ft1.path], tokenizer_source=ft1.path)
+    assert got["lm_head.weight"].shape == (35, 16)
