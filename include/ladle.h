@@ -209,6 +209,9 @@ const lad_tensor *lad_model_find(const lad_model *m, const char *name);
 
 /* Validates one safetensors file already opened on fd (size bytes). The
  * tensors are appended to *tensors; the file keeps its fd. */
+/* The same for a PyTorch checkpoint (torch.save's zip archive): its pickle
+ * read by a machine that runs nothing (formats/torch_read.c). */
+int lad_torch_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors, lad_error *err);
 int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors,
                           lad_error *err);
 

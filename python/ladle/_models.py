@@ -175,7 +175,8 @@ class Model(Mapping):
 
 
 def load(path):
-    """Opens a .safetensors file or a Hugging Face folder (sharded or not),
+    """Opens a .safetensors file, a PyTorch .bin/.pt checkpoint (read without
+    unpickling anything) or a Hugging Face folder (sharded or not),
     validated as the CLI validates it, as a lazy read-only mapping."""
     return Model(path)
 

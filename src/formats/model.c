@@ -2,8 +2,10 @@
  * Model references: what a user can name where a MODEL is taken.
  *
  *   path/to/file.safetensors            one file
+ *   path/to/file.bin (.pt, .pth)        a PyTorch checkpoint (torch_read.c)
  *   path/to/hf-folder/                  model.safetensors, or
- *                                       model.safetensors.index.json + shards
+ *                                       model.safetensors.index.json + shards,
+ *                                       else pytorch_model.bin or its index
  *
  * Opening validates every file and, for an index, that every tensor it maps
  * is in its shard and that no shard holds a tensor the index does not map
@@ -75,8 +77,25 @@ static int load_file(lad_model *m, const char *path, lad_error *err)
     m->total_bytes += f->size;
     lad_tensor *ts = NULL;
     size_t n = 0;
-    if (lad_safetensors_parse(f, &ts, &n, err))
+    unsigned char magic[4] = {0};
+    if (f->size >= 4 && lad_file_read(f, magic, 4, 0, err))
         return -1;
+    if (!memcmp(magic, "PK\3\4", 4)) { /* torch.save's zip archive */
+        /* (or a safetensors header of exactly 0x04034b50 bytes: legal) */
+        lad_error st_err = {0};
+        if (lad_torch_parse(f, &ts, &n, err) && lad_safetensors_parse(f, &ts, &n, &st_err))
+            return -1;
+    } else if (!memcmp(magic, "\x80\x02\x8a\x0a", 4)) {
+        /* a bare pickle: PROTO 2, then torch's magic number as a LONG1 (as a
+         * safetensors header length, over its 100 MB limit) */
+        return lad_fail(err, "%s: a PyTorch checkpoint in the format before PyTorch 1.6 (a "
+                             "bare pickle, not a zip archive), which ladle does not read; "
+                             "save it again with a recent torch.save, or convert it to "
+                             "safetensors",
+                        path);
+    } else if (lad_safetensors_parse(f, &ts, &n, err)) {
+        return -1;
+    }
     rc = append_tensors(m, ts, n, err);
     if (rc)
         for (size_t i = 0; i < n; i++)
@@ -216,23 +235,28 @@ static int open_model(lad_model *m, const char *ref, lad_error *err)
     if (lad_is_dir(ref)) {
         if (!(m->dir = lad_strdup(ref)))
             return lad_fail(err, "out of memory");
-        char *single = lad_path_join(ref, "model.safetensors");
-        char *index = lad_path_join(ref, "model.safetensors.index.json");
-        int rc;
-        if (!single || !index)
-            rc = lad_fail(err, "out of memory");
-        else if (lad_is_file(single)) {
-            m->files = calloc(1, sizeof *m->files);
-            rc = m->files ? load_file(m, single, err) : lad_fail(err, "out of memory");
-        } else if (lad_is_file(index))
-            rc = load_index(m, index, err);
-        else
-            rc = lad_fail(err, "%s: no model.safetensors or model.safetensors.index.json in "
-                               "this folder (ladle reads safetensors; convert .bin/.pt "
-                               "checkpoints first)",
+        /* safetensors first, as transformers prefers them */
+        static const char *const SINGLE[] = {"model.safetensors", "pytorch_model.bin"};
+        static const char *const INDEX[] = {"model.safetensors.index.json",
+                                            "pytorch_model.bin.index.json"};
+        int rc = 1;
+        for (int k = 0; k < 2 && rc == 1; k++) {
+            char *single = lad_path_join(ref, SINGLE[k]), *index = lad_path_join(ref, INDEX[k]);
+            if (!single || !index) {
+                rc = lad_fail(err, "out of memory");
+            } else if (lad_is_file(single)) {
+                m->files = calloc(1, sizeof *m->files);
+                rc = m->files ? load_file(m, single, err) : lad_fail(err, "out of memory");
+            } else if (lad_is_file(index)) {
+                rc = load_index(m, index, err);
+            }
+            free(single);
+            free(index);
+        }
+        if (rc == 1)
+            rc = lad_fail(err, "%s: no model.safetensors, pytorch_model.bin or their "
+                               ".index.json in this folder",
                           ref);
-        free(single);
-        free(index);
         return rc ? rc : load_config(m, err);
     }
     if (!lad_exists(ref)) {

@@ -4,6 +4,7 @@ valid files of every kind plus every crafted bad file of the bad-input
 tests, so fuzzing starts from inputs that reach deep into each parser.
 Run it again after adding a reader rule or a recipe feature."""
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -126,3 +127,25 @@ for name, doc in {
 (d / "nul_token").write_text('{"model":{"vocab":{"a\\u0000b":0,"a":1}}}')
 (d / "bad_json").write_text('{"model":{"vocab":{"a":0,')
 print("seeds written to", corpus)
+
+# torch: PyTorch checkpoints, as torch.save writes them (a zip64 one too),
+# and every crafted archive of the .bin tests.
+import io  # noqa: E402
+import pickle  # noqa: E402
+import test_torch_bin as tb  # noqa: E402
+torch = st._torch()
+d = fresh("torch")
+gen = torch.Generator().manual_seed(0)
+torch.save(tb.state_dict(gen), d / "state_dict")
+torch.save({k: torch.nn.Parameter(v, requires_grad=False) for k, v in
+            tb.state_dict(gen).items()}, d / "parameters")
+buf = io.BytesIO()
+torch.save({"w": torch.arange(6.0)}, buf, pickle_protocol=4)
+(d / "protocol4").write_bytes(buf.getvalue())
+tb.zip64_of(d / "state_dict", d / "zip64")
+small = {"w": torch.arange(12, dtype=torch.float32).reshape(3, 4)}
+torch.save(small, d / "small")
+tb.archive(d / "system", pickle.dumps(tb.Evil(os.system, "true"), protocol=2))
+torch.save({"w": small["w"].t()}, d / "strided")
+torch.save({"w": small["w"], "epoch": 3}, d / "epoch")
+print("torch seeds written")

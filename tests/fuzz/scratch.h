@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 /* /tmp/ladle-fuzz-NAME-XXXXXX, made on the first call. */
-static const char *scratch_dir(const char *name)
+static inline const char *scratch_dir(const char *name)
 {
     static char dir[96];
     if (!dir[0]) {
@@ -20,7 +20,7 @@ static const char *scratch_dir(const char *name)
 }
 
 /* Writes the input to path; 0 on success. */
-static int write_input(const char *path, const uint8_t *data, size_t size)
+static inline int write_input(const char *path, const uint8_t *data, size_t size)
 {
     FILE *f = fopen(path, "wb");
     if (!f)
@@ -28,5 +28,21 @@ static int write_input(const char *path, const uint8_t *data, size_t size)
     size_t put = fwrite(data, 1, size, f);
     return fclose(f) == 0 && put == size ? 0 : -1;
 }
+
+#ifdef _GNU_SOURCE
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The input as an anonymous file (memfd), or -1. */
+static inline int memfd_input(const char *name, const uint8_t *data, size_t size)
+{
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd >= 0 && size && write(fd, data, size) != (ssize_t)size) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+#endif
 
 #endif

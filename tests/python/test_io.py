@@ -90,3 +90,18 @@ def test_noncontiguous_and_gpu_shaped_inputs(tmp_path):
     out = ladle.uniform_soup([{"w": a.t()}, {"w": a.t().contiguous()}], tensors="numpy")
     assert np.array_equal(out["w"], a.t().numpy())
     assert json.dumps(ladle.__all__)
+
+
+def test_load_pytorch_checkpoint(tmp_path):
+    """A .bin loads lazily as torch.load gives it, with nothing unpickled."""
+    g = torch.Generator().manual_seed(0)
+    sd = {"w": torch.randn(4, 3, generator=g).to(torch.bfloat16), "ids": torch.arange(5),
+          "v": torch.randn(9, generator=g)[3:7]}
+    torch.save(sd, tmp_path / "m.bin")
+    m = ladle.load(tmp_path / "m.bin")
+    assert sorted(m) == sorted(sd)
+    for k, v in sd.items():  # numpy arrays, bf16 as torch tensors
+        got = m[k] if isinstance(m[k], torch.Tensor) else torch.from_numpy(np.array(m[k]))
+        assert torch.equal(got, v), k
+    soup = ladle.uniform_soup([tmp_path / "m.bin", tmp_path / "m.bin"], tensors="torch")
+    assert torch.equal(soup["w"], sd["w"]) and torch.equal(soup["v"], sd["v"])
