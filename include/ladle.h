@@ -503,6 +503,10 @@ typedef struct lad_merge_request {
      * inputs' (engine/vocab.c). */
     lad_tokenizer_source tokenizer_source;
     size_t tokenizer_model;
+    /* The output's chat template (tokenizer_config.json): auto (the inputs'
+     * most common), chatml, llama3, alpaca, a file, or a Jinja template;
+     * NULL: the tokenizer's own. */
+    const char *chat_template;
     bool has_out_dtype;
     lad_dtype out_dtype;
     uint64_t shard_size;       /* 0 = never shard */

@@ -12,5 +12,5 @@ $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     gcc clang libclang-rt-14-dev make libc6-dev libjansson-dev libyaml-dev pkg-config \
     python3 python3-numpy python3-pytest python3-torch python3-yaml python3-sklearn time \
-    python3-pip python3-venv python3-setuptools python3-wheel >/dev/null
+    python3-pip python3-venv python3-setuptools python3-wheel python3-jinja2 >/dev/null
 echo "install-deps: done"

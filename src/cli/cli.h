@@ -33,6 +33,9 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     "                        the output's vocabulary and tokenizer: base (the default: the\n" \
     "                        base's, or the first model's), MODEL (an input as given), or\n" \
     "                        union (every input's tokens; a tokenizer.json is written)\n"    \
+    "      --chat-template T the output's chat template (tokenizer_config.json): chatml,\n"  \
+    "                        llama3, alpaca, auto (the inputs' most common), a .jinja\n"    \
+    "                        file, or the template itself\n"                                \
     "  -q, --quiet           no progress or summary on stderr\n"                             \
     "  -h, --help            this help\n"                                                   \
     "\n"                                                                                      \

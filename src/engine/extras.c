@@ -10,6 +10,8 @@
  *                dequantised, vocab_size of another model's vocabulary or
  *                a union (tokenizer_source)
  *   index        the weight map of a sharded output
+ *   tokenizer_config.json  with the chat template asked for (chat_template:
+ *                a name, auto: the inputs' most common one, a file, a template)
  *   README.md    a model card: front matter the Hub reads (base_model with
  *                the inputs' Hub ids, base_model_relation: merge,
  *                library_name, tags), then how the model was made
@@ -285,6 +287,8 @@ static char *card_text(const lad_plan *p, lad_error *err)
     return b.s;
 }
 
+static int chat_template_config(const lad_plan *p, lad_hf_extras *x, lad_error *err);
+
 int lad_plan_extras(const lad_plan *p, lad_hf_extras *x, lad_error *err)
 {
     const lad_model *tmpl = p->req.models[p->req.template_model];
@@ -295,6 +299,10 @@ int lad_plan_extras(const lad_plan *p, lad_hf_extras *x, lad_error *err)
         x->tokenizer_dir = p->req.models[p->req.tokenizer_model]->dir;
     if (lad_vocab_union_files(p, &x->tokenizer_json, &x->tokenizer_config, err))
         return -1;
+    if (p->chat_template && chat_template_config(p, x, err)) {
+        lad_extras_free(x);
+        return -1;
+    }
     if (tmpl->config && !(x->config = config_text(p)))
         return lad_fail(err, "out of memory");
     if (p->nshards > 1 && !(x->index = index_text(p))) {
@@ -316,4 +324,159 @@ void lad_extras_free(lad_hf_extras *x)
     free(x->index);
     free(x->card);
     memset(x, 0, sizeof *x);
+}
+
+/* ------------------------------------------------------ chat templates */
+
+/* Templates by name, as mergekit's chat_template names them; written for
+ * ladle from each format's definition. */
+static const struct {
+    const char *name, *text;
+} CHAT_TEMPLATES[] = {
+    {"chatml", "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+               "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if "
+               "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"},
+    {"llama3", "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + "
+               "message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + "
+               "'<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ "
+               "'<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"},
+    {"alpaca", "{% for message in messages %}{% if message['role'] == 'system' %}{{ "
+               "message['content'] + '\\n\\n' }}{% elif message['role'] == 'user' %}{{ '### "
+               "Instruction:\\n' + message['content'] + '\\n\\n' }}{% elif message['role'] == "
+               "'assistant' %}{{ '### Response:\\n' + message['content'] + eos_token + "
+               "'\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '### "
+               "Response:\\n' }}{% endif %}"},
+};
+
+/* A model's chat template (whitespace trimmed), allocated, or NULL: its
+ * tokenizer_config.json's chat_template (a string, or the one named
+ * "default" of a list), else its chat_template.jinja. */
+static char *model_template(const lad_model *m)
+{
+    char *out = NULL, *path = m->dir ? lad_path_join(m->dir, "tokenizer_config.json") : NULL;
+    json_t *cfg = path ? json_load_file(path, 0, NULL) : NULL;
+    json_t *t = json_object_get(cfg, "chat_template");
+    if (json_is_array(t)) { /* [{name, template}, ...]: transformers' "default" */
+        size_t i;
+        json_t *e, *pick = NULL;
+        json_array_foreach(t, i, e)
+        {
+            json_t *name = json_object_get(e, "name");
+            if (json_is_string(name) && !strcmp(json_string_value(name), "default"))
+                pick = json_object_get(e, "template");
+        }
+        t = pick;
+    }
+    if (json_is_string(t)) {
+        out = lad_strdup(json_string_value(t));
+    } else if (m->dir) {
+        char *jp = lad_path_join(m->dir, "chat_template.jinja");
+        size_t len;
+        lad_error e = {0};
+        if (jp && lad_is_file(jp) && lad_read_file(jp, 1u << 20, &out, &len, &e))
+            out = NULL;
+        free(jp);
+    }
+    json_decref(cfg);
+    free(path);
+    if (out) { /* trimmed, as mergekit compares them */
+        size_t a = 0, b = strlen(out);
+        while (out[a] && isspace((unsigned char)out[a]))
+            a++;
+        while (b > a && isspace((unsigned char)out[b - 1]))
+            b--;
+        memmove(out, out + a, b - a);
+        out[b - a] = '\0';
+    }
+    return out;
+}
+
+/* auto: the template most of the inputs have (the first seen of equals). */
+static int plurality_template(lad_plan *p, char **out, lad_error *err)
+{
+    size_t n = p->req.nmodels, best = 0, best_count = 0;
+    char **ts = calloc(n + 1, sizeof *ts);
+    if (!ts)
+        return lad_fail(err, "out of memory");
+    for (size_t j = 0; j < n; j++)
+        ts[j] = model_template(p->req.models[j]);
+    for (size_t j = 0; j < n; j++) {
+        size_t count = 0;
+        for (size_t k = 0; ts[j] && k < n; k++)
+            count += ts[k] && !strcmp(ts[j], ts[k]);
+        if (count > best_count) {
+            best = j;
+            best_count = count;
+        }
+    }
+    *out = best_count ? ts[best] : NULL;
+    for (size_t j = 0; j < n; j++)
+        if (!best_count || j != best)
+            free(ts[j]);
+    free(ts);
+    return 0;
+}
+
+int lad_plan_chat_template(lad_plan *p, lad_error *err)
+{
+    const char *want = p->req.chat_template;
+    if (!want)
+        return 0;
+    if (!strcmp(want, "auto")) {
+        if (plurality_template(p, &p->chat_template, err))
+            return -1;
+        if (!p->chat_template)
+            return lad_plan_warn(p, lad_strdup("chat_template auto: none of the inputs has a "
+                                               "chat template, so the output has none"),
+                                 err);
+    } else if (lad_is_file(want)) {
+        size_t len;
+        if (lad_read_file(want, 1u << 20, &p->chat_template, &len, err))
+            return lad_fail_prefix(err, "chat_template: ");
+    } else {
+        for (size_t i = 0; i < sizeof CHAT_TEMPLATES / sizeof *CHAT_TEMPLATES; i++)
+            if (!strcmp(want, CHAT_TEMPLATES[i].name))
+                p->chat_template = lad_strdup(CHAT_TEMPLATES[i].text);
+        if (!p->chat_template) {
+            if (strlen(want) < 20 || !strchr(want, '{'))
+                return lad_fail(err, "chat_template '%s' is neither one ladle knows (auto, "
+                                     "chatml, llama3, alpaca), nor a file, nor a Jinja template",
+                                want);
+            p->chat_template = lad_strdup(want);
+        }
+        if (!p->chat_template)
+            return lad_fail(err, "out of memory");
+    }
+    if (p->req.output && !p->as_dir)
+        return lad_plan_warn(p, lad_asprintf("chat_template: %s is one .safetensors file, "
+                                             "without tokenizer files to hold a chat template; "
+                                             "write a folder to keep it",
+                                             p->req.output),
+                             err);
+    return 0;
+}
+
+/* tokenizer_config.json with the chat template set: the union's, else the
+ * tokenizer's own file, else a new one. */
+static int chat_template_config(const lad_plan *p, lad_hf_extras *x, lad_error *err)
+{
+    json_t *cfg = NULL;
+    if (x->tokenizer_config) {
+        cfg = json_loads(x->tokenizer_config, JSON_ALLOW_NUL, NULL);
+    } else {
+        const char *dir = x->tokenizer_dir ? x->tokenizer_dir : x->template_dir;
+        char *path = dir ? lad_path_join(dir, "tokenizer_config.json") : NULL;
+        cfg = path && lad_is_file(path) ? json_load_file(path, JSON_ALLOW_NUL, NULL) : NULL;
+        free(path);
+    }
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        cfg = json_object();
+    }
+    json_object_set_new(cfg, "chat_template", json_string(p->chat_template));
+    free(x->tokenizer_config);
+    x->tokenizer_config = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(cfg);
+    x->drop_chat_template_files = true;
+    return x->tokenizer_config ? 0 : lad_fail(err, "out of memory");
 }

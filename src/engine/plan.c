@@ -544,6 +544,8 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         rc = check_overrides(p, err);
     if (rc == 0)
         rc = lad_vocab_warnings(p, err);
+    if (rc == 0)
+        rc = lad_plan_chat_template(p, err);
     if (rc == 0 && req->output)
         rc = check_output_path(p, err);
     if (rc == 0)
@@ -572,6 +574,7 @@ void lad_plan_free(lad_plan *p)
     json_decref(p->recipe);
     lad_vocabs_free(p->vocabs);
     free(p->model_ids);
+    free(p->chat_template);
     for (size_t k = 0; k < p->nwarnings; k++)
         free(p->warnings[k]);
     free(p->warnings);

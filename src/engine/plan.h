@@ -30,6 +30,7 @@ struct lad_plan {
     size_t *model_ids;      /* 0, 1, ... nmodels - 1: input j of a tensor is model j */
     struct lad_vocabs *vocabs; /* tokenizers and row maps (vocab.c), or NULL */
     uint64_t vocab_rows;    /* the output's vocabulary rows (0: no such tensor) */
+    char *chat_template;    /* the output's chat template, resolved, or NULL */
     char **warnings;        /* what the caller should tell the user */
     size_t nwarnings;
 };
@@ -49,6 +50,8 @@ int lad_vocab_union_files(const lad_plan *p, char **tokenizer_json, char **token
 /* Adds the plan's warnings on dropped, filled and reordered rows. */
 int lad_vocab_warnings(lad_plan *p, lad_error *err);
 void lad_vocabs_free(lad_vocabs *vs);
+/* Resolves req.chat_template into p->chat_template (extras.c). */
+int lad_plan_chat_template(lad_plan *p, lad_error *err);
 /* Adds a warning (msg, allocated, is the plan's even on failure; NULL: out
  * of memory). */
 int lad_plan_warn(lad_plan *p, char *msg, lad_error *err);

@@ -65,7 +65,8 @@ static int copy_small_files(lad_writer *w, const char *dir, int tokenizer,
         if (skip_file(e->d_name) || (tokenizer && tokenizer_file(e->d_name) != (tokenizer > 0)))
             continue;
         if ((x->tokenizer_json && !strcmp(e->d_name, "tokenizer.json")) ||
-            (x->tokenizer_config && !strcmp(e->d_name, "tokenizer_config.json")))
+            (x->tokenizer_config && !strcmp(e->d_name, "tokenizer_config.json")) ||
+            (x->drop_chat_template_files && !strncmp(e->d_name, "chat_template", 13)))
             continue;
         char *src = lad_path_join(dir, e->d_name);
         struct stat st;

@@ -51,6 +51,7 @@ typedef struct lad_hf_extras {
     const char *tokenizer_dir; /* tokenizer files from here instead, or NULL */
     char *tokenizer_json;  /* tokenizer.json and tokenizer_config.json written */
     char *tokenizer_config; /* instead of copied, or NULL */
+    bool drop_chat_template_files; /* chat_template.jinja etc. not copied (replaced) */
     char *config;          /* config.json */
     char *index;           /* model.safetensors.index.json */
     char *card;            /* README.md */

@@ -8,7 +8,7 @@
 
 enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN, OPT_TAKE,
-    OPT_TOKENIZER,
+    OPT_TOKENIZER, OPT_CHAT_TEMPLATE,
 };
 
 static const lad_optdef COMMON[] = {
@@ -17,6 +17,7 @@ static const lad_optdef COMMON[] = {
     {"quiet", 'q', false},          {"set", OPT_SET, true},      {"help", 'h', false},
     {"layers", OPT_LAYERS, true},   {"dry-run", OPT_DRY_RUN, false},
     {"take-unmergeable", OPT_TAKE, true}, {"tokenizer-source", OPT_TOKENIZER, true},
+    {"chat-template", OPT_CHAT_TEMPLATE, true},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
@@ -38,6 +39,9 @@ static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_TOKENIZER:
         o->tokenizer_source = arg;
+        return 0;
+    case OPT_CHAT_TEMPLATE:
+        o->chat_template = arg;
         return 0;
     case 'o':
         o->output = arg;
@@ -364,6 +368,7 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .take_unmergeable = take,
         .tokenizer_source = tsrc,
         .tokenizer_model = tmodel,
+        .chat_template = j->o.chat_template,
         .progress = j->progress,
         .progress_ctx = j->progress_ctx,
     };

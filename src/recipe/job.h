@@ -26,6 +26,7 @@ typedef struct job_opts {
     size_t nlayers;
     const char *take_unmergeable; /* --take-unmergeable MODEL */
     const char *tokenizer_source; /* --tokenizer-source base|union|MODEL */
+    const char *chat_template;   /* --chat-template NAME|auto|FILE|TEMPLATE */
     bool has_dtype;
     lad_dtype dtype;
     int threads;

@@ -121,6 +121,8 @@ int job_yaml(lad_job *j, lad_error *err)
                               .resolve_needs_layers = r->needs_layers};
     if (!j->o.tokenizer_source) /* --tokenizer-source wins over the recipe's */
         j->o.tokenizer_source = r->tokenizer_source;
+    if (!j->o.chat_template)
+        j->o.chat_template = r->chat_template;
     if (!j->o.nlayers) /* --layers replaces the recipe's layers: */
         for (size_t k = 0; k < r->nlayers; k++)
             j->o.layers[j->o.nlayers++] = r->layers[k];

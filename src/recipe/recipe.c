@@ -601,8 +601,9 @@ static int load(lad_recipe *r, lad_error *err)
     yaml_node_t *slices = lad_yaml_get(y, root, "slices");
     if (slices && lad_yaml_is_null(slices))
         slices = NULL;
-    if ((n = lad_yaml_get(y, root, "chat_template")))
-        return lad_yaml_fail(err, y, n, "chat_template is not supported yet");
+    if ((n = lad_yaml_get(y, root, "chat_template")) &&
+        string_of(y, n, "chat_template", &r->chat_template, err))
+        return -1;
     /* tokenizer_source: X, or tokenizer: {source: X} (mergekit's newer form) */
     yaml_node_t *tsrc = lad_yaml_get(y, root, "tokenizer_source");
     if ((n = lad_yaml_get(y, root, "tokenizer"))) {

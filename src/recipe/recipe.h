@@ -48,6 +48,7 @@ typedef struct lad_recipe {
     bool needs_layers;      /* a gradient across the layers, or a layer group filter */
     const char *layers[8];  /* `layers:` regexes naming the stacks (--layers) */
     const char *tokenizer_source; /* base, union, a model's ref as resolved, or NULL */
+    const char *chat_template; /* chat_template:, or NULL */
     size_t nlayers;
 } lad_recipe;
 

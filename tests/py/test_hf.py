@@ -103,3 +103,79 @@ def test_unmergeable_tensors_that_differ(tmp_path, rng):
     r = ladle("lerp", tmp_path / "a.safetensors", tmp_path / "c.safetensors", "--alpha", "0.5",
               "--take-unmergeable", "nope", "-o", out, "--force", check=False)
     assert r.code == 2 and "not one of the inputs" in r.err
+
+
+# ------------------------------------------------------------ chat templates
+
+def render(template, **kw):
+    """The template as transformers renders it (Jinja2, trim_blocks off)."""
+    import jinja2
+    env = jinja2.Environment()
+    return env.from_string(template).render(**kw)
+
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " hi "}]
+
+
+@pytest.mark.parametrize("name,want", [
+    ("chatml", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n hi <|im_end|>\n"
+               "<|im_start|>assistant\n"),
+    ("llama3", "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    ("alpaca", "Be brief.\n\n### Instruction:\n hi \n\n### Response:\n"),
+])
+def test_chat_template_by_name(tmp_path, rng, name, want):
+    model(tmp_path / "a", rng)
+    (tmp_path / "a" / "chat_template.jinja").write_text("{{ 'old' }}")  # replaced, not copied
+    (tmp_path / "a" / "tokenizer_config.json").write_text(json.dumps(
+        {"model_max_length": 77, "chat_template": "{{ 'older' }}"}))
+    ladle("soup", tmp_path / "a", tmp_path / "a", "--chat-template", name, "-o",
+          tmp_path / "o", "-q")
+    cfg = json.load(open(tmp_path / "o" / "tokenizer_config.json"))
+    assert cfg["model_max_length"] == 77  # the rest of the file kept
+    assert render(cfg["chat_template"], messages=MESSAGES, add_generation_prompt=True,
+                  bos_token="<s>", eos_token="</s>") == want
+    assert not (tmp_path / "o" / "chat_template.jinja").exists()
+
+
+def test_chat_template_auto_file_inline_and_errors(tmp_path, rng):
+    x, y = "{% for m in messages %}{{ m['content'] }}{% endfor %}", "{{ 'Y' }} {{ messages }}"
+    for name, how, text in (("a", "config", y), ("b", "jinja", x), ("c", "list", x),
+                            ("d", None, None)):
+        model(tmp_path / name, rng)
+        if how == "config":
+            (tmp_path / name / "tokenizer_config.json").write_text(
+                json.dumps({"chat_template": text}))
+        elif how == "jinja":
+            (tmp_path / name / "chat_template.jinja").write_text("\n" + text + "\n  ")
+        elif how == "list":
+            (tmp_path / name / "tokenizer_config.json").write_text(json.dumps(
+                {"chat_template": [{"name": "tool_use", "template": y},
+                                   {"name": "default", "template": text}]}))
+    models = [tmp_path / n for n in "abcd"]
+    ladle("soup", *models, "--chat-template", "auto", "-o", tmp_path / "auto", "-q")
+    assert json.load(open(tmp_path / "auto" / "tokenizer_config.json"))["chat_template"] == x
+    # a recipe, inline
+    r = tmp_path / "r.yml"
+    r.write_text("merge_method: linear\nchat_template: \"" + y.replace("'", "'") + "\"\n"
+                 "models:\n  - model: a\n    parameters: {weight: 1}\n"
+                 "  - model: d\n    parameters: {weight: 1}\n")
+    ladle("merge", r, "-o", tmp_path / "rec", "-q")
+    assert json.load(open(tmp_path / "rec" / "tokenizer_config.json"))["chat_template"] == y
+    # a file
+    (tmp_path / "t.jinja").write_text(x)
+    ladle("soup", models[3], models[3], "--chat-template", tmp_path / "t.jinja", "-o",
+          tmp_path / "file", "-q")
+    assert json.load(open(tmp_path / "file" / "tokenizer_config.json"))["chat_template"] == x
+    # auto with no template anywhere: a warning, no template
+    r = ladle("soup", models[3], models[3], "--chat-template", "auto", "-o", tmp_path / "none")
+    assert "none of the inputs has a chat template" in r.err
+    assert not (tmp_path / "none" / "tokenizer_config.json").exists()
+    r = ladle("soup", models[3], models[3], "--chat-template", "vicuna", "-o",
+              tmp_path / "bad", check=False)
+    assert r.code == 1 and "chat_template 'vicuna' is neither" in r.err
+    assert not (tmp_path / "bad").exists()
+    r = ladle("soup", models[3], models[3], "--chat-template", "chatml", "-o",
+              tmp_path / "one.safetensors")
+    assert "without tokenizer files to hold a chat template" in r.err

@@ -43,3 +43,12 @@ def test_tokenizer_source(tmp_path, rng):
     with pytest.warns(UserWarning, match="lacks 3 of the 35 rows"):
         got = ladle.uniform_soup([base.path, ft1.path], tokenizer_source=ft1.path)
     assert got["lm_head.weight"].shape == (35, 16)
+
+
+def test_chat_template_option(tmp_path, rng):
+    base, ft1, _, _ = family(tmp_path, rng, dtype="F32")
+    with pytest.warns(UserWarning, match="3 rows"):
+        ladle.uniform_soup([base.path, ft1.path], chat_template="chatml", out=tmp_path / "o")
+    import json
+    cfg = json.load(open(tmp_path / "o" / "tokenizer_config.json"))
+    assert cfg["chat_template"].startswith("{% for message in messages %}{{ '<|im_start|>'")
