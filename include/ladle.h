@@ -143,10 +143,21 @@ typedef struct lad_tensor {
     uint64_t offset;       /* absolute byte offset in file */
     lad_quant q;
     bool hidden;           /* the scales of a quantised weight */
+    /* LoRA deltas added when read (formats/lora.c), or NULL */
+    const struct lad_lora *lora;
 } lad_tensor;
 
 /* Can the tensor be merged (a float ladle reads, quantised or not)? */
 bool lad_tensor_mergeable(const lad_tensor *t);
+/* A base model with LoRA adapters applied when read (formats/lora.c): each
+ * adapter a PEFT folder, weighted (weights NULL: 1 each). A model reference
+ * "BASE+ADAPTER" opens as such a model. */
+struct lad_model;
+int lad_lora_attach(struct lad_model *m, const char *const *adapters, const double *weights,
+                    size_t n, lad_error *err);
+/* Reads elements [start, start + n) of a tensor with LoRA deltas as fp32. */
+int lad_lora_read(const lad_tensor *t, uint64_t start, size_t n, float *out, lad_error *err);
+void lad_lora_free(const struct lad_lora *l);
 /* Reads elements [start, start + n) of a quantised tensor as fp32. */
 int lad_quant_read(const lad_tensor *t, uint64_t start, size_t n, float *out, lad_error *err);
 /* "fp8 block 128x128", "mxfp4", ... */

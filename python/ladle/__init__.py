@@ -6,7 +6,8 @@
     merged = (0.5 * tau).apply_to(base)
     ladle.uniform_soup(["a/", "b/", "c/"], out="soup/")   # streamed, bounded memory
 
-Models are paths (a .safetensors file or a Hugging Face folder), results of
+Models are paths (a .safetensors file, a PyTorch .bin, a Hugging Face folder,
+or "BASE+ADAPTER": a base with a PEFT LoRA adapter applied), results of
 ladle.load(), or state dicts of torch tensors or numpy arrays. Results are
 state dicts of the same kind, or with out= the path the engine wrote. Every
 function computes what the matching ``ladle`` command computes, bit for bit:
@@ -14,8 +15,8 @@ both go through the library's one parser of merge arguments. Errors raise
 ladle.LadleError (a ValueError) with the library's message.
 """
 from ._capi import LadleError, __version__
-from ._merge import (breadcrumbs, checkpoint_soup, dare, della, linear_interpolate, merge_recipe,
-                     model_stock, slerp, ties, uniform_soup)
+from ._merge import (breadcrumbs, checkpoint_soup, dare, della, linear_interpolate, lora_apply,
+                     merge_recipe, model_stock, slerp, ties, uniform_soup)
 from ._merge import run as run_args
 from ._models import Bits, Model, bf16_to_f32, f32_to_bf16, load, save
 from ._search import GreedySoupResult, alpha_sweep, greedy_soup, lambda_sweep
@@ -24,4 +25,5 @@ from ._task import TaskVector
 __all__ = ["LadleError", "__version__", "load", "save", "Model", "Bits", "bf16_to_f32",
            "f32_to_bf16", "linear_interpolate", "uniform_soup", "checkpoint_soup", "slerp",
            "model_stock", "ties", "dare", "della", "breadcrumbs", "merge_recipe", "TaskVector",
-           "greedy_soup", "GreedySoupResult", "alpha_sweep", "lambda_sweep", "run_args"]
+           "greedy_soup", "GreedySoupResult", "alpha_sweep", "lambda_sweep", "run_args",
+           "lora_apply"]

@@ -337,6 +337,21 @@ def breadcrumbs(base, models, weights=None, density=1.0, gamma=0.01, lambda_=1.0
     return _gta("breadcrumbs", base, models, weights, flags, dtype, out, opts)
 
 
+def lora_apply(base, adapters, weights=None, scale=1.0, dtype=None, out=None, **opts):
+    """The base (a path) with PEFT LoRA adapters (folders) merged in:
+    W + scale * sum w_i * lora_alpha_i / r_i * B_i @ A_i, per targeted
+    tensor (``ladle lora apply``)."""
+    if not is_path(base):
+        raise LadleError("lora_apply: the base is a path (the adapters are applied as it "
+                         "streams from its files)")
+    adapters = [adapters] if is_path(adapters) else list(adapters)
+    args = ["lora", "apply", os.fsdecode(base), *[os.fsdecode(a) for a in adapters],
+            "--scale", num(scale)]
+    if weights is not None:
+        args += ["--weights", ",".join(num(w) for w in weights)]
+    return merge(args, Inputs(), dtype=dtype, out=out, **opts)
+
+
 def merge_recipe(recipe, out=None, dtype=None, variables=None, **opts):
     """Runs a mergekit YAML recipe (``ladle merge``): a path, or the recipe
     as a dict (model paths in it as mergekit takes them)."""

@@ -177,7 +177,13 @@ class Model(Mapping):
 def load(path):
     """Opens a .safetensors file, a PyTorch .bin/.pt checkpoint (read without
     unpickling anything) or a Hugging Face folder (sharded or not),
-    validated as the CLI validates it, as a lazy read-only mapping."""
+    validated as the CLI validates it, as a lazy read-only mapping of the
+    tensors as stored."""
+    p = os.fsdecode(path) if is_path(path) else path
+    if isinstance(p, str) and "+" in p and not os.path.exists(p):
+        raise LadleError(f"{p}: ladle.load maps stored tensors; a base with a LoRA adapter "
+                         "is computed: use ladle.lora_apply(base, adapter), or pass "
+                         "'BASE+ADAPTER' to a merge")
     return Model(path)
 
 

@@ -172,6 +172,22 @@ static const char HELP_DELLA[] =
     "      --seed N          the draws' seed (default 0)\n"
     "      --no-rescale      do not rescale survivors by 1/p\n" COMMON_MERGE_HELP;
 
+static const char HELP_LORA[] =
+    "usage: ladle lora apply BASE ADAPTER [ADAPTER ...] -o OUT [--weights w1,...]\n"
+    "                        [--scale S] [options]\n"
+    "\n"
+    "Merges PEFT LoRA adapters into their base: W + S * sum of w_i * s_i * B_i @ A_i\n"
+    "for every module an adapter targets, in fp32, rounded once to W's dtype. Each\n"
+    "ADAPTER is a PEFT folder (adapter_config.json, adapter_model.safetensors or\n"
+    ".bin); s_i is its lora_alpha / r (alpha_pattern per module; / sqrt(r) with\n"
+    "use_rslora); fan_in_fan_out and embedding adapters are transposed as PEFT does.\n"
+    "DoRA adapters and adapters holding other tensors (modules_to_save, biases) are\n"
+    "refused. The base streams; the adapters' matrices are held in memory (fp32).\n"
+    "A BASE+ADAPTER reference does the same wherever a MODEL is taken.\n"
+    "\n"
+    "      --weights w1,...  one weight per adapter (default 1 each)\n"
+    "      --scale S         multiplies every delta (default 1)\n" COMMON_MERGE_HELP;
+
 const char *merge_help(const char *cmd)
 {
     static const struct {
@@ -188,6 +204,7 @@ const char *merge_help(const char *cmd)
         {"dare", HELP_DARE},
         {"breadcrumbs", HELP_BREADCRUMBS},
         {"della", HELP_DELLA},
+        {"lora", HELP_LORA},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

@@ -23,12 +23,15 @@ static const char USAGE[] =
     "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
+    "  lora apply BASE ADAPTER... -o OUT\n"
+    "                                   merge PEFT LoRA adapters into their base\n"
     "  soup --greedy --eval CMD M...    greedy soup: add ingredients while the score holds\n"
     "  sweep --grid N=A:B:K --eval CMD -- MERGE...\n"
     "                                   score a merge over a parameter grid, keep the best\n"
     "\n"
-    "A MODEL is a .safetensors file or a Hugging Face folder (model.safetensors,\n"
-    "or model.safetensors.index.json with its shards).\n";
+    "A MODEL is a .safetensors file, a PyTorch .bin/.pt checkpoint, a Hugging Face\n"
+    "folder (model.safetensors, pytorch_model.bin, or their index with its shards),\n"
+    "or BASE+ADAPTER: a model with a PEFT LoRA adapter applied.\n";
 
 static const struct {
     const char *name;
@@ -38,7 +41,7 @@ static const struct {
     {"task", cmd_merge},  {"ckpt", cmd_merge},  {"slerp", cmd_merge},
     {"ties", cmd_merge},  {"dare", cmd_merge},  {"breadcrumbs", cmd_merge},
     {"stock", cmd_merge}, {"diff", cmd_diff},   {"della", cmd_merge},
-    {"merge", cmd_merge}, {"sweep", cmd_sweep},
+    {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_merge},
 };
 
 int main(int argc, char **argv)

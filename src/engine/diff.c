@@ -20,6 +20,8 @@ static int same_shape(const lad_tensor *x, const lad_tensor *y)
 static int read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, float *out,
                     lad_error *err)
 {
+    if (t->lora) /* with LoRA deltas */
+        return lad_lora_read(t, start, n, out, err);
     if (t->q.scheme) /* quantised: its dequantised values */
         return lad_quant_read(t, start, n, out, err);
     size_t es = lad_dtype_bits(t->dtype) / 8;

@@ -122,12 +122,23 @@ static void fail_run(run *r, const lad_error *e)
 
 static size_t esize(lad_dtype t) { return lad_dtype_bits(t) / 8; }
 
-/* Quantised inputs or outputs: read and written as fp32 items. */
+/* An input whose values are computed when read (dequantised, or with LoRA
+ * deltas added): read as fp32 items. */
+static bool derived(const lad_tensor *t) { return t->q.scheme != LAD_Q_NONE || t->lora; }
+
+static int read_derived(const lad_tensor *t, uint64_t start, size_t n, float *out,
+                        lad_error *err)
+{
+    return t->lora ? lad_lora_read(t, start, n, out, err) : lad_quant_read(t, start, n, out, err);
+}
+
+/* Quantised (or LoRA) inputs, or quantised outputs: read and written as
+ * fp32 items. */
 static bool quantised(const lad_plan_tensor *pt)
 {
     bool q = pt->oq != NULL;
     for (size_t j = 0; j < pt->nin; j++)
-        q |= pt->in[j]->q.scheme != LAD_Q_NONE;
+        q |= derived(pt->in[j]);
     return q;
 }
 
@@ -390,8 +401,8 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
         size_t es = esize(t->dtype);
-        if (t->q.scheme) {
-            if (lad_quant_read(t, it->start, (size_t)it->count, w->deq[j], err))
+        if (derived(t)) {
+            if (read_derived(t, it->start, (size_t)it->count, w->deq[j], err))
                 return -1;
         } else if (pt->rows && pt->rows[j]) {
             if (read_rows(pt, j, it->start, it->count, w->raw[j], err))
@@ -428,7 +439,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
         } else {
             const float *in[MAX_INPUTS];
             for (size_t j = 0; j < pt->nin; j++) {
-                if (pt->in[j]->q.scheme) {
+                if (derived(pt->in[j])) {
                     in[j] = w->deq[j] + b;
                     continue;
                 }
@@ -818,7 +829,7 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
     for (size_t i = 0; i < p->n; i++) {
         qout |= p->t[i].oq != NULL || p->t[i].transpose;
         for (size_t j = 0; p->t[i].kind == LAD_MERGE && j < p->t[i].nin; j++)
-            qin |= p->t[i].in[j]->q.scheme != LAD_Q_NONE;
+            qin |= derived(p->t[i].in[j]);
     }
     size_t comp = (rows ? (size_t)CHUNK : BLOCK) * 8;
     bool ok = (w->out_raw = malloc(item * 8 + 8)) && (w->comp_out = malloc(comp)) &&

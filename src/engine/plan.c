@@ -257,6 +257,10 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
     lad_plan_tensor *pt = &p->t[i];
     const lad_tensor *first = pt->in[first_in];
     const lad_model *tmpl = in_model[first_in];
+    if (r->copy_all && first->lora)
+        return lad_fail(err, "%s: tensor '%s' has a LoRA delta, which a copy of the stored "
+                             "tensors leaves out; apply it with a merge (ladle lora apply)",
+                        tmpl->ref, first->name);
     if (r->copy_all) { /* a save: the tensor as stored (MXFP4 blocks as U8) */
         bool packed = first->q.phys_name != NULL;
         pt->kind = LAD_COPY;

@@ -409,10 +409,14 @@ int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_
             return -1;
         if (!map)
             continue;
-        if (first->q.scheme || t->q.scheme)
-            return lad_fail(err, "tensor '%s' is quantised and its rows (vocabulary) differ "
-                                 "between %s and the output; dequantise the inputs first",
-                            pt->name, in_model[j]->ref);
+        if (first->q.scheme || t->q.scheme || first->lora || t->lora)
+            return lad_fail(err, "tensor '%s' is %s and its rows (vocabulary) differ "
+                                 "between %s and the output; %s first",
+                            pt->name, first->lora || t->lora ? "changed by a LoRA adapter"
+                                                              : "quantised",
+                            in_model[j]->ref,
+                            first->lora || t->lora ? "apply the adapter (ladle lora apply)"
+                                                   : "dequantise the inputs");
         if (!rows) {
             rows = calloc(pt->nin, sizeof *rows);
             if (!rows || keep_map(vs, (int64_t *)rows, err))

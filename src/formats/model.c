@@ -302,14 +302,41 @@ static int finish(lad_model *m, lad_error *err)
     return index_names(m, m->ref, err);
 }
 
+/* "BASE+ADAPTER" (mergekit's model+lora) where no file has that name: the
+ * '+' (from the right) with a model before it and an adapter after. */
+static char *lora_split(const char *ref, const char **adapter)
+{
+    if (lad_exists(ref))
+        return NULL;
+    for (const char *plus = strrchr(ref, '+'); plus; plus--) {
+        if (*plus != '+')
+            continue;
+        char *base = strndup(ref, (size_t)(plus - ref));
+        if (base && lad_exists(base) && lad_is_dir(plus + 1)) {
+            *adapter = plus + 1;
+            return base;
+        }
+        free(base);
+        if (plus == ref)
+            break;
+    }
+    return NULL;
+}
+
 int lad_model_open(const char *ref, lad_model **out, lad_error *err)
 {
     lad_model *m = calloc(1, sizeof *m);
     if (!m)
         return lad_fail(err, "out of memory");
-    int rc = (m->ref = lad_strdup(ref)) ? open_model(m, ref, err) : lad_fail(err, "out of memory");
+    const char *adapter = NULL;
+    char *base = lora_split(ref, &adapter);
+    int rc = (m->ref = lad_strdup(ref)) ? open_model(m, base ? base : ref, err)
+                                        : lad_fail(err, "out of memory");
     if (rc == 0)
         rc = finish(m, err);
+    if (rc == 0 && base) /* (on the indexed tensors) */
+        rc = lad_lora_attach(m, &adapter, NULL, 1, err);
+    free(base);
     if (rc) {
         lad_model_close(m);
         return -1;
@@ -418,6 +445,7 @@ void lad_model_close(lad_model *m)
     for (size_t i = 0; i < m->ntensors; i++) {
         free(m->tensors[i].name);
         free(m->tensors[i].q.phys_name);
+        lad_lora_free(m->tensors[i].lora);
     }
     for (size_t i = 0; i < m->nfiles; i++) {
         if (m->files[i].fd >= 0)

@@ -190,7 +190,7 @@ static const struct {
 } COMMANDS[] = {
     {"lerp", job_lerp}, {"slerp", job_slerp}, {"soup", job_soup},   {"ckpt", job_ckpt},
     {"task", job_task}, {"ties", job_gta},    {"dare", job_gta},    {"breadcrumbs", job_gta},
-    {"della", job_gta}, {"stock", job_stock}, {"merge", job_yaml},
+    {"della", job_gta}, {"stock", job_stock}, {"merge", job_yaml}, {"lora", job_lora},
 };
 
 /* "ladle ARGS..." as a shell would read it back. */
@@ -338,7 +338,8 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
     if (!(j->models = calloc(j->nmodels + 1, sizeof *j->models)))
         return lad_fail(err, "out of memory");
     for (size_t i = 0; i < j->nmodels; i++)
-        if (open(ctx, j->refs[i], &j->models[i], err) != 0)
+        if ((j->open_model ? j->open_model(j, i, &j->models[i], err)
+                           : open(ctx, j->refs[i], &j->models[i], err)) != 0)
             return -1;
     uint64_t num_layers = 0;
     if (j->make_specs &&

@@ -58,6 +58,8 @@ struct lad_job {
     /* Resolved parameters of one tensor for --dry-run, or NULL. */
     int (*describe)(const lad_job *j, const char *tensor, const lad_place *place,
                     const void *spec_ctx, char *buf, size_t len, lad_error *err);
+    /* Opens model i itself (a base with adapters), or NULL: the caller's opener. */
+    int (*open_model)(const lad_job *j, size_t i, lad_model **out, lad_error *err);
     char *note;                  /* for the user (e.g. fewer checkpoints than asked), or NULL */
     void *state;                 /* the command's own parsed arguments, freed with the job */
     void (*free_state)(void *state);
@@ -79,6 +81,7 @@ int job_task(lad_job *j, lad_error *err);
 int job_gta(lad_job *j, lad_error *err); /* ties, dare, breadcrumbs, della */
 int job_stock(lad_job *j, lad_error *err);
 int job_yaml(lad_job *j, lad_error *err); /* merge CONFIG.yml */
+int job_lora(lad_job *j, lad_error *err); /* lora apply BASE ADAPTER... */
 
 /* Parses the job's arguments: the common options into j->o, the command's
  * own (`extra`, ended by an entry with id 0) to take(). Returns 0 with the

@@ -348,11 +348,49 @@ static int resolve_ref(lad_yaml *y, yaml_node_t *n, char **out, lad_error *err)
     return resolve_path(y, n, ref, out, err);
 }
 
+/* A path as given, else relative to the recipe's folder; NULL if neither
+ * exists. */
+static char *find_path(const lad_yaml *y, const char *ref)
+{
+    if (lad_exists(ref))
+        return lad_strdup(ref);
+    char *p = NULL;
+    if (ref[0] != '/') {
+        char *dir = lad_dirname(y->path);
+        p = dir ? lad_path_join(dir, ref) : NULL;
+        free(dir);
+    }
+    if (p && !lad_exists(p)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
 static int resolve_path(lad_yaml *y, yaml_node_t *n, const char *ref, char **out,
                         lad_error *err)
 {
-    if (strchr(ref, '+'))
-        return lad_yaml_fail(err, y, n, "'%s': model+LoRA references are not supported", ref);
+    /* mergekit's model+lora: a model, '+', a LoRA adapter folder */
+    char *whole = find_path(y, ref);
+    bool named = whole != NULL; /* a path that holds a '+' itself */
+    free(whole);
+    for (const char *plus = strrchr(ref, '+'); plus && !named; plus--) {
+        if (*plus != '+')
+            continue;
+        char *left = strndup(ref, (size_t)(plus - ref));
+        char *base = left ? find_path(y, left) : NULL, *adapter = find_path(y, plus + 1);
+        free(left);
+        if (base && adapter && lad_is_dir(adapter)) {
+            *out = lad_asprintf("%s+%s", base, adapter);
+            free(base);
+            free(adapter);
+            return *out ? 0 : lad_fail(err, "out of memory");
+        }
+        free(base);
+        free(adapter);
+        if (plus == ref)
+            break;
+    }
     if (lad_exists(ref))
         return (*out = lad_strdup(ref)) ? 0 : lad_fail(err, "out of memory");
     if (ref[0] != '/') {
