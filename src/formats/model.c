@@ -308,17 +308,15 @@ static char *lora_split(const char *ref, const char **adapter)
 {
     if (lad_exists(ref))
         return NULL;
-    for (const char *plus = strrchr(ref, '+'); plus; plus--) {
-        if (*plus != '+')
+    for (size_t i = strlen(ref); i-- > 0;) { /* each '+', from the right */
+        if (ref[i] != '+')
             continue;
-        char *base = strndup(ref, (size_t)(plus - ref));
-        if (base && lad_exists(base) && lad_is_dir(plus + 1)) {
-            *adapter = plus + 1;
+        char *base = strndup(ref, i);
+        if (base && lad_exists(base) && lad_is_dir(ref + i + 1)) {
+            *adapter = ref + i + 1;
             return base;
         }
         free(base);
-        if (plus == ref)
-            break;
     }
     return NULL;
 }

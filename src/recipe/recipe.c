@@ -27,7 +27,7 @@ typedef struct param_def {
     double def;
 } param_def;
 
-typedef enum kind { K_LINEAR, K_SLERP, K_GTA, K_STOCK, K_PASSTHROUGH } kind;
+typedef enum kind { K_LINEAR, K_SLERP, K_GTA, K_STOCK, K_PASSTHROUGH, K_NEARSWAP, K_NUSLERP } kind;
 
 typedef struct method_spec {
     const char *name;
@@ -63,6 +63,9 @@ static const method_spec SPECS[] = {
      {W, D, L, N(0), R(1), I8, {"epsilon", PER_MODEL, 0.15}}},
     {"model_stock", K_STOCK, 0, 0, true, {{"filter_wise", BOOLEAN, 0}}},
     {"passthrough", K_PASSTHROUGH, 0, 0, false, {{"scale", PER_MODEL, 1}}},
+    {"nearswap", K_NEARSWAP, 0, 0, true, {{"t", REQUIRED, 0}}},
+    {"nuslerp", K_NUSLERP, 0, 0, false,
+     {W, {"nuslerp_flatten", BOOLEAN, 1}, {"nuslerp_row_wise", BOOLEAN, 0}}},
 };
 
 #undef W
@@ -374,11 +377,11 @@ static int resolve_path(lad_yaml *y, yaml_node_t *n, const char *ref, char **out
     char *whole = find_path(y, ref);
     bool named = whole != NULL; /* a path that holds a '+' itself */
     free(whole);
-    for (const char *plus = strrchr(ref, '+'); plus && !named; plus--) {
-        if (*plus != '+')
+    for (size_t i = strlen(ref); i-- > 0 && !named;) { /* each '+', from the right */
+        if (ref[i] != '+')
             continue;
-        char *left = strndup(ref, (size_t)(plus - ref));
-        char *base = left ? find_path(y, left) : NULL, *adapter = find_path(y, plus + 1);
+        char *left = strndup(ref, i);
+        char *base = left ? find_path(y, left) : NULL, *adapter = find_path(y, ref + i + 1);
         free(left);
         if (base && adapter && lad_is_dir(adapter)) {
             *out = lad_asprintf("%s+%s", base, adapter);
@@ -388,8 +391,6 @@ static int resolve_path(lad_yaml *y, yaml_node_t *n, const char *ref, char **out
         }
         free(base);
         free(adapter);
-        if (plus == ref)
-            break;
     }
     if (lad_exists(ref))
         return (*out = lad_strdup(ref)) ? 0 : lad_fail(err, "out of memory");
@@ -752,6 +753,18 @@ static int load(lad_recipe *r, lad_error *err)
                              s->name, GTA_MAX_TV);
     if (s->kind == K_STOCK && others > 24)
         return lad_yaml_fail(err, y, models, "model_stock takes at most 24 models");
+    if ((s->kind == K_NEARSWAP && others != 1) || (s->kind == K_NUSLERP && others != 2))
+        return lad_yaml_fail(err, y, models, "%s merges exactly two models%s", s->name,
+                             s->kind == K_NEARSWAP ? ": base_model and one other"
+                                                   : " (and an optional base_model)");
+    /* nuslerp's base comes last: in[2] (nuslerp.c) */
+    if (s->kind == K_NUSLERP && r->base >= 0 && (size_t)r->base != r->nmodels - 1) {
+        recipe_model b = r->models[r->base];
+        memmove(&r->models[r->base], &r->models[r->base + 1],
+                (r->nmodels - 1 - (size_t)r->base) * sizeof b);
+        r->models[r->nmodels - 1] = b;
+        r->base = (int)r->nmodels - 1;
+    }
     /* Methods with a base take it first, then the others in order. */
     if (s->needs_base && r->base > 0) {
         recipe_model b = r->models[r->base];
@@ -838,6 +851,32 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
             return lad_fail(err, "model_stock with filter_wise is not supported yet");
         op->method = &lad_method_model_stock;
         return 0;
+    case K_NEARSWAP:
+        if (glob_param(&in, "t", tensor, pl, &v, err))
+            return -1;
+        if (!(v > 0))
+            return lad_fail(err, "nearswap's t is %g; it must be above 0", v);
+        op->method = &lad_method_nearswap;
+        op->param[0] = v;
+        op->nparam = 1;
+        return 0;
+    case K_NUSLERP: {
+        double w0, w1, flatten, row_wise;
+        if (in_param(&in, 0, "weight", tensor, pl, &w0, err) ||
+            in_param(&in, 1, "weight", tensor, pl, &w1, err) ||
+            glob_param(&in, "nuslerp_flatten", tensor, pl, &flatten, err) ||
+            glob_param(&in, "nuslerp_row_wise", tensor, pl, &row_wise, err))
+            return -1;
+        if (flatten == 0 && row_wise != 0)
+            return lad_fail(err, "nuslerp_row_wise (one angle per column) is not supported "
+                                 "yet; nuslerp_flatten: false alone gives one per row");
+        op->method = flatten != 0 ? &lad_method_nuslerp : &lad_method_nuslerp_rows;
+        op->param[0] = fabs(w0 + w1) < 1e-6 ? 0.5 : w1 / (w0 + w1); /* as mergekit */
+        op->param[1] = flatten != 0 ? NUSLERP_FLAT : NUSLERP_ROWS;
+        op->param[2] = in.base >= 0;
+        op->nparam = 3;
+        return 0;
+    }
     case K_GTA:
         break;
     }
