@@ -324,6 +324,10 @@ extern const lad_method lad_method_slerp;           /* spherical interpolation *
 extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
 extern const lad_method lad_method_della;           /* DELLA (the same, by rows) */
 extern const lad_method lad_method_model_stock;     /* Model Stock */
+extern const lad_method lad_method_nearswap;        /* NearSwap */
+extern const lad_method lad_method_nuslerp;         /* NuSLERP, whole tensors */
+extern const lad_method lad_method_nuslerp_rows;    /* NuSLERP, row by row */
+enum { NUSLERP_FLAT = 0, NUSLERP_ROWS = 1 };         /* nuslerp's param[1] */
 
 /* ---------------------------------------------------------------- structure */
 

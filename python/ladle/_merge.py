@@ -272,6 +272,26 @@ def slerp(a, b, t=0.5, dtype=None, out=None, **opts):
                  **opts)
 
 
+def nuslerp(a, b, t=0.5, base=None, per_row=False, dtype=None, out=None, **opts):
+    """mergekit's nuslerp: spherical interpolation of a and b, or of their
+    task vectors from base, per tensor or per row (``ladle nuslerp``)."""
+    inp = Inputs()
+    args = ["nuslerp", inp.ref(a), inp.ref(b), "--t", num(t)]
+    if base is not None:
+        args += ["--base", inp.ref(base)]
+    if per_row:
+        args.append("--per-row")
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def nearswap(base, model, t, dtype=None, out=None, **opts):
+    """mergekit's nearswap: model's values where they are within about t of
+    the base's, the base's elsewhere (``ladle nearswap``)."""
+    inp = Inputs()
+    return merge(["nearswap", inp.ref(base), inp.ref(model), "--t", num(t)], inp, dtype=dtype,
+                 out=out, **opts)
+
+
 def model_stock(base, models, dtype=None, out=None, **opts):
     """Model Stock (``ladle stock``)."""
     inp = Inputs()

@@ -105,12 +105,13 @@ static const char HELP_MERGE[] =
     "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [--var NAME=VALUE] [options]\n"
     "\n"
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
-    "task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs, breadcrumbs_ties,\n"
-    "della, della_linear, model_stock or passthrough; models with per-model\n"
-    "parameters, base_model, parameters as numbers, gradients or filter lists,\n"
-    "dtype / out_dtype, tokenizer_source (base, union, a model) or tokenizer:\n"
-    "{source: ...}, chat_template. Model paths are taken as written, else relative\n"
-    "to the recipe's folder. Every error names the recipe's line.\n"
+    "nuslerp, nearswap, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs,\n"
+    "breadcrumbs_ties, della, della_linear, model_stock or passthrough; models with\n"
+    "per-model parameters, base_model, parameters as numbers, gradients or filter\n"
+    "lists, dtype / out_dtype, tokenizer_source (base, union, a model) or\n"
+    "tokenizer: {source: ...}, chat_template, model+lora references. Model paths are\n"
+    "taken as written, else relative to the recipe's folder. Every error names the\n"
+    "recipe's line.\n"
     "\n"
     "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
     "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
@@ -188,6 +189,33 @@ static const char HELP_LORA[] =
     "      --weights w1,...  one weight per adapter (default 1 each)\n"
     "      --scale S         multiplies every delta (default 1)\n" COMMON_MERGE_HELP;
 
+static const char HELP_NUSLERP[] =
+    "usage: ladle nuslerp A B --t X [--base BASE] [--per-row] -o OUT [options]\n"
+    "\n"
+    "mergekit's nuslerp: spherical interpolation of A and B, or with --base of their\n"
+    "task vectors A - BASE and B - BASE (BASE added back), per tensor or, with\n"
+    "--per-row, per row (nuslerp_flatten: false). Norms at least 1e-7; colinear\n"
+    "vectors (|sin theta| < 1e-8) are interpolated linearly. X = 0 gives A, 1 gives B\n"
+    "(a recipe's weights w_A, w_B give X = w_B / (w_A + w_B)). Config, tokenizer and\n"
+    "non-float tensors come from BASE (A without one).\n"
+    "\n"
+    "  -t, --t X             the position, in [0, 1] (required); a gradient a,b,c\n"
+    "                        varies it across the layers\n"
+    "      --base BASE       interpolate task vectors from BASE\n"
+    "      --per-row         one angle per row (along the last dimension)\n"
+    COMMON_MERGE_HELP;
+
+static const char HELP_NEARSWAP[] =
+    "usage: ladle nearswap BASE B --t T -o OUT [options]\n"
+    "\n"
+    "mergekit's nearswap: per element, w = clamp(T / |BASE - B|, 0, 1) (1 where they\n"
+    "are equal) and out = w * B + (1 - w) * BASE: B's value where the two are near,\n"
+    "the base's where they differ by much more than T. In fp32 (fp64 for F64).\n"
+    "\n"
+    "  -t, --t T             the sameness threshold, above 0 (required); a gradient\n"
+    "                        a,b,c varies it across the layers\n"
+    COMMON_MERGE_HELP;
+
 const char *merge_help(const char *cmd)
 {
     static const struct {
@@ -205,6 +233,8 @@ const char *merge_help(const char *cmd)
         {"breadcrumbs", HELP_BREADCRUMBS},
         {"della", HELP_DELLA},
         {"lora", HELP_LORA},
+        {"nuslerp", HELP_NUSLERP},
+        {"nearswap", HELP_NEARSWAP},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

@@ -16,6 +16,8 @@ static const char USAGE[] =
     "  task --base B --add L:M ...      task arithmetic: B + S * sum L_i (M_i - B)\n"
     "  ckpt DIR [--last N]              average of a run's last N checkpoints\n"
     "  slerp A B --t X                  spherical interpolation, per tensor\n"
+    "  nuslerp A B --t X [--base B]     mergekit's nuslerp: of task vectors, per row\n"
+    "  nearswap BASE B --t T            B where it is within T of BASE\n"
     "  ties --base B --add W:M ...      trim, elect sign, disjoint merge (TIES)\n"
     "  dare --base B --add W:M ...      random drop and rescale (DARE), linear or TIES\n"
     "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
@@ -42,6 +44,7 @@ static const struct {
     {"ties", cmd_merge},  {"dare", cmd_merge},  {"breadcrumbs", cmd_merge},
     {"stock", cmd_merge}, {"diff", cmd_diff},   {"della", cmd_merge},
     {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_merge},
+    {"nearswap", cmd_merge}, {"nuslerp", cmd_merge},
 };
 
 int main(int argc, char **argv)

@@ -68,6 +68,9 @@ EQUIVALENT = {
               "--density", "0.5", "--epsilon", "0.1", "--dtype", "bf16"],
     "model_stock": ["stock", "--base", f"{M}/base", f"{M}/ft1", f"{M}/ft2", f"{M}/ft3",
                     "--dtype", "bf16"],
+    "nuslerp": ["nuslerp", f"{M}/ft1", f"{M}/ft2", "--t", "0.6", "--base", f"{M}/base",
+                "--per-row", "--dtype", "bf16"],
+    "nearswap": ["nearswap", f"{M}/base", f"{M}/ft1", "--t", "0.0001", "--dtype", "bf16"],
 }
 
 

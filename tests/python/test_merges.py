@@ -10,6 +10,7 @@ import torch
 
 import ladle
 import seed
+import st
 from models import as_kind, f32, family, file_tensors, inputs, raw, torch_of
 from util import ladle as cli
 
@@ -238,3 +239,18 @@ def test_layer_groups_and_layers_from_python(tmp_path, rng):
     assert raw(got["lm_head.weight"]) == raw(b["lm_head.weight"])
     with pytest.raises(ladle.LadleError, match="matches no tensor"):
         ladle.linear_interpolate(a, b, [0, 1], layers=r"blocks\.(\d+)\.")
+
+
+def test_nuslerp_and_nearswap_match_the_cli(tmp_path, rng):
+    paths, _ = family(tmp_path, rng, "BF16")
+    base, a, b = paths[0], paths[1], paths[2]
+    for fn, kw, args in (
+            (ladle.nuslerp, dict(a=a, b=b, t=0.3, base=base, per_row=True),
+             ["nuslerp", a, b, "--t", "0.3", "--base", base, "--per-row"]),
+            (ladle.nearswap, dict(base=base, model=b, t=0.001),
+             ["nearswap", base, b, "--t", "0.001"])):
+        cli(*args, "-o", tmp_path / "cli.safetensors", "-q", "--force")
+        ref, _ = st.load(str(tmp_path / "cli.safetensors"))
+        got = fn(**kw, tensors="numpy")
+        for k in ref:
+            assert raw(got[k]) == ref[k][1].tobytes(), (fn.__name__, k)
