@@ -474,6 +474,10 @@ typedef struct lad_plan_tensor {
      * the output's. NULL when no input needs one. */
     const int64_t *const *rows;
     int fill_from;
+    /* Bit j: input j is stored with the last two dimensions swapped (an
+     * MXFP4 expert beside transformers' dequantised layout); read as its
+     * transpose, one matrix per work item. */
+    uint64_t swapped;
 } lad_plan_tensor;
 
 /* An output tensor given explicitly (recipes with slices): its name and its

@@ -136,7 +136,7 @@ static int read_derived(const lad_tensor *t, uint64_t start, size_t n, float *ou
  * fp32 items. */
 static bool quantised(const lad_plan_tensor *pt)
 {
-    bool q = pt->oq != NULL;
+    bool q = pt->oq != NULL || pt->swapped;
     for (size_t j = 0; j < pt->nin; j++)
         q |= derived(pt->in[j]);
     return q;
@@ -392,6 +392,32 @@ static int read_rows(const lad_plan_tensor *pt, size_t j, uint64_t start, uint64
     return 0;
 }
 
+static bool is_swapped(const lad_plan_tensor *pt, size_t j) { return j < 64 && (pt->swapped >> j & 1); }
+
+/* Input j of a tensor it stores transposed: this item's matrix (stored
+ * P x Q), read as fp32 and transposed into w->deq[j] (Q x P). */
+static int read_swapped(worker *w, const lad_plan_tensor *pt, size_t j, const item *it,
+                        lad_error *err)
+{
+    const lad_tensor *t = pt->in[j];
+    uint64_t P = t->shape[t->ndim - 2], Q = t->shape[t->ndim - 1];
+    size_t n = (size_t)it->count, es = esize(t->dtype);
+    float *deq = w->deq[j], *tr = (float *)w->raw[j];
+    if (derived(t)) {
+        if (read_derived(t, it->start, n, deq, err))
+            return -1;
+    } else {
+        if (lad_file_read(t->file, w->raw[j], n * es, t->offset + it->start * es, err))
+            return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+        lad_load_f32(t->dtype, w->raw[j], deq, n);
+    }
+    for (uint64_t p = 0; p < P; p++)
+        for (uint64_t q = 0; q < Q; q++)
+            tr[q * P + p] = deq[p * Q + q];
+    memcpy(deq, tr, n * sizeof *deq);
+    return 0;
+}
+
 static int do_merge(worker *w, const item *it, int pass, lad_error *err)
 {
     run *r = w->r;
@@ -401,7 +427,10 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
         size_t es = esize(t->dtype);
-        if (derived(t)) {
+        if (is_swapped(pt, j)) {
+            if (read_swapped(w, pt, j, it, err))
+                return -1;
+        } else if (derived(t)) {
             if (read_derived(t, it->start, (size_t)it->count, w->deq[j], err))
                 return -1;
         } else if (pt->rows && pt->rows[j]) {
@@ -439,7 +468,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
         } else {
             const float *in[MAX_INPUTS];
             for (size_t j = 0; j < pt->nin; j++) {
-                if (derived(pt->in[j])) {
+                if (derived(pt->in[j]) || is_swapped(pt, j)) {
                     in[j] = w->deq[j] + b;
                     continue;
                 }
@@ -726,7 +755,8 @@ static uint64_t item_step(const lad_plan_tensor *pt)
     if (pt->kind != LAD_MERGE)
         return (uint64_t)CHUNK * 8;
     uint64_t C = cols_of(pt);
-    if (pt->transpose) /* whole matrices: every value of a row lands in another */
+    if (pt->transpose || pt->swapped) /* whole matrices: every value of a row lands in
+                                         * another */
         return pt->shape[pt->ndim - 1] * pt->shape[pt->ndim - 2];
     if (pt->oq && pt->oq->scheme == LAD_Q_FP8_BLOCK)
         return pt->oq->block[0] * C;
@@ -761,7 +791,7 @@ static int make_items(run *r, lad_error *err)
                                      "elements exceed ladle's limit of %u",
                                 pt->name, pt->op->method->name, (unsigned long long)row, CHUNK);
         }
-        if ((pt->oq || pt->transpose) && step > MAX_QUANT_ITEM)
+        if ((pt->oq || pt->transpose || pt->swapped) && step > MAX_QUANT_ITEM)
             return lad_fail(err, "tensor '%s': re-quantising it needs %llu values at once, "
                                  "more than ladle's limit of %u; add --dtype to write it "
                                  "dequantised",
@@ -829,7 +859,7 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
     for (size_t i = 0; i < p->n; i++) {
         qout |= p->t[i].oq != NULL || p->t[i].transpose;
         for (size_t j = 0; p->t[i].kind == LAD_MERGE && j < p->t[i].nin; j++)
-            qin |= derived(p->t[i].in[j]);
+            qin |= derived(p->t[i].in[j]) || p->t[i].swapped;
     }
     size_t comp = (rows ? (size_t)CHUNK : BLOCK) * 8;
     bool ok = (w->out_raw = malloc(item * 8 + 8)) && (w->comp_out = malloc(comp)) &&

@@ -86,6 +86,22 @@ static bool fits(const lad_tensor *first, const lad_tensor *t, uint64_t rows, bo
     return first->ndim == 0 || mapped || t->shape[0] == rows;
 }
 
+/* gpt-oss's experts: one input MXFP4 ([..., R, C], as stored), the other
+ * in transformers' dequantised layout ([..., C, R]: what
+ * convert_moe_packed_tensors returns and gpt-oss checkpoints in bf16 hold,
+ * and what ladle writes). Square ones too: beside an MXFP4 expert, a plain
+ * tensor of that name is always in that layout. */
+static bool swapped_layout(const lad_tensor *a, const lad_tensor *b)
+{
+    int n = a->ndim;
+    if (n < 2 || b->ndim != n || (a->q.scheme != LAD_Q_MXFP4) == (b->q.scheme != LAD_Q_MXFP4))
+        return false;
+    for (int d = 0; d < n - 2; d++)
+        if (a->shape[d] != b->shape[d])
+            return false;
+    return a->shape[n - 2] == b->shape[n - 1] && a->shape[n - 1] == b->shape[n - 2];
+}
+
 static void shape_str(const lad_tensor *t, char *buf, size_t len)
 {
     size_t o = (size_t)snprintf(buf, len, "[");
@@ -283,15 +299,13 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         const lad_tensor *t = pt->in[j];
         if (unreadable(in_model[j], t, err))
             return -1;
-        if (!fits(first, t, rows, pt->rows && pt->rows[j])) {
+        if (swapped_layout(first, t) && j < 64) {
+            pt->swapped |= 1ull << j; /* read as the transpose of how it is stored */
+        } else if (!fits(first, t, rows, pt->rows && pt->rows[j])) {
             shape_str(first, sa, sizeof sa);
             shape_str(t, sb, sizeof sb);
-            return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s%s", name, sa,
-                            tmpl->ref, sb, in_model[j]->ref,
-                            first->q.scheme == LAD_Q_MXFP4 || t->q.scheme == LAD_Q_MXFP4
-                                ? " (MXFP4 experts and transformers' dequantised layout cannot "
-                                  "be merged together yet)"
-                                : "");
+            return lad_fail(err, "tensor '%s' has shape %s in %s but %s in %s", name, sa,
+                            tmpl->ref, sb, in_model[j]->ref);
         }
         bool ma = lad_tensor_mergeable(first), mb = lad_tensor_mergeable(t);
         if (ma != mb || (!ma && first->dtype != t->dtype))

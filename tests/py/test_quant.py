@@ -337,9 +337,39 @@ def test_mxfp4_merge(tmp_path, rng):
     assert got[name][1].tobytes() == st.round_to("BF16", want).tobytes()
     cfg = json.load(open(tmp_path / "d" / "config.json"))
     assert "quantization_config" not in cfg and cfg["torch_dtype"] == "bfloat16"
-    # a model that already stores them so cannot be merged with MXFP4 experts yet
-    r = ladle("soup", tmp_path / "a", tmp_path / "d", "-o", tmp_path / "x", check=False)
-    assert r.code == 1 and "transformers' dequantised layout" in r.err
+    # beside a model that stores them so (a bf16 fine-tune of gpt-oss): merged
+    # through the same values, whichever comes first
+    dd = st.to_f32("BF16", got[name][1])  # [E, C, R], transformers' layout
+    ladle("lerp", tmp_path / "a", tmp_path / "d", "--alpha", "0.5", "-o", tmp_path / "m1", "-q")
+    m1 = out_tensors(tmp_path / "m1")  # MXFP4 first: its scheme, re-quantised
+    blocks, scales = quant_mxfp4((F32(0.5) * da + F32(0.5) * np.swapaxes(dd, 1, 2)).astype(F32))
+    assert m1[name + "_blocks"][1].tobytes() == blocks.tobytes()
+    assert m1[name + "_scales"][1].tobytes() == scales.tobytes()
+    ladle("lerp", tmp_path / "d", tmp_path / "a", "--alpha", "0.5", "-o", tmp_path / "m2", "-q")
+    m2 = out_tensors(tmp_path / "m2")  # bf16 first: its layout and dtype
+    want = (F32(0.5) * dd + F32(0.5) * np.swapaxes(da, 1, 2)).astype(F32)
+    assert m2[name][1].shape == (2, 96, 6)
+    assert m2[name][1].tobytes() == st.round_to("BF16", want).tobytes()
+
+
+def test_mxfp4_square_experts_beside_dequantised(tmp_path, rng):
+    """gpt-oss's down_proj is square ([E, 2880, 2880]): the shapes agree, and
+    the dequantised one must still be read transposed."""
+    E, R = 2, 64
+    x = (rng.standard_normal((E, R, R)) * 0.05).astype(F32)
+    blocks, scales = quant_mxfp4(x)
+    name = "model.layers.0.mlp.experts.down_proj"
+    cfg = st.config(layers=1)
+    cfg["quantization_config"] = {"quant_method": "mxfp4"}
+    st.write_hf(tmp_path / "q", [(name + "_blocks", "U8", blocks),
+                                 (name + "_scales", "U8", scales)], cfg)
+    y = (rng.standard_normal((E, R, R)) * 0.05).astype(F32)  # stored [E, in, out]
+    st.write_hf(tmp_path / "b", [(name, "F32", y)], st.config(layers=1))
+    ladle("lerp", tmp_path / "b", tmp_path / "q", "--alpha", "0.5", "-o", tmp_path / "o", "-q")
+    got = out_tensors(tmp_path / "o")
+    dq = dequant_mxfp4(blocks, scales)
+    want = (F32(0.5) * y + F32(0.5) * np.swapaxes(dq, 1, 2)).astype(F32)
+    assert got[name][1].tobytes() == want.tobytes()
 
 
 def test_info_shows_the_schemes(tmp_path, rng):
