@@ -304,8 +304,10 @@ typedef struct lad_method {
     void (*stats_f32)(const lad_kctx *k, int pass, void *acc, const float *const *in, size_t n);
     void (*stats_f64)(const lad_kctx *k, int pass, void *acc, const double *const *in,
                       size_t n);
-    void (*pass_end)(const lad_kctx *k, int pass, bool wide, void *const *accs,
-                     size_t naccs);
+    /* Returns NULL, or why the tensor cannot be merged (the engine names
+     * the tensor and the method). */
+    const char *(*pass_end)(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                            size_t naccs);
 } lad_method;
 
 /* A method with its resolved parameters. What the parameters mean, and the
@@ -328,6 +330,12 @@ extern const lad_method lad_method_nearswap;        /* NearSwap */
 extern const lad_method lad_method_nuslerp;         /* NuSLERP, whole tensors */
 extern const lad_method lad_method_nuslerp_rows;    /* NuSLERP, row by row */
 enum { NUSLERP_FLAT = 0, NUSLERP_ROWS = 1 };         /* nuslerp's param[1] */
+extern const lad_method lad_method_multislerp;       /* Multi-SLERP */
+enum { MSLERP_BASE, MSLERP_EPS, MSLERP_W0 };         /* its params (w_i from W0) */
+#define MSLERP_MAX 64                                /* models */
+extern const lad_method lad_method_karcher;          /* Karcher mean */
+enum { KARCHER_MAX_ITER, KARCHER_TOL };              /* its params */
+#define KARCHER_MAX 64                               /* models */
 
 /* ---------------------------------------------------------------- structure */
 

@@ -292,6 +292,33 @@ def nearswap(base, model, t, dtype=None, out=None, **opts):
                  out=out, **opts)
 
 
+def multislerp(models, weights=None, base=None, normalize=True, eps=1e-8, dtype=None, out=None,
+               **opts):
+    """mergekit's multislerp: the weighted mean of the models (or of their
+    task vectors from base) on the unit sphere, scaled by their weighted
+    mean norm (``ladle multislerp``)."""
+    inp = Inputs()
+    args = ["multislerp"] + [inp.ref(m) for m in models]
+    if weights is not None:
+        args += ["--weights", ",".join(num(w) for w in weights)]
+    if base is not None:
+        args += ["--base", inp.ref(base)]
+    if not normalize:
+        args.append("--no-normalize")
+    if eps != 1e-8:
+        args += ["--eps", num(eps)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def karcher(models, max_iter=10, tol=1e-5, dtype=None, out=None, **opts):
+    """mergekit's karcher: the Karcher mean of the models' directions on the
+    unit sphere times their mean norm (``ladle karcher``)."""
+    inp = Inputs()
+    args = ["karcher"] + [inp.ref(m) for m in models]
+    args += ["--max-iter", str(int(max_iter)), "--tol", num(tol)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
 def model_stock(base, models, dtype=None, out=None, **opts):
     """Model Stock (``ladle stock``)."""
     inp = Inputs()

@@ -105,13 +105,13 @@ static const char HELP_MERGE[] =
     "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [--var NAME=VALUE] [options]\n"
     "\n"
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
-    "nuslerp, nearswap, task_arithmetic, ties, dare_ties, dare_linear, breadcrumbs,\n"
-    "breadcrumbs_ties, della, della_linear, model_stock or passthrough; models with\n"
-    "per-model parameters, base_model, parameters as numbers, gradients or filter\n"
-    "lists, dtype / out_dtype, tokenizer_source (base, union, a model) or\n"
-    "tokenizer: {source: ...}, chat_template, model+lora references. Model paths are\n"
-    "taken as written, else relative to the recipe's folder. Every error names the\n"
-    "recipe's line.\n"
+    "nuslerp, multislerp, karcher, nearswap, task_arithmetic, ties, dare_ties,\n"
+    "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock\n"
+    "or passthrough; models with per-model parameters, base_model, parameters as\n"
+    "numbers, gradients or filter lists, dtype / out_dtype, tokenizer_source (base,\n"
+    "union, a model) or tokenizer: {source: ...}, chat_template, model+lora\n"
+    "references. Model paths are taken as written, else relative to the recipe's\n"
+    "folder. Every error names the recipe's line.\n"
     "\n"
     "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
     "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
@@ -216,6 +216,34 @@ static const char HELP_NEARSWAP[] =
     "                        a,b,c varies it across the layers\n"
     COMMON_MERGE_HELP;
 
+static const char HELP_MULTISLERP[] =
+    "usage: ladle multislerp M1 M2 ... [--weights w1,...] [--base BASE] -o OUT [options]\n"
+    "\n"
+    "mergekit's multislerp: the weighted mean of the models (or with --base of their\n"
+    "task vectors M_i - BASE, BASE added back) on the unit sphere, scaled by their\n"
+    "weighted mean norm. Per tensor: out = sum_i c_i M_i, c_i = w_i / (|M_i| + eps) *\n"
+    "(sum_j w_j |M_j|) / |sum_j w_j M_j / (|M_j| + eps)|; mergekit's tangent-space\n"
+    "step adds exactly zero (see the README). Antipodal inputs whose weights cancel\n"
+    "are refused (two are averaged linearly, as mergekit does).\n"
+    "\n"
+    "      --weights w1,...  one weight per model (default 1 each)\n"
+    "      --no-normalize    use the weights as given (default: divided by their sum)\n"
+    "      --base BASE       interpolate task vectors from BASE (its config and\n"
+    "                        tokenizer are written)\n"
+    "      --eps E           added to each norm (default 1e-8)\n" COMMON_MERGE_HELP;
+
+static const char HELP_KARCHER[] =
+    "usage: ladle karcher M1 M2 ... [--max-iter N] [--tol T] -o OUT [options]\n"
+    "\n"
+    "mergekit's karcher: per tensor, the Karcher (Riemannian) mean of the models'\n"
+    "directions on the unit sphere, equal weights, found by up to N gradient steps\n"
+    "(stopping when the step is shorter than T), times the models' mean norm. Models\n"
+    "whose norm is at most T are left out of the direction. Two passes over the data\n"
+    "whatever N is: the iteration runs on the models' Gram matrix.\n"
+    "\n"
+    "      --max-iter N      at most N iterations (default 10)\n"
+    "      --tol T           convergence tolerance (default 1e-5)\n" COMMON_MERGE_HELP;
+
 const char *merge_help(const char *cmd)
 {
     static const struct {
@@ -235,6 +263,8 @@ const char *merge_help(const char *cmd)
         {"lora", HELP_LORA},
         {"nuslerp", HELP_NUSLERP},
         {"nearswap", HELP_NEARSWAP},
+        {"multislerp", HELP_MULTISLERP},
+        {"karcher", HELP_KARCHER},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

@@ -18,6 +18,8 @@ static const char USAGE[] =
     "  slerp A B --t X                  spherical interpolation, per tensor\n"
     "  nuslerp A B --t X [--base B]     mergekit's nuslerp: of task vectors, per row\n"
     "  nearswap BASE B --t T            B where it is within T of BASE\n"
+    "  multislerp M1 M2 ... [--base B]  mergekit's multislerp: weighted mean on the sphere\n"
+    "  karcher M1 M2 ...                the Karcher mean on the sphere, by mean norm\n"
     "  ties --base B --add W:M ...      trim, elect sign, disjoint merge (TIES)\n"
     "  dare --base B --add W:M ...      random drop and rescale (DARE), linear or TIES\n"
     "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
@@ -44,7 +46,8 @@ static const struct {
     {"ties", cmd_merge},  {"dare", cmd_merge},  {"breadcrumbs", cmd_merge},
     {"stock", cmd_merge}, {"diff", cmd_diff},   {"della", cmd_merge},
     {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_merge},
-    {"nearswap", cmd_merge}, {"nuslerp", cmd_merge},
+    {"nearswap", cmd_merge}, {"nuslerp", cmd_merge}, {"multislerp", cmd_merge},
+    {"karcher", cmd_merge},
 };
 
 int main(int argc, char **argv)

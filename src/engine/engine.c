@@ -635,10 +635,11 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
+        const char *why;
         if (run_phase(r, pl, first, end, pass) != 0)
             rc = -1;
-        else
-            m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started);
+        else if ((why = m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started)))
+            rc = lad_fail(err, "tensor '%s': %s: %s", pt->name, m->name, why);
     }
     if (rc == 0 && needs_amax(pt)) {
         for (int i = 0; i < pl->started; i++)
@@ -706,10 +707,11 @@ static int run_model_scope(run *r, pool *pl, size_t t0, lad_error *err)
     for (int pass = 0; rc == 0 && pass < npasses(&p->t[t0]); pass++) {
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
+        const char *why;
         if (run_phase(r, pl, 0, r->nitems, pass) != 0)
             rc = -1;
-        else
-            m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started);
+        else if ((why = m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started)))
+            rc = lad_fail(err, "%s: %s", m->name, why);
     }
     if (rc == 0 && run_phase(r, pl, 0, r->nitems, MERGE_PASS) != 0)
         rc = -1;

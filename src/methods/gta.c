@@ -202,7 +202,7 @@ static uint64_t key_f64(double v)
 GTA_STATS(gta_stats_f32, float, key_f32, scalef)
 GTA_STATS(gta_stats_f64, double, key_f64, scale)
 
-static void gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
+static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
     (void)wide;
     gta_stats *st = k->stats;
@@ -221,7 +221,7 @@ static void gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *ac
             st->scale[i] = norm[i] > 0 ? mean / norm[i] : 1;
             st->scalef[i] = (float)st->scale[i];
         }
-        return;
+        return NULL;
     }
     pass -= st->first_select;
     int nsel = st->ntv * st->targets;
@@ -239,6 +239,7 @@ static void gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *ac
         }
         lad_select_digit_done(&st->sel[s], h0, pass, st->digits);
     }
+    return NULL;
 }
 
 /* lowbias32 (C. Wellons): a 32-bit mixer for the counter-based RNG. */

@@ -66,7 +66,7 @@ static size_t stock_acc_size(const lad_op *op)
 STOCK_STATS(stock_stats_f32, float)
 STOCK_STATS(stock_stats_f64, double)
 
-static void stock_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+static const char *stock_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                            size_t naccs)
 {
     (void)pass;
@@ -91,6 +91,7 @@ static void stock_pass_end(const lad_kctx *k, int pass, bool wide, void *const *
     st->t = N * cos / (1 + (N - 1) * cos);
     st->tf = (float)st->t;
     st->omtf = (float)(1 - st->t);
+    return NULL;
 }
 
 /* The merge pass, once per compute type: T_COEF(st) gives t and 1 - t. */

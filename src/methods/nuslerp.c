@@ -108,7 +108,7 @@ NU_SUMS(sums_f64, double)
 NU_STATS(nu_stats_f32, float, sums_f32)
 NU_STATS(nu_stats_f64, double, sums_f64)
 
-static void nu_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
+static const char *nu_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
     (void)pass;
     (void)wide;
@@ -124,6 +124,7 @@ static void nu_pass_end(const lad_kctx *k, int pass, bool wide, void *const *acc
     coefficients(k->op->param[0], total, &st->c0, &st->c1);
     st->c0f = (float)st->c0;
     st->c1f = (float)st->c1;
+    return NULL;
 }
 
 /* out = c0 v0 + c1 v1 (+ b, the vectors taken from it), c from the

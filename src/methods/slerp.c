@@ -67,7 +67,7 @@ static size_t slerp_acc_size(const lad_op *op)
 SLERP_STATS(slerp_stats_f32, float)
 SLERP_STATS(slerp_stats_f64, double)
 
-static void slerp_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+static const char *slerp_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                            size_t naccs)
 {
     (void)pass;
@@ -94,6 +94,7 @@ static void slerp_pass_end(const lad_kctx *k, int pass, bool wide, void *const *
     }
     st->s0f = (float)st->s0;
     st->s1f = (float)st->s1;
+    return NULL;
 }
 
 LAD_KERNEL static void slerp_f32(const lad_kctx *k, float *restrict out, const float *const *in,

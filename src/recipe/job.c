@@ -191,7 +191,8 @@ static const struct {
     {"lerp", job_lerp}, {"slerp", job_slerp}, {"soup", job_soup},   {"ckpt", job_ckpt},
     {"task", job_task}, {"ties", job_gta},    {"dare", job_gta},    {"breadcrumbs", job_gta},
     {"della", job_gta}, {"stock", job_stock}, {"merge", job_yaml}, {"lora", job_lora},
-    {"nearswap", job_nearswap}, {"nuslerp", job_nuslerp},
+    {"nearswap", job_nearswap}, {"nuslerp", job_nuslerp}, {"multislerp", job_multislerp},
+    {"karcher", job_karcher},
 };
 
 /* "ladle ARGS..." as a shell would read it back. */
@@ -252,8 +253,8 @@ int lad_job_parse(int argc, char *const *argv, lad_job **out, lad_error *err)
             parse = COMMANDS[i].parse;
     if (!parse)
         return lad_usage(err, "'%s' is not a merge command (lerp, soup, task, ckpt, slerp, "
-                              "nuslerp, nearswap, ties, dare, breadcrumbs, della, stock, merge, "
-                              "lora)",
+                              "nuslerp, multislerp, karcher, nearswap, ties, dare, breadcrumbs, "
+                              "della, stock, merge, lora)",
                          argv[0]);
     lad_job *j = calloc(1, sizeof *j);
     if (!j)

@@ -27,7 +27,17 @@ typedef struct param_def {
     double def;
 } param_def;
 
-typedef enum kind { K_LINEAR, K_SLERP, K_GTA, K_STOCK, K_PASSTHROUGH, K_NEARSWAP, K_NUSLERP } kind;
+typedef enum kind {
+    K_LINEAR,
+    K_SLERP,
+    K_GTA,
+    K_STOCK,
+    K_PASSTHROUGH,
+    K_NEARSWAP,
+    K_NUSLERP,
+    K_MULTISLERP,
+    K_KARCHER,
+} kind;
 
 typedef struct method_spec {
     const char *name;
@@ -66,6 +76,9 @@ static const method_spec SPECS[] = {
     {"nearswap", K_NEARSWAP, 0, 0, true, {{"t", REQUIRED, 0}}},
     {"nuslerp", K_NUSLERP, 0, 0, false,
      {W, {"nuslerp_flatten", BOOLEAN, 1}, {"nuslerp_row_wise", BOOLEAN, 0}}},
+    {"multislerp", K_MULTISLERP, 0, 0, false,
+     {W, {"normalize_weights", BOOLEAN, 1}, {"eps", 0, 1e-8}}},
+    {"karcher", K_KARCHER, 0, 0, false, {{"max_iter", 0, 10}, {"tol", 0, 1e-5}}},
 };
 
 #undef W
@@ -757,8 +770,14 @@ static int load(lad_recipe *r, lad_error *err)
         return lad_yaml_fail(err, y, models, "%s merges exactly two models%s", s->name,
                              s->kind == K_NEARSWAP ? ": base_model and one other"
                                                    : " (and an optional base_model)");
-    /* nuslerp's base comes last: in[2] (nuslerp.c) */
-    if (s->kind == K_NUSLERP && r->base >= 0 && (size_t)r->base != r->nmodels - 1) {
+    if (s->kind == K_MULTISLERP && (others < 1 || others > MSLERP_MAX))
+        return lad_yaml_fail(err, y, models, "multislerp merges 1 to %d models (and an optional "
+                                             "base_model)",
+                             MSLERP_MAX);
+    if (s->kind == K_KARCHER && r->nmodels > KARCHER_MAX)
+        return lad_yaml_fail(err, y, models, "karcher merges at most %d models", KARCHER_MAX);
+    /* nuslerp's and multislerp's base comes last (nuslerp.c, multislerp.c) */
+    if ((s->kind == K_NUSLERP || s->kind == K_MULTISLERP) && r->base >= 0 && (size_t)r->base != r->nmodels - 1) {
         recipe_model b = r->models[r->base];
         memmove(&r->models[r->base], &r->models[r->base + 1],
                 (r->nmodels - 1 - (size_t)r->base) * sizeof b);
@@ -875,6 +894,46 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
         op->param[1] = flatten != 0 ? NUSLERP_FLAT : NUSLERP_ROWS;
         op->param[2] = in.base >= 0;
         op->nparam = 3;
+        return 0;
+    }
+    case K_MULTISLERP: {
+        size_t m = in.n - (in.base >= 0);
+        double w[MSLERP_MAX], sum = 0, normalize, eps;
+        for (size_t i = 0; i < m; i++) {
+            if (in_param(&in, i, "weight", tensor, pl, &w[i], err))
+                return -1;
+            sum += w[i];
+        }
+        if (glob_param(&in, "normalize_weights", tensor, pl, &normalize, err) ||
+            glob_param(&in, "eps", tensor, pl, &eps, err))
+            return -1;
+        if (normalize != 0 && sum == 0)
+            return lad_fail(err, "the weights sum to 0");
+        if (!(eps >= 0))
+            return lad_fail(err, "multislerp's eps is %g; it must be at least 0", eps);
+        op->method = &lad_method_multislerp;
+        op->param[MSLERP_BASE] = in.base >= 0;
+        op->param[MSLERP_EPS] = eps;
+        for (size_t i = 0; i < m; i++)
+            op->param[MSLERP_W0 + i] = normalize != 0 ? w[i] / sum : w[i];
+        op->nparam = MSLERP_W0 + m;
+        return 0;
+    }
+    case K_KARCHER: {
+        double iters, tol;
+        if (glob_param(&in, "max_iter", tensor, pl, &iters, err) ||
+            glob_param(&in, "tol", tensor, pl, &tol, err))
+            return -1;
+        if (!(iters >= 0 && iters <= 1e6) || iters != floor(iters))
+            return lad_fail(err, "karcher's max_iter is %g; it must be a whole number from 0 "
+                                 "to 1000000",
+                            iters);
+        if (!(tol >= 0))
+            return lad_fail(err, "karcher's tol is %g; it must be at least 0", tol);
+        op->method = &lad_method_karcher;
+        op->param[KARCHER_MAX_ITER] = iters;
+        op->param[KARCHER_TOL] = tol;
+        op->nparam = 2;
         return 0;
     }
     case K_GTA:

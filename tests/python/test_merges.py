@@ -241,14 +241,18 @@ def test_layer_groups_and_layers_from_python(tmp_path, rng):
         ladle.linear_interpolate(a, b, [0, 1], layers=r"blocks\.(\d+)\.")
 
 
-def test_nuslerp_and_nearswap_match_the_cli(tmp_path, rng):
+def test_nuslerp_nearswap_multislerp_karcher_match_the_cli(tmp_path, rng):
     paths, _ = family(tmp_path, rng, "BF16")
     base, a, b = paths[0], paths[1], paths[2]
     for fn, kw, args in (
             (ladle.nuslerp, dict(a=a, b=b, t=0.3, base=base, per_row=True),
              ["nuslerp", a, b, "--t", "0.3", "--base", base, "--per-row"]),
             (ladle.nearswap, dict(base=base, model=b, t=0.001),
-             ["nearswap", base, b, "--t", "0.001"])):
+             ["nearswap", base, b, "--t", "0.001"]),
+            (ladle.multislerp, dict(models=[a, b], weights=[0.3, 0.9], base=base),
+             ["multislerp", a, b, "--weights", "0.3,0.9", "--base", base]),
+            (ladle.karcher, dict(models=[base, a, b], max_iter=4),
+             ["karcher", base, a, b, "--max-iter", "4"])):
         cli(*args, "-o", tmp_path / "cli.safetensors", "-q", "--force")
         ref, _ = st.load(str(tmp_path / "cli.safetensors"))
         got = fn(**kw, tensors="numpy")

@@ -1,0 +1,167 @@
+/*
+ * Multi-SLERP (mergekit's multislerp): barycentric interpolation of N
+ * models on a hypersphere, or of their task vectors from a base. Inputs:
+ * in[0..N-1] the models, in[N] the base when param[MS_BASE] is 1. Params:
+ * MS_EPS (mergekit's eps, 1e-8), then the N weights from MS_W0 (already
+ * divided by their sum when the recipe normalises them).
+ *
+ * mergekit, per tensor, with d_i = x_i (- base) flattened:
+ *   n_i = |d_i|, u_i = d_i / (n_i + eps), m = sum_i w_i u_i,
+ *   mean = m / |m|, tangent T = sum_i w_i (u_i - (u_i . mean) mean),
+ *   result = (mean cos|T| + T sin|T| / |T|) * sum_i w_i n_i (+ base).
+ * Since sum_i w_i (u_i . mean) = |m|, T = m - |m| mean = 0 exactly: the
+ * tangent step only adds rounding noise (and mergekit adds eps to |T|, so
+ * cos and sin/x are 1 to working precision). ladle computes the closed form
+ *   out = base + sum_i c_i d_i,  c_i = w_i / (n_i + eps) * (sum_j w_j n_j) / |m|,
+ * with the norms and |m| summed in fp64 (two statistics passes, per work
+ * item, added in item order: the same for any thread count), c_i rounded
+ * once to the compute type. Where |m| < eps (antipodal inputs whose
+ * weights balance), two models give mergekit's fallback w_0 d_0 + w_1 d_1
+ * (+ base); more are refused, as mergekit does. One model is returned as is.
+ */
+#include "kernel.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MS_BASE MSLERP_BASE
+#define MS_EPS MSLERP_EPS
+#define MS_W0 MSLERP_W0
+#define MS_MAX MSLERP_MAX
+
+typedef struct ms_stats {
+    double c[MS_MAX + 1]; /* c_i, and after pass 0 the weighted mean norm at [N] */
+    float cf[MS_MAX];
+    double sums[]; /* per item: N squared norms, then |m|^2 */
+} ms_stats;
+
+static size_t nmodels(const lad_op *op) { return op->ninputs - (op->param[MS_BASE] != 0); }
+static size_t per_item(const lad_op *op) { return nmodels(op) + 1; }
+
+static int ms_npasses(const lad_op *op, bool wide)
+{
+    (void)wide;
+    return nmodels(op) > 1 ? 2 : 0;
+}
+
+static size_t ms_stats_size(const lad_kctx *k)
+{
+    return sizeof(ms_stats) + k->nitems * per_item(k->op) * sizeof(double);
+}
+
+static size_t ms_acc_size(const lad_op *op)
+{
+    (void)op;
+    return 0;
+}
+
+#define MS_STATS(NAME, T)                                                                     \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    {                                                                                         \
+        (void)acc;                                                                            \
+        const lad_op *op = k->op;                                                             \
+        ms_stats *st = k->stats;                                                              \
+        size_t m = nmodels(op);                                                               \
+        const T *b = op->param[MS_BASE] != 0 ? in[m] : NULL;                                  \
+        double *s = st->sums + k->item * per_item(op);                                        \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            double mix = 0;                                                                   \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                double d = (double)(b ? in[i][e] - b[e] : in[i][e]);                          \
+                if (pass == 0)                                                                \
+                    s[i] += d * d;                                                            \
+                else                                                                          \
+                    mix += st->c[i] * d;                                                      \
+            }                                                                                 \
+            if (pass == 1)                                                                    \
+                s[m] += mix * mix;                                                            \
+        }                                                                                     \
+    }
+
+MS_STATS(ms_stats_f32, float)
+MS_STATS(ms_stats_f64, double)
+
+static const char *ms_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                               size_t naccs)
+{
+    (void)wide;
+    (void)accs;
+    (void)naccs;
+    const lad_op *op = k->op;
+    ms_stats *st = k->stats;
+    size_t m = nmodels(op), pi = per_item(op);
+    double eps = op->param[MS_EPS];
+    double tot[MS_MAX + 1] = {0};
+    for (size_t it = 0; it < k->nitems; it++)
+        for (size_t q = 0; q <= m; q++)
+            tot[q] += st->sums[it * pi + q];
+    if (pass == 0) { /* the unit vectors' coefficients, for |m| next */
+        for (size_t i = 0; i < m; i++)
+            st->c[i] = op->param[MS_W0 + i] / (sqrt(tot[i]) + eps);
+        st->c[m] = 0;
+        for (size_t i = 0; i < m; i++)
+            st->c[m] += op->param[MS_W0 + i] * sqrt(tot[i]);
+        return NULL;
+    }
+    double mnorm = sqrt(tot[m]), avg = st->c[m];
+    if (mnorm < eps) {
+        if (m != 2)
+            return "the weighted sum of the unit (task) vectors is zero: antipodal inputs "
+                   "whose weights balance out; give other weights";
+        for (size_t i = 0; i < m; i++)
+            st->c[i] = op->param[MS_W0 + i];
+    } else {
+        for (size_t i = 0; i < m; i++)
+            st->c[i] *= avg / mnorm;
+    }
+    for (size_t i = 0; i < m; i++)
+        st->cf[i] = (float)st->c[i];
+    return NULL;
+}
+
+/* out = (base +) sum_i c_i d_i, in input order. */
+#define MS_KERNEL(NAME, T, COEF)                                                              \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,       \
+                                size_t n)                                                     \
+    {                                                                                         \
+        const lad_op *op = k->op;                                                             \
+        const ms_stats *st = k->stats;                                                        \
+        size_t m = nmodels(op);                                                               \
+        if (m == 1) {                                                                         \
+            memcpy(out, in[0], n * sizeof *out);                                              \
+            return;                                                                           \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++)                                                        \
+            out[e] = 0;                                                                       \
+        if (op->param[MS_BASE] != 0) {                                                        \
+            const T *restrict b = in[m];                                                      \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                const T c = COEF[i], *restrict x = in[i];                                     \
+                for (size_t e = 0; e < n; e++)                                                \
+                    out[e] += c * (x[e] - b[e]);                                              \
+            }                                                                                 \
+            for (size_t e = 0; e < n; e++)                                                    \
+                out[e] = b[e] + out[e];                                                       \
+            return;                                                                           \
+        }                                                                                     \
+        for (size_t i = 0; i < m; i++) {                                                      \
+            const T c = COEF[i], *restrict x = in[i];                                         \
+            for (size_t e = 0; e < n; e++)                                                    \
+                out[e] += c * x[e];                                                           \
+        }                                                                                     \
+    }
+
+MS_KERNEL(ms_f32, float, st->cf)
+MS_KERNEL(ms_f64, double, st->c)
+
+const lad_method lad_method_multislerp = {
+    .name = "multislerp",
+    .chunk_f32 = ms_f32,
+    .chunk_f64 = ms_f64,
+    .npasses = ms_npasses,
+    .stats_size = ms_stats_size,
+    .acc_size = ms_acc_size,
+    .stats_f32 = ms_stats_f32,
+    .stats_f64 = ms_stats_f64,
+    .pass_end = ms_pass_end,
+};
