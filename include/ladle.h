@@ -326,6 +326,8 @@ extern const lad_method lad_method_slerp;           /* spherical interpolation *
 extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
 extern const lad_method lad_method_della;           /* DELLA (the same, by rows) */
 extern const lad_method lad_method_model_stock;     /* Model Stock */
+extern const lad_method lad_method_model_stock_rows; /* the same per row (filter_wise) */
+#define STOCK_MAX 24                                 /* its fine-tunes */
 extern const lad_method lad_method_nearswap;        /* NearSwap */
 extern const lad_method lad_method_nuslerp;         /* NuSLERP, whole tensors */
 extern const lad_method lad_method_nuslerp_rows;    /* NuSLERP, row by row */
@@ -336,6 +338,10 @@ enum { MSLERP_BASE, MSLERP_EPS, MSLERP_W0 };         /* its params (w_i from W0)
 extern const lad_method lad_method_karcher;          /* Karcher mean */
 enum { KARCHER_MAX_ITER, KARCHER_TOL };              /* its params */
 #define KARCHER_MAX 64                               /* models */
+extern const lad_method lad_method_ram;              /* RAM and RAM+ (tensor-local) */
+enum { RAM_EPS, RAM_PLUS, RAM_R, RAM_ALPHA };        /* its params */
+extern const lad_method lad_method_sce;              /* SCE */
+enum { SCE_TOPK };                                   /* its param: select_topk */
 
 /* ---------------------------------------------------------------- structure */
 

@@ -319,11 +319,45 @@ def karcher(models, max_iter=10, tol=1e-5, dtype=None, out=None, **opts):
     return merge(args, inp, dtype=dtype, out=out, **opts)
 
 
-def model_stock(base, models, dtype=None, out=None, **opts):
-    """Model Stock (``ladle stock``)."""
+def model_stock(base, models, filter_wise=False, dtype=None, out=None, **opts):
+    """Model Stock (``ladle stock``); filter_wise: one t per row."""
     inp = Inputs()
     args = ["stock", "--base", inp.ref(base)] + [inp.ref(m) for m in models]
+    if filter_wise:
+        args.append("--filter-wise")
     return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def sce(base, models, select_topk=1.0, dtype=None, out=None, **opts):
+    """SCE, as mergekit's sce (``ladle sce``): keep the select_topk fraction
+    of elements that vary most across the task vectors, weight each by its
+    mean square, elect signs, average the agreeing entries."""
+    inp = Inputs()
+    args = ["sce", "--base", inp.ref(base)] + [inp.ref(m) for m in models]
+    args += ["--select-topk", num(select_topk)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def ram(base, models, plus=False, r=0.1, alpha=0.2, epsilon=1e-5, dtype=None, out=None,
+        **opts):
+    """Reinforced Agent Merging, as mergekit's ram, or with plus=True
+    ramplus_tl (``ladle ram``)."""
+    inp = Inputs()
+    args = ["ram", "--base", inp.ref(base)] + [inp.ref(m) for m in models]
+    args += ["--epsilon", num(epsilon)]
+    if plus:
+        args += ["--plus", "--r", num(r), "--alpha", num(alpha)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def _rescale(value):
+    """rescale=True (1/p for dare and della), "l1" (mergekit's L1 norm
+    matching), "p", "none" or False, or None: the method's default."""
+    if value is None:
+        return None
+    if value is True or value is False:
+        return "p" if value else "none"
+    return str(value)
 
 
 def _gta(cmd, base, models, weights, flags, dtype, out, opts):
@@ -344,23 +378,27 @@ def _gta(cmd, base, models, weights, flags, dtype, out, opts):
 
 
 def ties(base, models, weights=None, density=1.0, lambda_=1.0, majority="sum", normalize=None,
-         trim_scope="tensor", normalize_magnitude=False, dtype=None, out=None, **opts):
+         trim_scope="tensor", normalize_magnitude=False, rescale=None, dtype=None, out=None,
+         **opts):
     """TIES merging (``ladle ties``): trim each task vector to its top
-    density fraction, elect signs, average the agreeing entries."""
+    density fraction, elect signs, average the agreeing entries.
+    rescale="l1": mergekit's rescale (L1 norm matching)."""
     flags = [("--density", density), ("--lambda", lambda_), ("--majority", majority),
              ("--normalize" if normalize else "--no-normalize", normalize is not None),
-             ("--trim-scope", trim_scope), ("--normalize-magnitude", normalize_magnitude)]
+             ("--trim-scope", trim_scope), ("--normalize-magnitude", normalize_magnitude),
+             ("--rescale", _rescale(rescale))]
     return _gta("ties", base, models, weights, flags, dtype, out, opts)
 
 
 def dare(base, models, weights=None, density=0.5, lambda_=1.0, sign_consensus=False, seed=0,
          rescale=True, normalize=None, majority="sum", normalize_magnitude=False, dtype=None,
          out=None, **opts):
-    """DARE (``ladle dare``): random drop with rescale; sign_consensus gives
+    """DARE (``ladle dare``): random drop with rescale (True: by 1/density;
+    "l1": mergekit's L1 norm matching; False: none); sign_consensus gives
     dare_ties. The mask depends on (seed, tensor name, element) only."""
     flags = [("--density", density), ("--lambda", lambda_),
              ("--sign-consensus", sign_consensus), ("--seed", str(int(seed))),
-             ("--no-rescale", not rescale), ("--majority", majority),
+             ("--rescale", _rescale(rescale)), ("--majority", majority),
              ("--normalize" if normalize else "--no-normalize", normalize is not None),
              ("--normalize-magnitude", normalize_magnitude)]
     return _gta("dare", base, models, weights, flags, dtype, out, opts)
@@ -368,19 +406,20 @@ def dare(base, models, weights=None, density=0.5, lambda_=1.0, sign_consensus=Fa
 
 def della(base, models, weights=None, density=1.0, epsilon=0.15, lambda_=1.0, linear=False,
           seed=0, rescale=True, majority="sum", normalize=None, dtype=None, out=None, **opts):
-    """DELLA (``ladle della``): magnitude-ranked random drop."""
+    """DELLA (``ladle della``): magnitude-ranked random drop; rescale as
+    dare's."""
     flags = [("--density", density), ("--epsilon", epsilon), ("--lambda", lambda_),
-             ("--linear", linear), ("--seed", str(int(seed))), ("--no-rescale", not rescale),
+             ("--linear", linear), ("--seed", str(int(seed))), ("--rescale", _rescale(rescale)),
              ("--majority", majority),
              ("--normalize" if normalize else "--no-normalize", normalize is not None)]
     return _gta("della", base, models, weights, flags, dtype, out, opts)
 
 
 def breadcrumbs(base, models, weights=None, density=1.0, gamma=0.01, lambda_=1.0, ties=False,
-                dtype=None, out=None, **opts):
-    """Model Breadcrumbs (``ladle breadcrumbs``)."""
+                rescale=None, dtype=None, out=None, **opts):
+    """Model Breadcrumbs (``ladle breadcrumbs``); rescale="l1" as ties'."""
     flags = [("--density", density), ("--gamma", gamma), ("--lambda", lambda_),
-             ("--ties", ties)]
+             ("--ties", ties), ("--rescale", _rescale(rescale))]
     return _gta("breadcrumbs", base, models, weights, flags, dtype, out, opts)
 
 

@@ -99,15 +99,45 @@ static const char HELP_STOCK[] =
     "t = N cos / (1 + (N-1) cos), and out = t * mean(M_i) + (1 - t) * BASE.\n"
     "Needs at least two fine-tunes (at most 24).\n"
     "\n"
-    "      --base BASE       the model the fine-tunes started from (required)\n" COMMON_MERGE_HELP;
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --filter-wise     one t per row (along the last dimension), as mergekit's\n"
+    "                        filter_wise: true\n" COMMON_MERGE_HELP;
+
+static const char HELP_SCE[] =
+    "usage: ladle sce --base BASE M1 M2 ... [--select-topk F] -o OUT [options]\n"
+    "\n"
+    "SCE (Wan et al. 2024, FuseChat), as mergekit: per tensor, keep the elements whose\n"
+    "task vectors vary most across the models (the top F fraction of the nonzero\n"
+    "variances; exact, ties to the lowest index), weight each task vector by its mean\n"
+    "square (normalised), elect a sign per element (of the sum), and average the\n"
+    "agreeing entries by weight: out = BASE + sum w_i d_i / sum w_i over them.\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --select-topk F   fraction of elements kept (default 1: all)\n" COMMON_MERGE_HELP;
+
+static const char HELP_RAM[] =
+    "usage: ladle ram --base BASE M1 M2 ... [--plus [--r R] [--alpha A]] -o OUT [options]\n"
+    "\n"
+    "Reinforced Agent Merging, as mergekit's ram: per element, a task vector counts\n"
+    "where |M_i - BASE| > E; out = BASE + the counting ones' sum divided by how many\n"
+    "count (a change only one model makes is kept whole, shared ones averaged). With\n"
+    "--plus (ramplus_tl), model i's unique changes are scaled by 1 + R * min(rho_i, A),\n"
+    "rho_i = its shared / its unique counting elements in the tensor.\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --epsilon E       the threshold (default 1e-5)\n"
+    "      --plus            RAM+ (ramplus_tl)\n"
+    "      --r R             RAM+'s scale (default 0.1)\n"
+    "      --alpha A         RAM+'s cap on rho (default 0.2)\n" COMMON_MERGE_HELP;
 
 static const char HELP_MERGE[] =
     "usage: ladle merge CONFIG.yml -o OUT [--dry-run] [--var NAME=VALUE] [options]\n"
     "\n"
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
     "nuslerp, multislerp, karcher, nearswap, task_arithmetic, ties, dare_ties,\n"
-    "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock\n"
-    "or passthrough; models with per-model parameters, base_model, parameters as\n"
+    "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock,\n"
+    "sce, ram, ramplus_tl or passthrough; models with per-model parameters,\n"
+    "base_model, parameters as\n"
     "numbers, gradients or filter lists, dtype / out_dtype, tokenizer_source (base,\n"
     "union, a model) or tokenizer: {source: ...}, chat_template, model+lora\n"
     "references. Model paths are taken as written, else relative to the recipe's\n"
@@ -131,7 +161,9 @@ static const char HELP_TIES[] =
     "      --trim-scope S    tensor: trim each tensor to D (default, as mergekit); model:\n"
     "                        trim the whole model's task vector to D, as the TIES paper\n"
     "                        does (exact, streaming; one density for every tensor)\n"
-    "                        (normalize is on by default)\n" COMMON_MERGE_HELP;
+    "                        (normalize is on by default)\n"
+    "      --rescale M       l1: scale each trimmed task vector back to its L1 norm,\n"
+    "                        per tensor (mergekit's rescale: true); none (default)\n" COMMON_MERGE_HELP;
 
 static const char HELP_DARE[] =
     "usage: ladle dare --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
@@ -144,7 +176,9 @@ static const char HELP_DARE[] =
     "      --density D       fraction of each task vector kept (required)\n"
     "      --sign-consensus  elect signs (dare_ties)\n"
     "      --seed N          the drop mask's seed (default 0)\n"
-    "      --no-rescale      do not rescale survivors by 1/D\n" COMMON_MERGE_HELP;
+    "      --rescale M       p (default): divide survivors by their keep probability,\n"
+    "                        as the paper; l1: scale each task vector back to its L1\n"
+    "                        norm per tensor (mergekit's rescale); none (--no-rescale)\n" COMMON_MERGE_HELP;
 
 static const char HELP_BREADCRUMBS[] =
     "usage: ladle breadcrumbs --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
@@ -155,7 +189,9 @@ static const char HELP_BREADCRUMBS[] =
     "\n" GTA_COMMON_HELP
     "      --density D       fraction of each task vector kept (default 1)\n"
     "      --gamma G         fraction of largest entries dropped (default 0.01)\n"
-    "      --ties            elect signs (breadcrumbs_ties)\n" COMMON_MERGE_HELP;
+    "      --ties            elect signs (breadcrumbs_ties)\n"
+    "      --rescale M       l1: scale each trimmed task vector back to its L1 norm,\n"
+    "                        per tensor (mergekit's rescale: true); none (default)\n" COMMON_MERGE_HELP;
 
 static const char HELP_DELLA[] =
     "usage: ladle della --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
@@ -171,7 +207,9 @@ static const char HELP_DELLA[] =
     "      --linear          no sign election (della_linear)\n"
     "      --majority M      sum (default) or count\n"
     "      --seed N          the draws' seed (default 0)\n"
-    "      --no-rescale      do not rescale survivors by 1/p\n" COMMON_MERGE_HELP;
+    "      --rescale M       p (default): divide survivors by their keep probability,\n"
+    "                        as the paper; l1: scale each task vector back to its L1\n"
+    "                        norm per tensor (mergekit's rescale); none (--no-rescale)\n" COMMON_MERGE_HELP;
 
 static const char HELP_LORA[] =
     "usage: ladle lora apply BASE ADAPTER [ADAPTER ...] -o OUT [--weights w1,...]\n"
@@ -265,6 +303,8 @@ const char *merge_help(const char *cmd)
         {"nearswap", HELP_NEARSWAP},
         {"multislerp", HELP_MULTISLERP},
         {"karcher", HELP_KARCHER},
+        {"sce", HELP_SCE},
+        {"ram", HELP_RAM},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

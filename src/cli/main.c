@@ -25,6 +25,8 @@ static const char USAGE[] =
     "  breadcrumbs --base B --add W:M   drop outliers and small deltas (Breadcrumbs)\n"
     "  della --base B --add W:M ...     magnitude-ranked random drop (DELLA)\n"
     "  stock --base B M1 M2 ...         Model Stock: interpolate to the base by angle\n"
+    "  sce --base B M1 M2 ...           SCE: select by variance, weight, erase signs\n"
+    "  ram --base B M1 M2 ... [--plus]  RAM: shared deltas averaged, unique ones kept\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
     "  lora apply BASE ADAPTER... -o OUT\n"
@@ -47,7 +49,7 @@ static const struct {
     {"stock", cmd_merge}, {"diff", cmd_diff},   {"della", cmd_merge},
     {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_merge},
     {"nearswap", cmd_merge}, {"nuslerp", cmd_merge}, {"multislerp", cmd_merge},
-    {"karcher", cmd_merge},
+    {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
 };
 
 int main(int argc, char **argv)

@@ -25,6 +25,12 @@
  * chunking, and rescales survivors by 1/density (as the DARE paper; mergekit
  * now matches L1 norms instead).
  *
+ * With GTA_RESCALE_L1 (mergekit's rescale: true), each sparsified task
+ * vector is scaled per tensor by sum |d_i| / sum |kept d_i| (not when
+ * either is below 1e-7), measured in a last statistics pass (fp64, per
+ * work item, in item order) and applied before the weight: d_i * r_i * w_i.
+ * Not with GTA_SCOPE (mergekit rescales per tensor).
+ *
  * With magnitude normalisation (GTA_NORM_MAG), a first statistics pass
  * measures each task vector's norm per tensor, and every d_i is scaled by
  * mean_j |d_j| / |d_i| (1 for a zero vector) before anything else.
@@ -56,6 +62,10 @@ typedef struct gta_stats {
     double scale[GTA_MAX_TV];       /* magnitude normalisation, else 1 */
     float scalef[GTA_MAX_TV];
     double *norms;                  /* per item x task vector: |d|^2 */
+    bool l1;                        /* GTA_RESCALE_L1: the last pass sums */
+    double *l1sums;                 /* per item x task vector: sum |d|, sum |kept d| */
+    double l1r[GTA_MAX_TV];         /* the factors, 1 until measured */
+    float l1rf[GTA_MAX_TV];
     lad_select sel[GTA_MAX_TV * 2]; /* per task vector: keep-top, drop-top */
 } gta_stats;
 
@@ -68,13 +78,17 @@ static int targets(const lad_op *op)
 }
 
 static bool norm_mag(const lad_op *op) { return op->param[GTA_NORM_MAG] != 0; }
+static bool l1(const lad_op *op)
+{
+    return op->param[GTA_RESCALE] == GTA_RESCALE_L1 && kind(op) != GTA_DENSE;
+}
 
 static int gta_npasses(const lad_op *op, bool wide)
 {
     int n = norm_mag(op) ? 1 : 0;
     if (targets(op) > 0)
         n += (wide ? 4 : 2) + 1; /* digit passes, then the tie count */
-    return n;
+    return n + l1(op);
 }
 
 static bool gta_model_scope(const lad_op *op) { return op->param[GTA_SCOPE] != 0; }
@@ -83,7 +97,7 @@ static size_t gta_stats_size(const lad_kctx *k)
 {
     const lad_op *op = k->op;
     return sizeof(gta_stats) + ntv(op) * (size_t)targets(op) * (size_t)k->nblocks * sizeof(uint64_t) +
-           ntv(op) * k->nitems * sizeof(double);
+           ntv(op) * k->nitems * sizeof(double) * 3;
 }
 
 static size_t gta_acc_size(const lad_op *op)
@@ -124,12 +138,16 @@ static void gta_stats_init(const lad_kctx *k, bool wide)
     st->nblocks = k->nblocks;
     st->nitems = k->nitems;
     st->first_select = norm_mag(op) ? 1 : 0;
+    st->l1 = l1(op);
     for (int i = 0; i < st->ntv; i++) {
         st->scale[i] = 1;
         st->scalef[i] = 1;
+        st->l1r[i] = 1;
+        st->l1rf[i] = 1;
     }
     uint64_t *blocks = (uint64_t *)(st + 1);
     st->norms = (double *)(blocks + (size_t)st->ntv * (size_t)st->targets * st->nblocks);
+    st->l1sums = st->norms + (size_t)st->ntv * k->nitems;
     for (int i = 0; i < st->ntv; i++) {
         uint64_t keep_top, drop_top;
         keep_counts(op, (size_t)i, k->nelem, &keep_top, &drop_top);
@@ -141,25 +159,21 @@ static void gta_stats_init(const lad_kctx *k, bool wide)
     }
 }
 
-static uint64_t key_f32(float v)
-{
-    uint32_t u;
-    v = fabsf(v);
-    memcpy(&u, &v, 4);
-    return u;
-}
+#define key_f32 lad_select_key_f32
+#define key_f64 lad_select_key_f64
 
-static uint64_t key_f64(double v)
-{
-    uint64_t u;
-    v = fabs(v);
-    memcpy(&u, &v, 8);
-    return u;
-}
+/* DELLA's doubles after the compute type's arrays in the scratch (an odd
+ * number of floats would misalign them; the scratch has room). */
+static double *aligned(void *p) { return (double *)(((uintptr_t)p + 7) & ~(uintptr_t)7); }
+
+static void sparsify_f32(const lad_kctx *k, const float *const *in, size_t n, float *wd,
+                         double *fac, double *row, bool weighted);
+static void sparsify_f64(const lad_kctx *k, const double *const *in, size_t n, double *wd,
+                         double *fac, double *row, bool weighted);
 
 /* The statistics passes, once per compute type: digit passes histogram the
  * keys that still match, the last pass counts keys equal to T per block. */
-#define GTA_STATS(NAME, T, KEY, SCALE)                                                          \
+#define GTA_STATS(NAME, T, KEY, SCALE, SPARSIFY)                                                          \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)      \
     {                                                                                           \
         gta_stats *st = k->stats;                                                               \
@@ -177,6 +191,23 @@ static uint64_t key_f64(double v)
             return;                                                                             \
         }                                                                                       \
         pass -= st->first_select;                                                               \
+        if (st->l1 && pass == (st->targets ? st->digits + 1 : 0)) { /* the L1 sums */          \
+            size_t m = (size_t)st->ntv;                                                         \
+            T *wd = k->scratch;                                                                 \
+            double *fac = aligned(wd + (m + 4) * n), *row = fac + m * n;                        \
+            SPARSIFY(k, in, n, wd, fac, row, false);                                            \
+            for (size_t i = 0; i < m; i++) {                                                    \
+                double all = 0, kept = 0;                                                       \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    T d = (in[i + 1][e] - in[0][e]) * (T)st->SCALE[i];                          \
+                    all += fabs((double)d);                                                     \
+                    kept += fabs((double)wd[i * n + e]);                                        \
+                }                                                                               \
+                st->l1sums[(k->item * m + i) * 2] += all;                                       \
+                st->l1sums[(k->item * m + i) * 2 + 1] += kept;                                  \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
         for (int i = 0; i < st->ntv; i++)                                                       \
             for (int t = 0; t < st->targets; t++) {                                             \
                 const lad_select *s = &st->sel[i * st->targets + t];                            \
@@ -199,8 +230,8 @@ static uint64_t key_f64(double v)
             }                                                                                   \
     }
 
-GTA_STATS(gta_stats_f32, float, key_f32, scalef)
-GTA_STATS(gta_stats_f64, double, key_f64, scale)
+GTA_STATS(gta_stats_f32, float, key_f32, scalef, sparsify_f32)
+GTA_STATS(gta_stats_f64, double, key_f64, scale, sparsify_f64)
 
 static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
@@ -224,6 +255,19 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         return NULL;
     }
     pass -= st->first_select;
+    if (st->l1 && pass == (st->targets ? st->digits + 1 : 0)) {
+        /* mergekit's rescale: |d|_1 / |kept d|_1, unless either is below 1e-7 */
+        for (int i = 0; i < st->ntv; i++) {
+            double all = 0, kept = 0;
+            for (size_t it = 0; it < st->nitems; it++) {
+                all += st->l1sums[(it * (size_t)st->ntv + (size_t)i) * 2];
+                kept += st->l1sums[(it * (size_t)st->ntv + (size_t)i) * 2 + 1];
+            }
+            st->l1r[i] = all < 1e-7 || kept < 1e-7 ? 1 : all / kept;
+            st->l1rf[i] = (float)st->l1r[i];
+        }
+        return NULL;
+    }
     int nsel = st->ntv * st->targets;
     for (int s = 0; s < nsel; s++) {
         if (pass == st->digits) {
@@ -312,7 +356,7 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
     const lad_op *op = k->op;
     double density = op->param[GTA_TV(i, GTA_DENSITY)];
     double eps = op->param[GTA_TV(i, GTA_EPSILON)];
-    bool rescale = op->param[GTA_RESCALE] != 0;
+    bool rescale = op->param[GTA_RESCALE] == GTA_RESCALE_P;
     if (density >= 1 || density <= 0) {
         for (size_t e = 0; e < n; e++)
             fac[e] = density >= 1;
@@ -357,12 +401,12 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
  * left this loop scalar. */
 #define GTA_MAGNITUDE(NAME, T, KEY)                                                             \
     LAD_KERNEL static int NAME(T *restrict wi, const T *restrict x, const T *restrict b, size_t n,  \
-                           T sc, T w, int k0, int z0, int k1, int z1, int q0, int64_t s0t,      \
+                           T sc, T r, T w, int k0, int z0, int k1, int z1, int q0, int64_t s0t, \
                            int64_t s1t)                                                         \
     {                                                                                           \
         int equal = 0;                                                                          \
         for (size_t e = 0; e < n; e++) {                                                        \
-            T d = (x[e] - b[e]) * sc, v = d * w;                                                \
+            T d = (x[e] - b[e]) * sc, v = d * r * w;                                            \
             int64_t kk = (int64_t)KEY(d);                                                       \
             int keep = k0 | (!z0 & (kk > s0t));                                                 \
             keep &= !z1 & !(k1 & (kk > s1t));                                                   \
@@ -430,25 +474,19 @@ GTA_MAGNITUDE(magnitude_f64, double, key_f64)
 GTA_COMBINE(combine_f32, float)
 GTA_COMBINE(combine_f64, double)
 
-#define GTA_KERNEL(NAME, T, KEY, SCALE, NARROW, MAGNITUDE, COMBINE)                                      \
-    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,        \
-                                size_t n)                                                       \
+/* Each task vector's sparsified values for the chunk, in wd (m x n): with
+ * weighted, d_i * r_i * w_i (r_i the L1 factor or 1), else d_i. fac and
+ * row: DELLA's scratch (see below). */
+#define GTA_SPARSIFY(NAME, T, KEY, SCALE, L1R, NARROW, MAGNITUDE)                               \
+    static void NAME(const lad_kctx *k, const T *const *in, size_t n, T *restrict wd,           \
+                     double *fac, double *row, bool weighted)                                   \
     {                                                                                           \
         const lad_op *op = k->op;                                                               \
         const gta_stats *st = k->stats;                                                         \
         const size_t m = ntv(op);                                                               \
-        const int sp = kind(op), cons = (int)op->param[GTA_CONSENSUS];                          \
-        const T lambda = (T)op->param[GTA_LAMBDA];                                              \
+        const int sp = kind(op);                                                                \
         const T *restrict b = in[0];                                                            \
-        T *restrict wd = k->scratch, *restrict sum = wd + m * n, *restrict mixed = sum + n;     \
-        T *restrict div = mixed + n, *restrict elected = div + n;                               \
-        double *fac = (double *)(elected + n), *row = fac + m * n;                              \
         uint64_t block = k->block_base + k->start / LAD_BLOCK;                                  \
-        T wsum = 0;                                                                             \
-        for (size_t i = 0; i < m; i++)                                                          \
-            wsum += (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                        \
-        if (fabs((double)wsum) < 1e-8)                                                          \
-            wsum = 1;                                                                           \
         if (sp == GTA_DELLA)                                                                    \
             for (size_t i = 0; i < m; i++) {                                                    \
                 const T sc = st ? (T)st->SCALE[i] : (T)1, *restrict x = in[i + 1];              \
@@ -457,7 +495,9 @@ GTA_COMBINE(combine_f64, double)
                 della_factors(k, i, row, n, NARROW, fac + i * n, (uint32_t *)(row + n));        \
             }                                                                                   \
         for (size_t i = 0; i < m; i++) {                                                        \
-            const T sc = st ? (T)st->SCALE[i] : (T)1, w = (T)op->param[GTA_TV(i, GTA_WEIGHT)];  \
+            const T sc = st ? (T)st->SCALE[i] : (T)1;                                           \
+            const T w = weighted ? (T)op->param[GTA_TV(i, GTA_WEIGHT)] : (T)1;                  \
+            const T r = weighted && st ? (T)st->L1R[i] : (T)1;                                  \
             const T *restrict x = in[i + 1];                                                    \
             T *restrict wi = wd + i * n;                                                        \
             double density = op->param[GTA_TV(i, GTA_DENSITY)];                                 \
@@ -465,21 +505,22 @@ GTA_COMBINE(combine_f64, double)
                 for (size_t e = 0; e < n; e++)                                                  \
                     wi[e] = (x[e] - b[e]) * sc * w;                                             \
             } else if (sp == GTA_RANDOM) {                                                      \
-                const T rs = op->param[GTA_RESCALE] != 0 && density > 0 && density < 1          \
+                const T rs = op->param[GTA_RESCALE] == GTA_RESCALE_P && density > 0 &&          \
+                                     density < 1                                                \
                                  ? (T)(1.0 / density) : (T)1;                                   \
                 const bool all = density >= 1;                                                  \
                 const uint32_t thr = density > 0 && !all ? (uint32_t)(density * 4294967296.0) : 0; \
                 const uint32_t inner = mix32((uint32_t)(k->start >> 32) ^ tv_key(k, i));        \
                 const uint32_t lo = (uint32_t)k->start;                                         \
                 for (size_t e = 0; e < n; e++) {                                                \
-                    T v = (x[e] - b[e]) * sc * rs * w;                                          \
+                    T v = (x[e] - b[e]) * sc * rs * r * w;                                      \
                     int keep = all | (mix32((lo + (uint32_t)e) ^ inner) < thr);                 \
                     wi[e] = keep ? v : (T)0;                                                    \
                 }                                                                               \
             } else if (sp == GTA_DELLA) {                                                       \
                 const double *restrict f = fac + i * n;                                         \
                 for (size_t e = 0; e < n; e++) {                                                \
-                    T v = (x[e] - b[e]) * sc * (T)f[e] * w;                                     \
+                    T v = (x[e] - b[e]) * sc * (T)f[e] * r * w;                                 \
                     wi[e] = f[e] != 0 ? v : (T)0;                                               \
                 }                                                                               \
             } else {                                                                            \
@@ -492,7 +533,7 @@ GTA_COMBINE(combine_f64, double)
                 const int64_t s0t = (int64_t)t0, s1t = (int64_t)t1;                             \
                 const int k0 = all0, z0 = none0, k1 = out1 && !all1, z1 = all1;                  \
                 const int q0 = !all0 && !none0;                                                 \
-                int equal = MAGNITUDE(wi, x, b, n, sc, w, k0, z0, k1, z1, q0, s0t, s1t);          \
+                int equal = MAGNITUDE(wi, x, b, n, sc, r, w, k0, z0, k1, z1, q0, s0t, s1t);       \
                 if (equal == 0)                                                                 \
                     continue;                                                                   \
                 /* keys equal to a threshold: kept or dropped in index order */                 \
@@ -511,15 +552,37 @@ GTA_COMBINE(combine_f64, double)
                         keep = keep && !top;                                                    \
                         seen1 += eq1;                                                           \
                     }                                                                           \
-                    wi[e] = keep ? d * w : (T)0;                                                \
+                    wi[e] = keep ? d * r * w : (T)0;                                            \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
-        COMBINE(op, wd, m, n, cons, wsum, lambda, b, out, sum, mixed, div, elected);             \
     }
 
-GTA_KERNEL(gta_f32, float, key_f32, scalef, true, magnitude_f32, combine_f32)
-GTA_KERNEL(gta_f64, double, key_f64, scale, false, magnitude_f64, combine_f64)
+GTA_SPARSIFY(sparsify_f32, float, key_f32, scalef, l1rf, true, magnitude_f32)
+GTA_SPARSIFY(sparsify_f64, double, key_f64, scale, l1r, false, magnitude_f64)
+
+#define GTA_KERNEL(NAME, T, SPARSIFY, COMBINE)                                                  \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,        \
+                                size_t n)                                                       \
+    {                                                                                           \
+        const lad_op *op = k->op;                                                               \
+        const size_t m = ntv(op);                                                               \
+        const int cons = (int)op->param[GTA_CONSENSUS];                                         \
+        const T lambda = (T)op->param[GTA_LAMBDA];                                              \
+        T *restrict wd = k->scratch, *restrict sum = wd + m * n, *restrict mixed = sum + n;     \
+        T *restrict div = mixed + n, *restrict elected = div + n;                               \
+        double *fac = aligned(elected + n), *row = fac + m * n;                                 \
+        T wsum = 0;                                                                             \
+        for (size_t i = 0; i < m; i++)                                                          \
+            wsum += (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                        \
+        if (fabs((double)wsum) < 1e-8)                                                          \
+            wsum = 1;                                                                           \
+        SPARSIFY(k, in, n, wd, fac, row, true);                                                 \
+        COMBINE(op, wd, m, n, cons, wsum, lambda, in[0], out, sum, mixed, div, elected);         \
+    }
+
+GTA_KERNEL(gta_f32, float, sparsify_f32, combine_f32)
+GTA_KERNEL(gta_f64, double, sparsify_f64, combine_f64)
 
 static uint64_t della_row_length(const lad_op *op, int ndim, const uint64_t *shape)
 {

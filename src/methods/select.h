@@ -16,6 +16,9 @@
 
 #include "ladle.h"
 
+#include <math.h>
+#include <string.h>
+
 #define LAD_SELECT_BINS 65536u
 
 typedef struct lad_select {
@@ -27,6 +30,23 @@ typedef struct lad_select {
     uint64_t ties;      /* how many keys equal to T are kept */
     uint64_t *before;   /* per block: keys equal to T in earlier blocks */
 } lad_select;
+
+/* The key of |v|: its bit pattern, monotonic in |v|. */
+static inline uint64_t lad_select_key_f32(float v)
+{
+    uint32_t u;
+    v = fabsf(v);
+    memcpy(&u, &v, 4);
+    return u;
+}
+
+static inline uint64_t lad_select_key_f64(double v)
+{
+    uint64_t u;
+    v = fabs(v);
+    memcpy(&u, &v, 8);
+    return u;
+}
 
 /* blocks: LAD_BLOCK blocks in the tensor; before: storage for them. */
 void lad_select_init(lad_select *s, uint64_t n, uint64_t keep, uint64_t *before);

@@ -3,13 +3,16 @@
  * (src/methods/gta.c), with mergekit's parameter names and defaults:
  *
  *   method            sparsify     consensus  normalize  rescale
- *   ties              magnitude    sum        yes        -
- *   dare_ties         random       sum        no         yes
- *   dare_linear       random       -          no         yes
- *   breadcrumbs       outliers     -          no         -
- *   breadcrumbs_ties  outliers     sum        no         -
- *   della             della        sum        yes        yes
- *   della_linear      della        -          no         yes
+ *   ties              magnitude    sum        yes        none
+ *   dare_ties         random       sum        no         p
+ *   dare_linear       random       -          no         p
+ *   breadcrumbs       outliers     -          no         none
+ *   breadcrumbs_ties  outliers     sum        no         none
+ *   della             della        sum        yes        p
+ *   della_linear      della        -          no         p
+ *
+ * --rescale p (1/p, the papers; random drops only), l1 (mergekit's L1
+ * norm matching) or none; --no-rescale is none.
  */
 #include "job.h"
 #include "../methods/gta.h"
@@ -20,7 +23,7 @@
 enum {
     OPT_BASE = 1100, OPT_ADD, OPT_DENSITY, OPT_LAMBDA, OPT_NORMALIZE, OPT_NO_NORMALIZE,
     OPT_MAJORITY, OPT_TRIM_SCOPE, OPT_SIGN_CONSENSUS, OPT_SEED, OPT_NO_RESCALE, OPT_GAMMA,
-    OPT_TIES, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR,
+    OPT_TIES, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR, OPT_RESCALE,
 };
 
 typedef struct gta_args {
@@ -32,7 +35,8 @@ typedef struct gta_args {
     lad_sched_value density, lambda, gamma, epsilon;
     bool have_density;
     int consensus, normalize; /* normalize: -1 = the method's default */
-    bool rescale, sign_consensus, ties, normalize_magnitude, model_scope, linear;
+    int rescale; /* enum gta_rescale, or -1: the method's default */
+    bool sign_consensus, ties, normalize_magnitude, model_scope, linear;
     unsigned long long seed;
     /* resolved once parsed */
     int sparsify;
@@ -103,7 +107,17 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         a->normalize_magnitude = true;
         return 0;
     case OPT_NO_RESCALE:
-        a->rescale = false;
+        a->rescale = GTA_RESCALE_NONE;
+        return 0;
+    case OPT_RESCALE:
+        if (!strcmp(arg, "p"))
+            a->rescale = GTA_RESCALE_P;
+        else if (!strcmp(arg, "l1"))
+            a->rescale = GTA_RESCALE_L1;
+        else if (!strcmp(arg, "none"))
+            a->rescale = GTA_RESCALE_NONE;
+        else
+            return lad_usage(err, "--rescale takes p, l1 or none, not '%s'", arg);
         return 0;
     case OPT_SEED:
         if (job_int("--seed", arg, 0, 0x7fffffffffffffffL, &n, err))
@@ -130,7 +144,7 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
     op->param[GTA_SPARSIFY] = a->sparsify;
     op->param[GTA_CONSENSUS] = a->use_consensus ? a->consensus : GTA_NO_CONSENSUS;
     op->param[GTA_NORMALIZE] = a->use_normalize;
-    op->param[GTA_RESCALE] = (a->sparsify == GTA_RANDOM || a->sparsify == GTA_DELLA) && a->rescale;
+    op->param[GTA_RESCALE] = a->rescale;
     op->param[GTA_SEED] = (double)a->seed;
     op->param[GTA_NORM_MAG] = a->normalize_magnitude;
     op->param[GTA_SCOPE] = a->model_scope;
@@ -179,10 +193,10 @@ static json_t *params_json(const gta_args *a, json_t *adds)
     if (a->use_consensus)
         json_object_set_new(params, "majority",
                             json_string(a->consensus == GTA_SUM ? "sum" : "count"));
-    if (a->sparsify == GTA_RANDOM || a->sparsify == GTA_DELLA) {
+    if (a->sparsify == GTA_RANDOM || a->sparsify == GTA_DELLA)
         json_object_set_new(params, "seed", json_integer((json_int_t)a->seed));
-        json_object_set_new(params, "rescale", json_boolean(a->rescale));
-    }
+    static const char *const RESCALES[] = {"none", "p", "l1"};
+    json_object_set_new(params, "rescale", json_string(RESCALES[a->rescale]));
     if (a->sparsify == GTA_DELLA)
         json_object_set_new(params, "epsilon", job_sched_json(&a->epsilon));
     if (a->sparsify == GTA_OUTLIERS)
@@ -207,6 +221,7 @@ int job_gta(lad_job *j, lad_error *err)
         {"sign-consensus", OPT_SIGN_CONSENSUS, false},
         {"seed", OPT_SEED, true},
         {"no-rescale", OPT_NO_RESCALE, false},
+        {"rescale", OPT_RESCALE, true},
         {"gamma", OPT_GAMMA, true},
         {"ties", OPT_TIES, false},
         {"normalize-magnitude", OPT_NORMALIZE_MAGNITUDE, false},
@@ -223,7 +238,7 @@ int job_gta(lad_job *j, lad_error *err)
         return lad_fail(err, "out of memory");
     *a = (gta_args){.lambda = {{1}, 1}, .gamma = {{0.01}, 1}, .density = {{1}, 1},
                     .epsilon = {{0.15}, 1}, .consensus = GTA_SUM, .normalize = -1,
-                    .rescale = true};
+                    .rescale = -1};
     for (size_t k = 0; k < sizeof KINDS / sizeof *KINDS; k++)
         if (!strcmp(j->cmd, KINDS[k].cmd))
             a->sparsify = KINDS[k].sparsify;
@@ -240,9 +255,18 @@ int job_gta(lad_job *j, lad_error *err)
         rc = lad_usage(err, "at least one --add W:MODEL is required");
     else if (!a->have_density && a->sparsify == GTA_RANDOM)
         rc = lad_usage(err, "--density D is required");
+    else if (a->rescale == GTA_RESCALE_P && a->sparsify != GTA_RANDOM && a->sparsify != GTA_DELLA)
+        rc = lad_usage(err, "--rescale p divides by a keep probability: dare and della only "
+                            "(l1 is mergekit's rescaling)");
+    else if (a->rescale == GTA_RESCALE_L1 && a->model_scope)
+        rc = lad_usage(err, "--rescale l1 rescales each tensor (as mergekit): not with "
+                            "--trim-scope model");
     free((void *)pos);
     if (rc || (rc = job_models(j, (size_t)a->nadd + 1, err)))
         return rc;
+    if (a->rescale < 0)
+        a->rescale = a->sparsify == GTA_RANDOM || a->sparsify == GTA_DELLA ? GTA_RESCALE_P
+                                                                           : GTA_RESCALE_NONE;
     j->label = variant(a, j->cmd);
     j->refs[0] = a->base;
     j->roles[0] = "base";

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PER_MODEL = 1, REQUIRED = 2, BOOLEAN = 4, IGNORED = 8 };
+/* RESCALE: a boolean, or "l1" (2): mergekit's L1 rescaling where ladle's
+ * true means 1/p (dare, della). */
+enum { PER_MODEL = 1, REQUIRED = 2, BOOLEAN = 4, IGNORED = 8, RESCALE = 16 };
 
 typedef struct param_def {
     const char *name;
@@ -37,6 +39,8 @@ typedef enum kind {
     K_NUSLERP,
     K_MULTISLERP,
     K_KARCHER,
+    K_SCE,
+    K_RAM,
 } kind;
 
 typedef struct method_spec {
@@ -54,7 +58,7 @@ typedef struct method_spec {
 #define L {"lambda", 0, 1}
 #define I8 {"int8_mask", BOOLEAN | IGNORED, 0}
 #define N(v) {"normalize", BOOLEAN, v}
-#define R(v) {"rescale", BOOLEAN, v}
+#define R(v) {"rescale", BOOLEAN | RESCALE, v}
 
 static const method_spec SPECS[] = {
     {"linear", K_LINEAR, 0, 0, false, {W, N(1)}},
@@ -79,6 +83,9 @@ static const method_spec SPECS[] = {
     {"multislerp", K_MULTISLERP, 0, 0, false,
      {W, {"normalize_weights", BOOLEAN, 1}, {"eps", 0, 1e-8}}},
     {"karcher", K_KARCHER, 0, 0, false, {{"max_iter", 0, 10}, {"tol", 0, 1e-5}}},
+    {"sce", K_SCE, 0, 0, true, {{"select_topk", 0, 1}, I8}},
+    {"ram", K_RAM, 0, 0, true, {{"epsilon", 0, 1e-5}}},
+    {"ramplus_tl", K_RAM, 1, 0, true, {{"r", 0, 0.1}, {"alpha", 0, 0.2}, {"epsilon", 0, 1e-5}}},
 };
 
 #undef W
@@ -110,6 +117,10 @@ static void known_params(const method_spec *m, char *buf, size_t len)
 static int scalar_value(const lad_yaml *y, const yaml_node_t *n, const param_def *d,
                         double *out, lad_error *err)
 {
+    if ((d->flags & RESCALE) && lad_yaml_str(n) && !strcmp(lad_yaml_str(n), "l1")) {
+        *out = 2;
+        return 0;
+    }
     if (d->flags & BOOLEAN) {
         bool b;
         if (lad_yaml_bool(y, n, d->name, &b, err))
@@ -764,8 +775,11 @@ static int load(lad_recipe *r, lad_error *err)
     if (s->kind == K_GTA && others > GTA_MAX_TV)
         return lad_yaml_fail(err, y, models, "%s takes at most %d models besides the base",
                              s->name, GTA_MAX_TV);
-    if (s->kind == K_STOCK && others > 24)
-        return lad_yaml_fail(err, y, models, "model_stock takes at most 24 models");
+    if (s->kind == K_STOCK && others > STOCK_MAX)
+        return lad_yaml_fail(err, y, models, "model_stock takes at most %d models", STOCK_MAX);
+    if ((s->kind == K_SCE || s->kind == K_RAM) && (others < 1 || others > 64))
+        return lad_yaml_fail(err, y, models, "%s merges 1 to 64 models besides the base",
+                             s->name);
     if ((s->kind == K_NEARSWAP && others != 1) || (s->kind == K_NUSLERP && others != 2))
         return lad_yaml_fail(err, y, models, "%s merges exactly two models%s", s->name,
                              s->kind == K_NEARSWAP ? ": base_model and one other"
@@ -866,9 +880,25 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     case K_STOCK:
         if (glob_param(&in, "filter_wise", tensor, pl, &v, err))
             return -1;
-        if (v != 0)
-            return lad_fail(err, "model_stock with filter_wise is not supported yet");
-        op->method = &lad_method_model_stock;
+        op->method = v != 0 ? &lad_method_model_stock_rows : &lad_method_model_stock;
+        return 0;
+    case K_SCE:
+        if (glob_param(&in, "select_topk", tensor, pl, &v, err))
+            return -1;
+        op->method = &lad_method_sce;
+        op->param[SCE_TOPK] = v;
+        op->nparam = 1;
+        return 0;
+    case K_RAM:
+        op->method = &lad_method_ram;
+        op->param[RAM_PLUS] = s->sparsify; /* ramplus_tl */
+        op->param[RAM_R] = 0.1;
+        op->param[RAM_ALPHA] = 0.2;
+        if (glob_param(&in, "epsilon", tensor, pl, &op->param[RAM_EPS], err) ||
+            (s->sparsify && (glob_param(&in, "r", tensor, pl, &op->param[RAM_R], err) ||
+                             glob_param(&in, "alpha", tensor, pl, &op->param[RAM_ALPHA], err))))
+            return -1;
+        op->nparam = 4;
         return 0;
     case K_NEARSWAP:
         if (glob_param(&in, "t", tensor, pl, &v, err))
@@ -944,10 +974,11 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
         glob_param(&in, "normalize", tensor, pl, &normalize, err) ||
         glob_param(&in, "rescale", tensor, pl, &rescale, err))
         return -1;
-    if (rescale != 0 && (s->sparsify == GTA_MAGNITUDE || s->sparsify == GTA_OUTLIERS))
-        return lad_fail(err, "%s with rescale: true (mergekit's L1 rescaling) is not supported "
-                             "yet",
-                        s->name);
+    /* rescale: true is L1 where a method has no keep probability; "l1" always */
+    bool random = s->sparsify == GTA_RANDOM || s->sparsify == GTA_DELLA;
+    rescale = rescale == 2 || (rescale != 0 && !random) ? GTA_RESCALE_L1
+              : rescale != 0                            ? GTA_RESCALE_P
+                                                        : GTA_RESCALE_NONE;
     op->method = s->sparsify == GTA_DELLA ? &lad_method_della : &lad_method_gta;
     op->param[GTA_LAMBDA] = lambda;
     op->param[GTA_SPARSIFY] = s->sparsify;

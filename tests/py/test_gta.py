@@ -85,7 +85,7 @@ def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normali
     densities = density if isinstance(density, (list, tuple)) else [density] * len(xs)
     for i, (x, w) in enumerate(zip(xs, weights)):
         density = densities[i]
-        d = (x - b).astype(F32)
+        d = d0 = (x - b).astype(F32)
         n = d.size
         if kind == "magnitude":
             keep = topk(d, n if density >= 1 else int(density * n))
@@ -97,15 +97,22 @@ def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normali
                 top = min(top, n - target)
                 keep = topk(d, target + top) & ~topk(d, top)
         elif kind == "della":
-            fac = della_factor(name, i, seed, d, density, epsilon, rescale)
+            fac = della_factor(name, i, seed, d, density, epsilon, rescale is True)
             keep = fac != 0
             d = (d * fac.astype(F32)).astype(F32)
         else:
             keep = dare_mask(name, i, seed, density, n).reshape(d.shape)
-            if rescale and 0 < density < 1:
+            if rescale is True and 0 < density < 1:
                 d = (d * F32(1.0 / density)).astype(F32)
-        d = np.where(keep, d, F32(0)).astype(F32)
-        wds.append((d * F32(w)).astype(F32))
+        kept = np.where(keep, d, F32(0)).astype(F32)
+        if rescale == "l1" and kind != "dense":
+            # mergekit's rescaled_masked_tensor: |d|_1 / |kept|_1 (sums in fp64),
+            # applied before the weight
+            a = np.abs(d0.astype(np.float64)).sum()
+            k = np.abs(kept.astype(np.float64)).sum()
+            if a >= 1e-7 and k >= 1e-7:
+                kept = (kept * F32(a / k)).astype(F32)
+        wds.append((kept * F32(w)).astype(F32))
     if consensus:
         if consensus == "sum":
             s = F32(0)
@@ -425,3 +432,55 @@ def test_della_rank_spread_and_errors(tmp_path, rng):
     r = ladle("della", "--base", tmp_path / "b.safetensors", "--add", f"1:{tmp_path / 'x.safetensors'}",
               "--density", "0.1", "--epsilon", "0.2", "-o", tmp_path / "e.safetensors", check=False)
     assert r.code == 1 and "inside (0, 1)" in r.err
+
+
+@pytest.mark.parametrize("cmd,kind,extra,kw", [
+    ("ties", "magnitude", ["--density", "0.3"], dict(consensus="sum", normalize=True)),
+    ("breadcrumbs", "outliers", ["--density", "0.5", "--gamma", "0.05"], dict(consensus=None)),
+    ("dare", "random", ["--density", "0.4", "--sign-consensus"], dict(consensus="sum")),
+    ("della", "della", ["--density", "0.5"], dict(consensus="sum", normalize=True)),
+])
+def test_rescale_l1(tmp_path, rng, cmd, kind, extra, kw):
+    """mergekit's rescale (L1 norm matching per tensor and task vector)."""
+    base, fts = write_family(tmp_path, rng, "F32")
+    weights = [1.0, 0.6, 0.3]
+    out = tmp_path / "o.safetensors"
+    run(cmd, base, fts, weights, out, *extra, "--rescale", "l1", "-j", "2")
+    density = float(extra[1])
+    gamma = float(extra[3]) if "--gamma" in extra else 0.01
+    check(out, base, fts, weights, "F32", kind=kind, density=density, rescale="l1",
+          gamma=gamma, **kw)
+    # the L1 factor changes the result (it is not the unscaled merge)
+    run(cmd, base, fts, weights, tmp_path / "n.safetensors", *extra, "--rescale", "none")
+    assert st.load(str(out))[0]["lm_head.weight"][1].tobytes() != \
+        st.load(str(tmp_path / "n.safetensors"))[0]["lm_head.weight"][1].tobytes()
+
+
+def test_rescale_in_recipes(tmp_path, rng):
+    """rescale: true is mergekit's L1 for ties and breadcrumbs; for dare and
+    della it stays ladle's 1/p, and rescale: l1 asks for mergekit's."""
+    base, fts = write_family(tmp_path, rng, "F32", n=2)
+    weights = [1.0, 0.5]
+    models = "".join(f"  - model: {f}\n    parameters: {{weight: {w}, density: 0.4}}\n"
+                     for f, w in zip(fts, weights))
+    for method, rescale, kind, kw in (
+            ("ties", "true", "magnitude", dict(consensus="sum", normalize=True, rescale="l1")),
+            ("dare_ties", "l1", "random", dict(consensus="sum", rescale="l1")),
+            ("dare_linear", "true", "random", dict(consensus=None, rescale=True)),
+            ("breadcrumbs", "true", "outliers", dict(consensus=None, rescale="l1"))):
+        (tmp_path / "r.yml").write_text(
+            f"merge_method: {method}\nbase_model: {base}\nparameters:\n  rescale: {rescale}\n"
+            f"models:\n{models}")
+        out = tmp_path / f"{method}.safetensors"
+        ladle("merge", tmp_path / "r.yml", "-o", out, "-q")
+        check(out, base, fts, weights, "F32", kind=kind, density=0.4, **kw)
+
+
+def test_rescale_refusals(tmp_path, rng):
+    base, fts = write_family(tmp_path, rng, "F32", n=1)
+    for extra, msg in ((["ties", "--rescale", "p"], "dare and della only"),
+                       (["ties", "--rescale", "l1", "--trim-scope", "model"], "--trim-scope"),
+                       (["dare", "--density", "0.5", "--rescale", "l2"], "p, l1 or none")):
+        r = ladle(extra[0], "--base", base, "--add", f"1:{fts[0]}", *extra[1:], "-o",
+                  tmp_path / "x.safetensors", check=False)
+        assert r.code == 2 and msg in r.err, r.err

@@ -241,7 +241,7 @@ def test_layer_groups_and_layers_from_python(tmp_path, rng):
         ladle.linear_interpolate(a, b, [0, 1], layers=r"blocks\.(\d+)\.")
 
 
-def test_nuslerp_nearswap_multislerp_karcher_match_the_cli(tmp_path, rng):
+def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
     paths, _ = family(tmp_path, rng, "BF16")
     base, a, b = paths[0], paths[1], paths[2]
     for fn, kw, args in (
@@ -252,7 +252,19 @@ def test_nuslerp_nearswap_multislerp_karcher_match_the_cli(tmp_path, rng):
             (ladle.multislerp, dict(models=[a, b], weights=[0.3, 0.9], base=base),
              ["multislerp", a, b, "--weights", "0.3,0.9", "--base", base]),
             (ladle.karcher, dict(models=[base, a, b], max_iter=4),
-             ["karcher", base, a, b, "--max-iter", "4"])):
+             ["karcher", base, a, b, "--max-iter", "4"]),
+            (ladle.sce, dict(base=base, models=[a, b], select_topk=0.4),
+             ["sce", "--base", base, a, b, "--select-topk", "0.4"]),
+            (ladle.ram, dict(base=base, models=[a, b], plus=True, alpha=0.5),
+             ["ram", "--base", base, a, b, "--plus", "--alpha", "0.5"]),
+            (ladle.model_stock, dict(base=base, models=[a, b], filter_wise=True),
+             ["stock", "--base", base, a, b, "--filter-wise"]),
+            (ladle.ties, dict(base=base, models=[a, b], density=0.3, rescale="l1"),
+             ["ties", "--base", base, "--add", f"1:{a}", "--add", f"1:{b}", "--density", "0.3",
+              "--rescale", "l1"]),
+            (ladle.dare, dict(base=base, models=[a, b], density=0.3, rescale="l1"),
+             ["dare", "--base", base, "--add", f"1:{a}", "--add", f"1:{b}", "--density", "0.3",
+              "--rescale", "l1"])):
         cli(*args, "-o", tmp_path / "cli.safetensors", "-q", "--force")
         ref, _ = st.load(str(tmp_path / "cli.safetensors"))
         got = fn(**kw, tensors="numpy")

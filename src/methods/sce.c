@@ -1,0 +1,266 @@
+/*
+ * SCE (Select, Calculate, Erase; Wan et al. 2024, "FuseChat"), as mergekit's
+ * sce computes it. Inputs: in[0] the base, in[1..N] the fine-tunes. Param:
+ * SCE_TOPK (select_topk, default 1). Per tensor, task vectors d_i = x_i -
+ * base:
+ *
+ *   select    with 0 < topk < 1, keep the elements whose variance across
+ *             the N task vectors (population variance) is among the
+ *             K = int(nonzero variances * topk) largest; the others are
+ *             zero in every d_i (topk <= 0: all zero)
+ *   calculate w_i = mean(d_i^2) / sum_j mean(d_j^2), or 1/N when that sum
+ *             is below 1e-6
+ *   erase     per element, the elected sign is that of sum_i d_i (+ when 0);
+ *             d_i counts where its sign is the elected one (zeros never)
+ *   out       base + sum_i w_i d_i [counts] / max(sum_i w_i [counts], 1e-6)
+ *
+ * The selection is exact and streaming (select.h): variances computed in
+ * fp64 and keyed in the compute type, ties at the threshold to the lowest
+ * index (mergekit's topk leaves them to the sort). K follows mergekit's
+ * arithmetic (fp32 product, truncated). The weights' sums are fp64, per work
+ * item, in item order; the element arithmetic is fp32 (fp64 for F64), in
+ * mergekit's order. Passes: the nonzero count, 2 (F64: 4) digit passes and
+ * the tie count when selecting, then the weights: the same for any -j.
+ */
+#include "kernel.h"
+#include "select.h"
+
+#include <math.h>
+
+#define SCE_MAX 64
+
+typedef struct sce_stats {
+    bool select;
+    int digits;
+    double w[SCE_MAX];
+    float wf[SCE_MAX];
+    lad_select sel;
+    uint64_t *nnz;   /* per item: nonzero variances */
+    double *sq;      /* per item x fine-tune: sum of squares of the selected d_i */
+    uint64_t before[];
+} sce_stats;
+
+static size_t nft(const lad_op *op) { return op->ninputs - 1; }
+static bool selects(const lad_op *op)
+{
+    return op->param[SCE_TOPK] > 0 && op->param[SCE_TOPK] < 1;
+}
+
+static int sce_npasses(const lad_op *op, bool wide)
+{
+    return selects(op) ? 1 + (wide ? 4 : 2) + 1 + 1 : 1;
+}
+
+static size_t sce_stats_size(const lad_kctx *k)
+{
+    return sizeof(sce_stats) + (k->nblocks + k->nitems) * sizeof(uint64_t) +
+           k->nitems * nft(k->op) * sizeof(double);
+}
+
+static size_t sce_acc_size(const lad_op *op)
+{
+    return selects(op) ? LAD_SELECT_BINS * sizeof(uint64_t) : 0;
+}
+
+static void sce_stats_init(const lad_kctx *k, bool wide)
+{
+    sce_stats *st = k->stats;
+    st->select = selects(k->op);
+    st->digits = wide ? 4 : 2;
+    st->nnz = st->before + k->nblocks;
+    st->sq = (double *)(st->nnz + k->nitems);
+}
+
+/* The pass's role: the count, a digit, the ties, or the weights. */
+enum { P_NNZ, P_DIGIT, P_TIES, P_WEIGHTS };
+static int role(const sce_stats *st, int pass, int *digit)
+{
+    if (!st->select)
+        return P_WEIGHTS;
+    if (pass == 0)
+        return P_NNZ;
+    *digit = pass - 1;
+    return pass <= st->digits ? P_DIGIT : pass == st->digits + 1 ? P_TIES : P_WEIGHTS;
+}
+
+/* Variance of the N task vectors at element e (population), in fp64. */
+#define SCE_VAR(NAME, T)                                                                      \
+    static double NAME(const T *const *in, size_t m, size_t e)                                \
+    {                                                                                         \
+        double mean = 0, v = 0;                                                               \
+        for (size_t i = 0; i < m; i++)                                                        \
+            mean += (double)(in[i + 1][e] - in[0][e]);                                        \
+        mean /= (double)m;                                                                    \
+        for (size_t i = 0; i < m; i++) {                                                      \
+            double d = (double)(in[i + 1][e] - in[0][e]) - mean;                              \
+            v += d * d;                                                                       \
+        }                                                                                     \
+        return v / (double)m;                                                                 \
+    }
+
+SCE_VAR(var_f32, float)
+SCE_VAR(var_f64, double)
+
+/* The selection mask of a block of n elements: keep[e] 1 or 0. */
+#define SCE_MASK(NAME, T, VAR, KEY, VT)                                                       \
+    static void NAME(const lad_kctx *k, const T *const *in, size_t n, T *keep)                \
+    {                                                                                         \
+        const sce_stats *st = k->stats;                                                       \
+        size_t m = nft(k->op);                                                                \
+        if (!selects(k->op)) {                                                                \
+            for (size_t e = 0; e < n; e++)                                                    \
+                keep[e] = k->op->param[SCE_TOPK] >= 1;                                        \
+            return;                                                                           \
+        }                                                                                     \
+        uint64_t seen = st->sel.all || st->sel.none                                           \
+                            ? 0 : st->sel.before[k->block_base + k->start / LAD_BLOCK];       \
+        for (size_t e = 0; e < n; e++)                                                        \
+            keep[e] = lad_select_keep(&st->sel, KEY((VT)VAR(in, m, e)), &seen);               \
+    }
+
+SCE_MASK(mask_f32, float, var_f32, lad_select_key_f32, float)
+SCE_MASK(mask_f64, double, var_f64, lad_select_key_f64, double)
+
+/* Scratch: keep (n values of T). */
+#define SCE_STATS(NAME, T, VAR, KEY, VT, MASK)                                                \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    {                                                                                         \
+        sce_stats *st = k->stats;                                                             \
+        size_t m = nft(k->op);                                                                \
+        int digit = 0;                                                                        \
+        switch (role(st, pass, &digit)) {                                                     \
+        case P_NNZ:                                                                           \
+            for (size_t e = 0; e < n; e++)                                                    \
+                st->nnz[k->item] += VAR(in, m, e) != 0;                                       \
+            return;                                                                           \
+        case P_DIGIT: {                                                                       \
+            uint64_t *hist = acc;                                                             \
+            if (st->sel.all || st->sel.none)                                                  \
+                return;                                                                       \
+            for (size_t e = 0; e < n; e++) {                                                  \
+                int bin = lad_select_bin(&st->sel, KEY((VT)VAR(in, m, e)), digit, st->digits); \
+                if (bin >= 0)                                                                 \
+                    hist[bin]++;                                                              \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        case P_TIES: {                                                                        \
+            if (st->sel.all || st->sel.none)                                                  \
+                return;                                                                       \
+            uint64_t c = 0;                                                                   \
+            for (size_t e = 0; e < n; e++)                                                    \
+                c += KEY((VT)VAR(in, m, e)) == st->sel.thresh;                                \
+            st->sel.before[k->block_base + k->start / LAD_BLOCK] = c;                         \
+            return;                                                                           \
+        }                                                                                     \
+        default: {                                                                            \
+            T *keep = k->scratch;                                                             \
+            MASK(k, in, n, keep);                                                             \
+            double *sq = st->sq + k->item * m;                                                \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                double s = 0;                                                                 \
+                for (size_t e = 0; e < n; e++) {                                              \
+                    double d = keep[e] != 0 ? (double)(in[i + 1][e] - in[0][e]) : 0;          \
+                    s += d * d;                                                               \
+                }                                                                             \
+                sq[i] += s;                                                                   \
+            }                                                                                 \
+        }                                                                                     \
+        }                                                                                     \
+    }
+
+SCE_STATS(sce_stats_f32, float, var_f32, lad_select_key_f32, float, mask_f32)
+SCE_STATS(sce_stats_f64, double, var_f64, lad_select_key_f64, double, mask_f64)
+
+static const char *sce_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                                size_t naccs)
+{
+    (void)wide;
+    sce_stats *st = k->stats;
+    size_t m = nft(k->op);
+    int digit = 0;
+    switch (role(st, pass, &digit)) {
+    case P_NNZ: {
+        uint64_t nnz = 0;
+        for (size_t it = 0; it < k->nitems; it++)
+            nnz += st->nnz[it];
+        /* mergekit: int(count_nonzero(var) * select_topk), an fp32 product */
+        float kf = (float)nnz * (float)k->op->param[SCE_TOPK];
+        lad_select_init(&st->sel, k->nelem, (uint64_t)kf, st->before);
+        return NULL;
+    }
+    case P_DIGIT: {
+        uint64_t *h0 = accs[0];
+        for (size_t a = 1; a < naccs; a++)
+            for (size_t b = 0; b < LAD_SELECT_BINS; b++)
+                h0[b] += ((const uint64_t *)accs[a])[b];
+        lad_select_digit_done(&st->sel, h0, digit, st->digits);
+        return NULL;
+    }
+    case P_TIES:
+        lad_select_ties_done(&st->sel, k->nblocks);
+        return NULL;
+    default:
+        break;
+    }
+    double mean[SCE_MAX], sum = 0;
+    for (size_t i = 0; i < m; i++) {
+        double s = 0;
+        for (size_t it = 0; it < k->nitems; it++)
+            s += st->sq[it * m + i];
+        mean[i] = s / (double)k->nelem;
+        sum += mean[i];
+    }
+    for (size_t i = 0; i < m; i++) {
+        st->w[i] = fabs(sum) < 1e-6 ? 1.0 / (double)m : mean[i] / sum;
+        st->wf[i] = (float)st->w[i];
+    }
+    return NULL;
+}
+
+/* Scratch: keep, the elected sign's sum, num, den (n values of T each). */
+#define SCE_KERNEL(NAME, T, W, MASK)                                                          \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,       \
+                                size_t n)                                                     \
+    {                                                                                         \
+        const sce_stats *st = k->stats;                                                       \
+        size_t m = nft(k->op);                                                                \
+        const T *restrict b = in[0];                                                          \
+        T *restrict keep = k->scratch, *restrict sum = keep + n, *restrict num = sum + n;     \
+        T *restrict den = num + n;                                                            \
+        MASK(k, in, n, keep);                                                                 \
+        for (size_t e = 0; e < n; e++)                                                        \
+            sum[e] = num[e] = den[e] = 0;                                                     \
+        for (size_t i = 0; i < m; i++) {                                                      \
+            const T *restrict x = in[i + 1];                                                  \
+            for (size_t e = 0; e < n; e++)                                                    \
+                sum[e] += keep[e] != 0 ? x[e] - b[e] : (T)0;                                  \
+        }                                                                                     \
+        for (size_t i = 0; i < m; i++) {                                                      \
+            const T *restrict x = in[i + 1], w = W[i];                                        \
+            for (size_t e = 0; e < n; e++) {                                                  \
+                T d = keep[e] != 0 ? x[e] - b[e] : (T)0;                                      \
+                int agree = sum[e] >= 0 ? d > 0 : d < 0;                                      \
+                num[e] += agree ? d * w : (T)0;                                               \
+                den[e] += agree ? w : (T)0;                                                   \
+            }                                                                                 \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++)                                                        \
+            out[e] = b[e] + num[e] / (den[e] > (T)1e-6 ? den[e] : (T)1e-6);                   \
+    }
+
+SCE_KERNEL(sce_f32, float, st->wf, mask_f32)
+SCE_KERNEL(sce_f64, double, st->w, mask_f64)
+
+const lad_method lad_method_sce = {
+    .name = "sce",
+    .chunk_f32 = sce_f32,
+    .chunk_f64 = sce_f64,
+    .npasses = sce_npasses,
+    .stats_size = sce_stats_size,
+    .stats_init = sce_stats_init,
+    .acc_size = sce_acc_size,
+    .stats_f32 = sce_stats_f32,
+    .stats_f64 = sce_stats_f64,
+    .pass_end = sce_pass_end,
+};
