@@ -269,6 +269,7 @@ typedef struct lad_kctx {
     size_t item, nitems;   /* this work item in the scope, and how many */
     uint64_t block_base;   /* LAD_BLOCK blocks before this tensor's in the scope */
     uint64_t nblocks;      /* LAD_BLOCK blocks in the scope */
+    uint64_t row;          /* a row method's row length, else 0 */
     void *scratch;         /* LAD_SCRATCH_BYTES(ninputs, n) for a call of n elements */
 } lad_kctx;
 
@@ -340,6 +341,7 @@ enum { KARCHER_MAX_ITER, KARCHER_TOL };              /* its params */
 #define KARCHER_MAX 64                               /* models */
 extern const lad_method lad_method_ram;              /* RAM and RAM+ (tensor-local) */
 enum { RAM_EPS, RAM_PLUS, RAM_R, RAM_ALPHA };        /* its params */
+extern const lad_method lad_method_arcee_fusion;     /* Arcee Fusion */
 extern const lad_method lad_method_sce;              /* SCE */
 enum { SCE_TOPK };                                   /* its param: select_topk */
 

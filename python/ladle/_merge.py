@@ -350,6 +350,15 @@ def ram(base, models, plus=False, r=0.1, alpha=0.2, epsilon=1e-5, dtype=None, ou
     return merge(args, inp, dtype=dtype, out=out, **opts)
 
 
+def arcee_fusion(base, model, dtype=None, out=None, **opts):
+    """mergekit's arcee_fusion: model's changes kept where |model - base| *
+    KL(softmax(model row) || softmax(base row)) is at least median + 1.5 IQR
+    of the tensor's (``ladle arcee-fusion``)."""
+    inp = Inputs()
+    args = ["arcee-fusion", "--base", inp.ref(base), inp.ref(model)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
 def _rescale(value):
     """rescale=True (1/p for dare and della), "l1" (mergekit's L1 norm
     matching), "p", "none" or False, or None: the method's default."""

@@ -136,12 +136,12 @@ static const char HELP_MERGE[] =
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
     "nuslerp, multislerp, karcher, nearswap, task_arithmetic, ties, dare_ties,\n"
     "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock,\n"
-    "sce, ram, ramplus_tl or passthrough; models with per-model parameters,\n"
-    "base_model, parameters as\n"
-    "numbers, gradients or filter lists, dtype / out_dtype, tokenizer_source (base,\n"
-    "union, a model) or tokenizer: {source: ...}, chat_template, model+lora\n"
-    "references. Model paths are taken as written, else relative to the recipe's\n"
-    "folder. Every error names the recipe's line.\n"
+    "sce, ram, ramplus_tl, arcee_fusion or passthrough; models with per-model\n"
+    "parameters, base_model, parameters as numbers, gradients or filter lists,\n"
+    "dtype / out_dtype, tokenizer_source (base, union, a model) or tokenizer:\n"
+    "{source: ...}, chat_template, model+lora references. Model paths are taken as\n"
+    "written, else relative to the recipe's folder. Every error names the recipe's\n"
+    "line.\n"
     "\n"
     "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
     "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
@@ -282,6 +282,19 @@ static const char HELP_KARCHER[] =
     "      --max-iter N      at most N iterations (default 10)\n"
     "      --tol T           convergence tolerance (default 1e-5)\n" COMMON_MERGE_HELP;
 
+static const char HELP_FUSION[] =
+    "usage: ladle arcee-fusion --base BASE MODEL -o OUT [options]\n"
+    "\n"
+    "mergekit's arcee_fusion: MODEL's changes kept only where they matter most. Per\n"
+    "row (last dimension), kl = KL(softmax(MODEL) || softmax(BASE)); an element's\n"
+    "importance is |MODEL - BASE| * kl; MODEL's value is taken where the importance\n"
+    "is at least median + 1.5 IQR of the tensor's importances, BASE's elsewhere.\n"
+    "The quantiles are exact over every element (mergekit samples 10^6 at random\n"
+    "from larger tensors).\n"
+    "\n"
+    "      --base BASE       the model MODEL was fine-tuned from (required)\n"
+    COMMON_MERGE_HELP;
+
 const char *merge_help(const char *cmd)
 {
     static const struct {
@@ -305,6 +318,7 @@ const char *merge_help(const char *cmd)
         {"karcher", HELP_KARCHER},
         {"sce", HELP_SCE},
         {"ram", HELP_RAM},
+        {"arcee-fusion", HELP_FUSION},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

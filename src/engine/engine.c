@@ -157,12 +157,14 @@ static uint64_t cols_of(const lad_plan_tensor *pt)
 
 static uint64_t nblocks_of(uint64_t nelem) { return (nelem + LAD_BLOCK - 1) / LAD_BLOCK; }
 
+static uint64_t row_of(const lad_plan_tensor *pt);
+
 /* The kernel context of tensor t's statistics scope (its chunk fields are
  * filled by the caller). */
 static lad_kctx scope_ctx(const run *r, size_t t)
 {
     const lad_plan_tensor *pt = &r->plan->t[t];
-    lad_kctx k = {.op = pt->op, .stats = r->stats, .key = r->keys[t]};
+    lad_kctx k = {.op = pt->op, .stats = r->stats, .key = r->keys[t], .row = row_of(pt)};
     if (r->model_scope) {
         k.nelem = r->scope_nelem;
         k.nitems = r->scope_nitems;

@@ -88,6 +88,7 @@ int job_multislerp(lad_job *j, lad_error *err);
 int job_karcher(lad_job *j, lad_error *err);
 int job_sce(lad_job *j, lad_error *err);
 int job_ram(lad_job *j, lad_error *err);
+int job_fusion(lad_job *j, lad_error *err); /* arcee-fusion */
 
 /* Parses the job's arguments: the common options into j->o, the command's
  * own (`extra`, ended by an entry with id 0) to take(). Returns 0 with the

@@ -2,7 +2,8 @@
  *   stock --base BASE M1 M2 ... [--filter-wise]      Model Stock
  *   sce --base BASE M1 ... [--select-topk F]         SCE
  *   ram --base BASE M1 ... [--plus] [--r R] [--alpha A] [--epsilon E]
- *                                                    RAM / RAM+ (ramplus_tl) */
+ *                                                    RAM / RAM+ (ramplus_tl)
+ *   arcee-fusion --base BASE MODEL                   Arcee Fusion */
 #include "job.h"
 
 #include <math.h>
@@ -132,5 +133,20 @@ int job_ram(lad_job *j, lad_error *err)
     j->params = a->plus ? json_pack("{s:f, s:f, s:f}", "epsilon", a->epsilon, "r", a->r,
                                     "alpha", a->alpha)
                         : json_pack("{s:f}", "epsilon", a->epsilon);
+    return 0;
+}
+
+int job_fusion(lad_job *j, lad_error *err)
+{
+    static const lad_optdef opts[] = {{"base", OPT_BASE, true}, {0}};
+    base_args *a = job_state(j, sizeof *a);
+    int rc;
+    if (!a)
+        return lad_fail(err, "out of memory");
+    if ((rc = based(j, opts, a, 1, 1, err)) != 0)
+        return rc;
+    j->label = "arcee_fusion";
+    j->op.method = &lad_method_arcee_fusion;
+    j->params = json_object();
     return 0;
 }

@@ -41,6 +41,7 @@ typedef enum kind {
     K_KARCHER,
     K_SCE,
     K_RAM,
+    K_FUSION,
 } kind;
 
 typedef struct method_spec {
@@ -86,6 +87,7 @@ static const method_spec SPECS[] = {
     {"sce", K_SCE, 0, 0, true, {{"select_topk", 0, 1}, I8}},
     {"ram", K_RAM, 0, 0, true, {{"epsilon", 0, 1e-5}}},
     {"ramplus_tl", K_RAM, 1, 0, true, {{"r", 0, 0.1}, {"alpha", 0, 0.2}, {"epsilon", 0, 1e-5}}},
+    {"arcee_fusion", K_FUSION, 0, 0, true, {{0}}},
 };
 
 #undef W
@@ -780,6 +782,10 @@ static int load(lad_recipe *r, lad_error *err)
     if ((s->kind == K_SCE || s->kind == K_RAM) && (others < 1 || others > 64))
         return lad_yaml_fail(err, y, models, "%s merges 1 to 64 models besides the base",
                              s->name);
+    if ((s->kind == K_NEARSWAP || s->kind == K_FUSION) && others != 1)
+        return lad_yaml_fail(err, y, models, "%s merges exactly two models: base_model and one "
+                                             "other",
+                             s->name);
     if ((s->kind == K_NEARSWAP && others != 1) || (s->kind == K_NUSLERP && others != 2))
         return lad_yaml_fail(err, y, models, "%s merges exactly two models%s", s->name,
                              s->kind == K_NEARSWAP ? ": base_model and one other"
@@ -881,6 +887,9 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
         if (glob_param(&in, "filter_wise", tensor, pl, &v, err))
             return -1;
         op->method = v != 0 ? &lad_method_model_stock_rows : &lad_method_model_stock;
+        return 0;
+    case K_FUSION:
+        op->method = &lad_method_arcee_fusion;
         return 0;
     case K_SCE:
         if (glob_param(&in, "select_topk", tensor, pl, &v, err))

@@ -166,3 +166,56 @@ def test_stock_filter_wise(tmp_path, rng):
     # not the per-tensor result
     ladle("stock", "--base", paths[0], *paths[1:], "-o", tmp_path / "t.safetensors", "-q")
     assert (tmp_path / "t.safetensors").read_bytes() != out.read_bytes()
+
+
+def fusion_ref(base, p):
+    """mergekit's ArceeFusionMergeTask for tensors of at most 10^6 elements
+    (no sampling): KL per row in fp64 rounded to fp32, the rest in fp32."""
+    shape = base.shape
+    b2 = base.reshape(1, -1) if base.ndim < 2 else base.reshape(-1, shape[-1])
+    p2 = p.reshape(b2.shape)
+
+    def softmax(x):
+        x = x.astype(np.float64)
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    P, Q = softmax(p2) + 1e-8, softmax(b2) + 1e-8
+    kl = (P * np.log(P / Q)).sum(-1).astype(F32)
+    d = (p2 - b2).astype(F32)
+    imp = (np.abs(d) * kl[:, None]).astype(F32).ravel()
+    s = np.sort(imp)
+    q = lambda f: s[int(f * (s.size - 1))]
+    thr = F32(q(0.5) + F32(F32(1.5) * F32(q(0.75) - q(0.25))))
+    out = np.where(imp.reshape(d.shape) >= thr, b2 + d, b2 + F32(0)).astype(F32)
+    return out.reshape(shape)
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+def test_arcee_fusion(tmp_path, rng, dtype):
+    base = st.llama(rng, dtype, layers=2, hidden=16, inter=24, vocab=40)
+    ft = st.llama(rng, dtype, layers=2, hidden=16, inter=24, vocab=40, base=base, noise=0.05)
+    extra = [("tiny.weight", (3,)), ("one.weight", (1,)), ("conv.weight", (4, 3, 5))]
+    for name, shape in extra:
+        x = rng.standard_normal(shape).astype(F32)
+        base.append((name, dtype, st.round_to(dtype, x)))
+        ft.append((name, dtype, st.round_to(dtype, x + rng.standard_normal(shape).astype(F32))))
+    st.write(tmp_path / "b.safetensors", base)
+    st.write(tmp_path / "p.safetensors", ft)
+    out = tmp_path / "o.safetensors"
+    ladle("arcee-fusion", "--base", tmp_path / "b.safetensors", tmp_path / "p.safetensors",
+          "-o", out, "-q", "-j", "2")
+    got, _ = st.load(str(out))
+    bm = {n: st.to_f32(d, x) for n, d, x in base if d == dtype}
+    pm = {n: st.to_f32(d, x) for n, d, x in ft if d == dtype}
+    taken = 0
+    for n in bm:
+        want = st.round_to(dtype, fusion_ref(bm[n], pm[n]))
+        assert got[n][1].tobytes() == want.tobytes(), n
+        taken += np.count_nonzero(want != st.round_to(dtype, bm[n]))
+    assert 0 < taken < sum(x.size for x in bm.values()) // 2  # a minority of changes kept
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: arcee_fusion\nbase_model: {tmp_path / 'b.safetensors'}\n"
+        f"models:\n  - model: {tmp_path / 'p.safetensors'}\n")
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
+    r, _ = st.load(str(tmp_path / "r.safetensors"))
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in bm)

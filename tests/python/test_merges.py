@@ -257,6 +257,8 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
              ["sce", "--base", base, a, b, "--select-topk", "0.4"]),
             (ladle.ram, dict(base=base, models=[a, b], plus=True, alpha=0.5),
              ["ram", "--base", base, a, b, "--plus", "--alpha", "0.5"]),
+            (ladle.arcee_fusion, dict(base=base, model=b),
+             ["arcee-fusion", "--base", base, b]),
             (ladle.model_stock, dict(base=base, models=[a, b], filter_wise=True),
              ["stock", "--base", base, a, b, "--filter-wise"]),
             (ladle.ties, dict(base=base, models=[a, b], density=0.3, rescale="l1"),

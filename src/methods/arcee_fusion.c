@@ -1,0 +1,215 @@
+/*
+ * Arcee Fusion (mergekit's arcee_fusion): a fine-tune's changes are kept
+ * only where they matter most. Inputs: in[0] the base b, in[1] the model p.
+ * Per tensor, row by row along the last dimension (a 1-D tensor is one
+ * row):
+ *
+ *   kl_row      = sum_j P_j log(P_j / Q_j), P = softmax(p_row) + 1e-8,
+ *                 Q = softmax(b_row) + 1e-8
+ *   importance  = |p - b| * kl_row, per element
+ *   threshold   = median + 1.5 (q3 - q1) of the tensor's importances, the
+ *                 q-quantile being the sorted values' element floor(q (n-1))
+ *   out         = p where importance >= threshold, else b
+ *
+ * mergekit sorts at most 10^6 importances: for larger tensors it takes a
+ * random sample of 10^6 (unseeded, so two runs differ). ladle takes the
+ * exact quantiles of all of them (identical up to 10^6 elements), by an
+ * exact streaming radix select (select.h) of the three ranks.
+ *
+ * Precision: softmax and KL in fp64 per row, rounded to the compute type
+ * (fp32, fp64 for F64 tensors); importance = |p - b| * kl and threshold =
+ * median + 1.5 * (q3 - q1) in it, as mergekit computes them in the
+ * tensor's dtype; out = b + (p - b) (mergekit's fused = b + delta * mask).
+ * Passes: the rows' KL, then 2 (F64: 4) digit passes.
+ */
+#include "kernel.h"
+#include "select.h"
+
+#include <math.h>
+#include <string.h>
+
+#define EPS 1e-8
+static const double QUANTILE[3] = {0.5, 0.25, 0.75};
+
+typedef struct fusion_stats {
+    int digits;
+    double thresh;
+    float threshf;
+    lad_select sel[3];  /* median, q1, q3 */
+    double kl[];        /* per row */
+} fusion_stats;
+
+static uint64_t fusion_row_length(const lad_op *op, int ndim, const uint64_t *shape)
+{
+    (void)op;
+    return ndim ? shape[ndim - 1] : 1;
+}
+
+static int fusion_npasses(const lad_op *op, bool wide)
+{
+    (void)op;
+    return 1 + (wide ? 4 : 2);
+}
+
+static size_t fusion_stats_size(const lad_kctx *k)
+{
+    return sizeof(fusion_stats) + (k->row ? k->nelem / k->row : 0) * sizeof(double);
+}
+
+static size_t fusion_acc_size(const lad_op *op)
+{
+    (void)op;
+    return 3 * LAD_SELECT_BINS * sizeof(uint64_t);
+}
+
+static void fusion_stats_init(const lad_kctx *k, bool wide)
+{
+    fusion_stats *st = k->stats;
+    st->digits = wide ? 4 : 2;
+    uint64_t n = k->nelem;
+    for (int q = 0; q < 3; q++) { /* the floor(q (n - 1))-th smallest: a rank from the top */
+        uint64_t idx = n ? (uint64_t)(QUANTILE[q] * (double)(n - 1)) : 0;
+        lad_select_init(&st->sel[q], n, n - idx, NULL);
+        st->sel[q].all = false; /* the smallest is wanted too, not a mask of all */
+    }
+}
+
+/* Keys ordered as the signed values (an importance may round below 0). */
+static inline uint64_t key_f32(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u >> 31 ? ~u : u | 0x80000000u;
+}
+
+static inline uint64_t key_f64(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    return u >> 63 ? ~u : u | 0x8000000000000000ull;
+}
+
+static float value_f32(uint64_t key)
+{
+    uint32_t u = (uint32_t)key;
+    u = u >> 31 ? u & 0x7fffffffu : ~u;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+static double value_f64(uint64_t key)
+{
+    uint64_t u = key >> 63 ? key & 0x7fffffffffffffffull : ~key;
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+/* KL(softmax(p) + eps || softmax(b) + eps) of one row, in fp64. */
+#define FUSION_KL(NAME, T)                                                                    \
+    static double NAME(const T *p, const T *b, size_t n)                                      \
+    {                                                                                         \
+        double mp = -INFINITY, mb = -INFINITY, sp = 0, sb = 0, kl = 0;                        \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            mp = fmax(mp, (double)p[e]);                                                      \
+            mb = fmax(mb, (double)b[e]);                                                      \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            sp += exp((double)p[e] - mp);                                                     \
+            sb += exp((double)b[e] - mb);                                                     \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            double P = exp((double)p[e] - mp) / sp + EPS, Q = exp((double)b[e] - mb) / sb + EPS; \
+            kl += P * log(P / Q);                                                             \
+        }                                                                                     \
+        return kl;                                                                            \
+    }
+
+FUSION_KL(kl_f32, float)
+FUSION_KL(kl_f64, double)
+
+#define FUSION_STATS(NAME, T, KL, KEY)                                                        \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    {                                                                                         \
+        fusion_stats *st = k->stats;                                                          \
+        const T *b = in[0], *p = in[1];                                                       \
+        uint64_t row = k->start / (n ? n : 1);                                                \
+        if (pass == 0) {                                                                      \
+            st->kl[row] = KL(p, b, n);                                                        \
+            return;                                                                           \
+        }                                                                                     \
+        const T kl = (T)st->kl[row];                                                          \
+        for (int q = 0; q < 3; q++) {                                                         \
+            const lad_select *s = &st->sel[q];                                                \
+            uint64_t *h = (uint64_t *)acc + (size_t)q * LAD_SELECT_BINS;                      \
+            for (size_t e = 0; e < n; e++) {                                                  \
+                T d = p[e] - b[e];                                                            \
+                int bin = lad_select_bin(s, KEY((d < 0 ? -d : d) * kl), pass - 1, st->digits); \
+                if (bin >= 0)                                                                 \
+                    h[bin]++;                                                                 \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+FUSION_STATS(fusion_stats_f32, float, kl_f32, key_f32)
+FUSION_STATS(fusion_stats_f64, double, kl_f64, key_f64)
+
+static const char *fusion_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                                   size_t naccs)
+{
+    fusion_stats *st = k->stats;
+    if (pass == 0 || k->nelem == 0)
+        return NULL;
+    for (int q = 0; q < 3; q++) {
+        uint64_t *h0 = (uint64_t *)accs[0] + (size_t)q * LAD_SELECT_BINS;
+        for (size_t a = 1; a < naccs; a++) {
+            const uint64_t *h = (const uint64_t *)accs[a] + (size_t)q * LAD_SELECT_BINS;
+            for (size_t b = 0; b < LAD_SELECT_BINS; b++)
+                h0[b] += h[b];
+        }
+        lad_select_digit_done(&st->sel[q], h0, pass - 1, st->digits);
+    }
+    if (pass == st->digits) { /* every digit known: the threshold */
+        if (wide) {
+            double med = value_f64(st->sel[0].thresh), q1 = value_f64(st->sel[1].thresh);
+            double q3 = value_f64(st->sel[2].thresh);
+            st->thresh = med + 1.5 * (q3 - q1);
+        } else {
+            float med = value_f32(st->sel[0].thresh), q1 = value_f32(st->sel[1].thresh);
+            float q3 = value_f32(st->sel[2].thresh);
+            st->threshf = med + 1.5f * (q3 - q1);
+        }
+    }
+    return NULL;
+}
+
+#define FUSION_KERNEL(NAME, T, THRESH)                                                        \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,       \
+                                size_t n)                                                     \
+    {                                                                                         \
+        const fusion_stats *st = k->stats;                                                    \
+        const T *restrict b = in[0], *restrict p = in[1];                                     \
+        const T kl = (T)st->kl[k->start / (n ? n : 1)], thresh = THRESH;                      \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            T d = p[e] - b[e];                                                                \
+            out[e] = (d < 0 ? -d : d) * kl >= thresh ? b[e] + d : b[e] + (T)0;                \
+        }                                                                                     \
+    }
+
+FUSION_KERNEL(fusion_f32, float, st->threshf)
+FUSION_KERNEL(fusion_f64, double, st->thresh)
+
+const lad_method lad_method_arcee_fusion = {
+    .name = "arcee_fusion",
+    .chunk_f32 = fusion_f32,
+    .chunk_f64 = fusion_f64,
+    .npasses = fusion_npasses,
+    .stats_size = fusion_stats_size,
+    .stats_init = fusion_stats_init,
+    .acc_size = fusion_acc_size,
+    .stats_f32 = fusion_stats_f32,
+    .stats_f64 = fusion_stats_f64,
+    .pass_end = fusion_pass_end,
+    .row_length = fusion_row_length,
+};
