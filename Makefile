@@ -11,7 +11,7 @@ CFLAGS  ?= -O3 -g
 # -fPIC: the same objects make libladle.a and libladle.so.
 REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
               -ffp-contract=off -fno-trapping-math -fPIC -Iinclude -Isrc/core -MMD -MP
-LDLIBS  += -ljansson -lyaml -lpthread -lm
+LDLIBS  += -ljansson -lyaml -llapacke -llapack -lblas -lpthread -lm
 BUILD   ?= build
 # make install: PREFIX, DESTDIR and LIBDIR as usual.
 PREFIX  ?= /usr/local
@@ -19,8 +19,8 @@ LIBDIR  ?= $(PREFIX)/lib
 VERSION := $(shell sed -n 's/^\#define LADLE_VERSION "\(.*\)"/\1/p' include/ladle.h)
 SONAME  := libladle.so.0
 
-LIB_SRC := $(wildcard src/core/*.c src/formats/*.c src/engine/*.c src/methods/*.c src/recipe/*.c \
-                      src/eval/*.c src/search/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/linalg/*.c src/formats/*.c src/engine/*.c src/methods/*.c \
+                      src/recipe/*.c src/eval/*.c src/search/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
@@ -51,8 +51,8 @@ $(BUILD)/ladle.pc: Makefile include/ladle.h
 	@mkdir -p $(dir $@)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$${prefix}/include' '' \
 	    'Name: ladle' 'Description: weight-space model merging' 'Version: $(VERSION)' \
-	    'Requires.private: jansson yaml-0.1' 'Libs: -L$${libdir} -lladle' \
-	    'Libs.private: -lpthread -lm' 'Cflags: -I$${includedir}' > $@
+	    'Requires.private: jansson yaml-0.1 lapacke' 'Libs: -L$${libdir} -lladle' \
+	    'Libs.private: -llapack -lblas -lpthread -lm' 'Cflags: -I$${includedir}' > $@
 
 install: $(BUILD)/ladle $(BUILD)/libladle.so $(BUILD)/libladle.a $(BUILD)/ladle.1 $(BUILD)/ladle.pc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \

@@ -640,6 +640,50 @@ char *lad_command_line(int argc, char *const *argv);
 
 /* How two models (or their task vectors from a base) relate, per tensor:
  * a = A - BASE and b = B - BASE (a = A, b = B without a base). */
+/* ---------------------------------------------------------------- LoRA extraction */
+
+/* A PEFT LoRA adapter from a base and its fine-tune (engine/extract.c). */
+typedef struct lad_extract_request {
+    const lad_model *base, *tuned;
+    const char *base_name;       /* base_model_name_or_path, or NULL: base->ref */
+    uint32_t rank;               /* the largest rank (r) */
+    double sv_epsilon;           /* drop singular values at or below it (0: none) */
+    bool no_distribute;          /* A = S Vt, B = U (default: sqrt(S) each side) */
+    bool embed_lora;             /* input embedding and head as LoRA, not full copies */
+    bool randomized;             /* a randomized SVD instead of LAPACK's exact one (the
+                                  * CLI's default) */
+    int power_iters;             /* its power iterations */
+    uint64_t seed;               /* its test matrices' seed */
+    const char *const *include;  /* regexes a tensor name must match one of, or none */
+    size_t ninclude;
+    const char *const *exclude;  /* regexes that leave a tensor out */
+    size_t nexclude;
+    bool has_dtype;              /* the adapter's dtype (default: each tensor's) */
+    lad_dtype dtype;
+    const char *output;          /* the adapter folder */
+    bool force;
+    const char *cmdline;         /* for the card, or NULL */
+    lad_progress_fn progress;    /* or NULL */
+    void *progress_ctx;
+} lad_extract_request;
+
+typedef struct lad_extract_stats {
+    size_t lora, full, biases;   /* modules given a LoRA, full copies, bias deltas */
+    size_t same, left_out, below_epsilon;
+    double rel_error;            /* |D - B A|_F / |D|_F over every LoRA module */
+    double seconds;
+} lad_extract_stats;
+
+int lad_lora_extract(const lad_extract_request *req, lad_extract_stats *stats, lad_error *err);
+
+/* The same from `ladle lora extract`'s arguments (argv[0] is "extract";
+ * argv[-1] must be readable, "lora"): opens the models, runs, closes them.
+ * Returns 0, 1 for --help (nothing done), or -1 with err (err->usage for a
+ * usage error). progress is not called with -q; *quiet says whether it was
+ * given. */
+int lad_lora_extract_argv(int argc, char *const *argv, lad_progress_fn progress, void *ctx,
+                          bool *quiet, lad_extract_stats *stats, lad_error *err);
+
 typedef struct lad_diff_tensor {
     const char *name;
     uint64_t n;

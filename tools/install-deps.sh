@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing ladle need, from Debian's packages.
-#   build: a C11 compiler (gcc; clang for the warning check), make, jansson
+#   build: a C11 compiler (gcc; clang for the warning check), make, jansson,
+#          libyaml, LAPACKE and OpenBLAS (SVDs: lora extract)
 #   tests: python3 with numpy, pytest and torch (the references), GNU time
 #   the Python package: pip, venv, setuptools and wheel (installed offline)
 #   fuzz:  clang's libFuzzer runtime (libclang-rt-14-dev)
@@ -11,6 +12,7 @@ sudo=""
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     gcc clang libclang-rt-14-dev make libc6-dev libjansson-dev libyaml-dev pkg-config \
+    liblapacke-dev libopenblas-dev \
     python3 python3-numpy python3-pytest python3-torch python3-yaml python3-sklearn time \
     python3-pip python3-venv python3-setuptools python3-wheel python3-jinja2 >/dev/null
 echo "install-deps: done"

@@ -97,6 +97,12 @@ class Axis(Structure):
                 ("n", c_size_t)]
 
 
+class ExtractStats(Structure):
+    _fields_ = [("lora", c_size_t), ("full", c_size_t), ("biases", c_size_t),
+                ("same", c_size_t), ("left_out", c_size_t), ("below_epsilon", c_size_t),
+                ("rel_error", c_double), ("seconds", c_double)]
+
+
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_double, c_bool)
 OPEN_FN = CFUNCTYPE(c_int, c_void_p, c_char_p, POINTER(c_void_p), POINTER(Error))
 SOUP_SCORER = CFUNCTYPE(c_int, c_void_p, POINTER(POINTER(c_size_t)), POINTER(c_size_t),
@@ -140,6 +146,8 @@ axis_parse = _fn("lad_axis_parse", c_int, c_char_p, POINTER(Axis), E)
 axis_free = _fn("lad_axis_free", None, POINTER(Axis))
 load_f32 = _fn("lad_load_f32", None, c_int, c_void_p, c_void_p, c_size_t)
 store_f32 = _fn("lad_store_f32", None, c_int, c_void_p, c_void_p, c_size_t)
+lora_extract_argv = _fn("lad_lora_extract_argv", c_int, c_int, POINTER(c_char_p), PROGRESS_FN,
+                        c_void_p, POINTER(c_bool), POINTER(ExtractStats), E)
 libc_free = ctypes.CDLL(None).free
 libc_free.argtypes = [c_void_p]
 libc_free.restype = None

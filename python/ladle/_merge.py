@@ -3,6 +3,7 @@ and hands them to the library's one parser (lad_job_parse), so a function
 and its command compute the same bits. Models are paths, ``ladle.load``
 results, or state dicts held in memory; the result is a state dict, or with
 ``out=`` the path of a file or folder the engine streamed to disk."""
+import ctypes
 import json
 import os
 import sys
@@ -445,6 +446,51 @@ def lora_apply(base, adapters, weights=None, scale=1.0, dtype=None, out=None, **
     if weights is not None:
         args += ["--weights", ",".join(num(w) for w in weights)]
     return merge(args, Inputs(), dtype=dtype, out=out, **opts)
+
+
+def lora_extract(base, fine_tuned, out, rank=128, sv_epsilon=0.0, embed_lora=False,
+                 distribute_scale=True, include=None, exclude=None, exact=False,
+                 power_iters=4, seed=0, base_name=None, dtype=None, force=False,
+                 verbose=False, progress=None):
+    """A PEFT LoRA adapter (folder out) that turns base into about
+    fine_tuned: the rank-`rank` truncated SVD of each changed weight's delta
+    (``ladle lora extract``; randomized SVD, or LAPACK's with exact=True).
+    Both are paths. Returns a dict: the adapter's
+    path, how many modules became LoRAs, full copies and bias deltas, and
+    the relative error |D - B A| / |D| of the LoRA modules together."""
+    for name, m in (("base", base), ("fine_tuned", fine_tuned)):
+        if not is_path(m):
+            raise LadleError(f"lora_extract: {name} is a path (a model file or folder)")
+    args = ["lora", "extract", "--base", os.fsdecode(base), "--fine-tuned",
+            os.fsdecode(fine_tuned), "-o", os.fsdecode(out), "--rank", str(int(rank)),
+            "--power-iters", str(int(power_iters)), "--seed", str(int(seed))]
+    if sv_epsilon:
+        args += ["--sv-epsilon", num(sv_epsilon)]
+    for flag, on in (("--embed-lora", embed_lora), ("--no-distribute-scale", not distribute_scale),
+                     ("--exact", exact), ("--force", force)):
+        if on:
+            args.append(flag)
+    for flag, pats in (("--include", include), ("--exclude", exclude)):
+        for p in [pats] if isinstance(pats, str) else (pats or []):
+            args += [flag, p]
+    if base_name is not None:
+        args += ["--base-name", base_name]
+    if dtype is not None:
+        args += ["--dtype", dtype_arg(dtype)]
+    if progress is None and verbose:
+        progress = _Progress()
+    call = _Call(None, progress)
+    argv = (ctypes.c_char_p * len(args))(*[a.encode() for a in args])
+    at_extract = ctypes.cast(ctypes.byref(argv, ctypes.sizeof(ctypes.c_char_p)),
+                             ctypes.POINTER(ctypes.c_char_p))
+    err, stats, quiet = C.Error(), C.ExtractStats(), ctypes.c_bool()
+    rc = C.lora_extract_argv(len(args) - 1, at_extract, call.progress_cb, None,
+                             ctypes.byref(quiet), ctypes.byref(stats), ctypes.byref(err))
+    if rc != 0:
+        call.fail(err)
+    return {"path": os.fspath(out), "lora": stats.lora, "full": stats.full,
+            "biases": stats.biases, "unchanged": stats.same, "left_out": stats.left_out,
+            "relative_error": stats.rel_error, "seconds": stats.seconds}
 
 
 def merge_recipe(recipe, out=None, dtype=None, variables=None, **opts):

@@ -70,5 +70,6 @@ int cmd_diff(int argc, char **argv);
 int cmd_merge(int argc, char **argv); /* every merge command: lerp, soup, ..., merge */
 int cmd_greedy(int argc, char **argv); /* soup --greedy */
 int cmd_sweep(int argc, char **argv);
+int cmd_lora(int argc, char **argv); /* lora apply (a merge), lora extract */
 
 #endif

@@ -32,6 +32,8 @@ static const char USAGE[] =
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
     "  lora apply BASE ADAPTER... -o OUT\n"
     "                                   merge PEFT LoRA adapters into their base\n"
+    "  lora extract --base B --fine-tuned M --rank R -o DIR\n"
+    "                                   a PEFT LoRA adapter from a fine-tune (truncated SVD)\n"
     "  soup --greedy --eval CMD M...    greedy soup: add ingredients while the score holds\n"
     "  sweep --grid N=A:B:K --eval CMD -- MERGE...\n"
     "                                   score a merge over a parameter grid, keep the best\n"
@@ -48,7 +50,7 @@ static const struct {
     {"task", cmd_merge},  {"ckpt", cmd_merge},  {"slerp", cmd_merge},
     {"ties", cmd_merge},  {"dare", cmd_merge},  {"breadcrumbs", cmd_merge},
     {"stock", cmd_merge}, {"diff", cmd_diff},   {"della", cmd_merge},
-    {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_merge},
+    {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_lora},
     {"nearswap", cmd_merge}, {"nuslerp", cmd_merge}, {"multislerp", cmd_merge},
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
     {"arcee-fusion", cmd_merge},

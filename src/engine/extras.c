@@ -115,7 +115,7 @@ static bool hub_id(const char *s)
 
 /* The Hub id of an input: its config's _name_or_path, else the path it was
  * given by when that reads like one; or NULL. */
-static const char *hub_id_of(const lad_model *m)
+const char *lad_model_hub_id(const lad_model *m)
 {
     const char *named = m->config
                             ? json_string_value(json_object_get(m->config, "_name_or_path"))
@@ -225,7 +225,7 @@ static char *front_matter(const lad_plan *p)
     const char *ids[LAD_SPEC_MAX_IN * 4 + 64];
     size_t nids = 0;
     for (size_t j = 0; j < r->nmodels && nids < sizeof ids / sizeof *ids; j++) {
-        const char *id = hub_id_of(r->models[j]);
+        const char *id = lad_model_hub_id(r->models[j]);
         bool seen = !id;
         for (size_t k = 0; k < nids && !seen; k++)
             seen = !strcmp(ids[k], id);

@@ -63,4 +63,8 @@ struct lad_hf_extras;
 int lad_plan_extras(const struct lad_plan *p, struct lad_hf_extras *x, lad_error *err);
 void lad_extras_free(struct lad_hf_extras *x);
 
+/* The Hub id of a model: its config's _name_or_path, else the path it was
+ * given by when that reads like one; or NULL (extras.c). */
+const char *lad_model_hub_id(const lad_model *m);
+
 #endif

@@ -14,9 +14,12 @@
  *       store W transposed, so their delta is (B @ A)^T.
  * Keys are PEFT's: base_model.model.MODULE.lora_A.weight (and lora_B),
  * base_model.model.MODULE.lora_embedding_A (and _B), MODULE.weight the
- * tensor they change. Anything else an adapter holds (DoRA's magnitude
- * vectors, modules_to_save copies, biases) is refused by name: applying
- * part of an adapter is a wrong model.
+ * tensor they change; base_model.model.MODULE.lora_B.bias (PEFT's
+ * lora_bias) adds s * w * that vector to MODULE.bias; base_model.model.NAME
+ * where NAME is a tensor of the base (modules_to_save) replaces it whole
+ * (unweighted: an adapter with such copies takes weight 1 only). Anything
+ * else (DoRA's magnitude vectors, ...) is refused by name: applying part of
+ * an adapter is a wrong model.
  *
  * Each target's A and B are kept in memory in fp32, arranged as L (rows x r)
  * and R (r x columns) of the stored W, so one kernel computes every form:
@@ -35,7 +38,9 @@
 
 struct lad_lora {
     const lad_tensor *target;
-    float *L, *R;          /* rows x r, r x cols */
+    float *L, *R;          /* rows x r, r x cols (r 0: no delta) */
+    unsigned char *full;   /* a replacement's bytes (first in the list), or NULL */
+    lad_dtype full_dtype;
     uint32_t r;
     uint64_t rows, cols;
     float scale;           /* w * s */
@@ -171,6 +176,25 @@ static char lora_key(const char *key, char *module, size_t len, bool *embedding)
     return 0;
 }
 
+/* After the deltas already there: applied in the order given (a
+ * replacement goes first, and only one per tensor). */
+static int chain(lad_tensor *W, struct lad_lora *l, const char *adapter, lad_error *err)
+{
+    const struct lad_lora **at = &W->lora;
+    if (l->full) {
+        if (W->lora && W->lora->full)
+            return lad_fail(err, "%s: tensor '%s' is replaced by two adapters' copies", adapter,
+                            W->name);
+        l->next = (struct lad_lora *)W->lora;
+        W->lora = l;
+        return 0;
+    }
+    while (*at)
+        at = (const struct lad_lora **)&(*at)->next;
+    *at = l;
+    return 0;
+}
+
 /* The delta of one module: its A and B checked against the base tensor. */
 static int add_delta(lad_model *m, const lad_model *ad, const adapter_cfg *c, double weight,
                      const char *module, const lad_tensor *A, const lad_tensor *B, bool emb,
@@ -231,12 +255,91 @@ static int add_delta(lad_model *m, const lad_model *ad, const adapter_cfg *c, do
             return lad_fail(err, "out of memory");
         }
     }
-    /* after the deltas already there: applied in the order given */
-    const struct lad_lora **at = &W->lora;
-    while (*at)
-        at = (const struct lad_lora **)&(*at)->next;
-    *at = l;
+    return chain(W, l, ad->ref, err);
+}
+
+/* base_model.model.NAME: a copy replacing the base's NAME (modules_to_save). */
+static int add_copy(lad_model *m, const lad_model *ad, const lad_tensor *t, double weight,
+                    const char *name, lad_error *err)
+{
+    lad_tensor *W = (lad_tensor *)lad_model_find(m, name);
+    if (!W || !lad_tensor_mergeable(W) || !lad_tensor_mergeable(t) || W->q.scheme ||
+        t->q.scheme)
+        return lad_fail(err, "%s: tensor '%s' is not a LoRA matrix%s", ad->ref, t->name,
+                        W ? " and not a float tensor of the base to replace"
+                          : " (lora_A/lora_B), and the base has no tensor of its name "
+                            "(modules_to_save)");
+    if (W->ndim != t->ndim || memcmp(W->shape, t->shape, (size_t)t->ndim * sizeof *t->shape))
+        return lad_fail(err, "%s: the copy of '%s' (modules_to_save) has another shape than "
+                             "the base's",
+                        ad->ref, name);
+    if (weight != 1.0)
+        return lad_fail(err, "%s: holds a full copy of '%s' (modules_to_save), which cannot "
+                             "be weighted or scaled; apply it with weight 1",
+                        ad->ref, name);
+    size_t bytes = (size_t)t->nelem * (lad_dtype_bits(t->dtype) / 8);
+    struct lad_lora *l = calloc(1, sizeof *l);
+    unsigned char *raw = l ? malloc(bytes + 1) : NULL;
+    if (!raw) {
+        free(l);
+        return lad_fail(err, "out of memory");
+    }
+    if (lad_file_read(t->file, raw, bytes, t->offset, err)) {
+        free(raw);
+        free(l);
+        return lad_fail_prefix(err, "%s: ", ad->ref);
+    }
+    *l = (struct lad_lora){.target = W, .full = raw, .full_dtype = t->dtype,
+                           .rows = t->nelem, .cols = 1};
+    if (chain(W, l, ad->ref, err)) {
+        free(raw);
+        free(l);
+        return -1;
+    }
     return 0;
+}
+
+/* base_model.model.MODULE.lora_B.bias: s * w * b added to MODULE.bias. */
+static int add_bias(lad_model *m, const lad_model *ad, const adapter_cfg *c, double weight,
+                    const char *module, const lad_tensor *b, lad_error *err)
+{
+    char *bname = lad_asprintf("%s.bias", module);
+    char *aname = lad_asprintf("base_model.model.%s.lora_A.weight", module);
+    lad_tensor *W = bname ? (lad_tensor *)lad_model_find(m, bname) : NULL;
+    const lad_tensor *A = aname ? lad_model_find(ad, aname) : NULL;
+    free(bname);
+    free(aname);
+    if (!W || W->ndim != 1 || b->ndim != 1 || W->shape[0] != b->shape[0] ||
+        !lad_tensor_mergeable(W) || !lad_tensor_mergeable(b) || W->q.scheme || !A ||
+        A->ndim != 2 || A->shape[0] == 0)
+        return lad_fail(err, "%s: '%s.lora_B.bias' needs the module's lora_A and a bias of "
+                             "its length in %s",
+                        ad->ref, module, m->ref);
+    double alpha;
+    if (alpha_of(c, module, &alpha, err))
+        return lad_fail_prefix(err, "%s: ", ad->ref);
+    uint64_t r = A->shape[0], n = b->shape[0];
+    struct lad_lora *l = calloc(1, sizeof *l);
+    float *L = l ? malloc(n * sizeof *L + 1) : NULL, *R = L ? malloc(sizeof *R) : NULL;
+    unsigned char *raw = R ? malloc(n * (lad_dtype_bits(b->dtype) / 8) + 1) : NULL;
+    int rc = raw ? lad_file_read(b->file, raw, n * (lad_dtype_bits(b->dtype) / 8), b->offset,
+                                 err)
+                 : lad_fail(err, "out of memory");
+    if (rc == 0) {
+        lad_load_f32(b->dtype, raw, L, n);
+        R[0] = 1;
+        *l = (struct lad_lora){.target = W, .L = L, .R = R, .r = 1, .rows = n, .cols = 1,
+                               .scale = (float)(weight * alpha /
+                                                (c->rslora ? sqrt((double)r) : (double)r))};
+        rc = chain(W, l, ad->ref, err);
+    }
+    free(raw);
+    if (rc) {
+        free(L);
+        free(R);
+        free(l);
+    }
+    return rc;
 }
 
 /* Every module of one adapter onto m's tensors. */
@@ -268,10 +371,26 @@ static int apply_adapter(lad_model *m, const char *dir, double weight, lad_error
         char module[1024], other_name[1100];
         bool emb;
         char which = lora_key(t->name, module, sizeof module, &emb);
+        static const char PREFIX[] = "base_model.model.";
+        if (!which && lad_ends_with(t->name, ".lora_B.bias") &&
+            !strncmp(t->name, PREFIX, strlen(PREFIX)) &&
+            strlen(t->name) - strlen(PREFIX) - strlen(".lora_B.bias") < sizeof module) {
+            size_t len = strlen(t->name) - strlen(PREFIX) - strlen(".lora_B.bias");
+            memcpy(module, t->name + strlen(PREFIX), len);
+            module[len] = '\0';
+            rc = add_bias(m, ad, &c, weight, module, t, err);
+            continue;
+        }
+        if (!which && !strncmp(t->name, PREFIX, strlen(PREFIX)) &&
+            !strstr(t->name, ".lora_")) {
+            rc = add_copy(m, ad, t, weight, t->name + strlen(PREFIX), err);
+            applied += rc == 0;
+            continue;
+        }
         if (!which) {
-            rc = lad_fail(err, "%s: tensor '%s' is not a LoRA matrix (lora_A/lora_B); ladle "
-                               "applies LoRA matrices only (no DoRA magnitudes, "
-                               "modules_to_save or biases)",
+            rc = lad_fail(err, "%s: tensor '%s' is not a LoRA matrix (lora_A/lora_B), a "
+                               "lora_B.bias or a copy of a base tensor; ladle applies those "
+                               "only (no DoRA magnitudes)",
                           ad->ref, t->name);
             break;
         }
@@ -316,8 +435,13 @@ int lad_lora_read(const lad_tensor *t, uint64_t start, size_t n, float *out, lad
     }
     lad_load_f32(t->dtype, raw, out, n);
     free(raw);
+    if (t->lora && t->lora->full) /* a replacement: its values instead */
+        lad_load_f32(t->lora->full_dtype,
+                     t->lora->full + start * (lad_dtype_bits(t->lora->full_dtype) / 8), out, n);
     for (const struct lad_lora *l = t->lora; l; l = l->next) {
         uint64_t C = l->cols;
+        if (l->r == 0)
+            continue;
         for (uint64_t pos = start; pos < start + n;) {
             uint64_t i = pos / C, j0 = pos % C, len = C - j0;
             if (len > start + n - pos)
@@ -351,6 +475,7 @@ void lad_lora_free(const struct lad_lora *l)
         const struct lad_lora *next = l->next;
         free(l->L);
         free(l->R);
+        free(l->full);
         free((void *)l);
         l = next;
     }

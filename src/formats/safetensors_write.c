@@ -64,8 +64,9 @@ char *lad_safetensors_header(const lad_out_tensor *ts, size_t n, json_t *metadat
 
 static bool looks_like_model_dir(const char *dir)
 {
-    const char *names[] = {"model.safetensors", "model.safetensors.index.json", "config.json"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *names[] = {"model.safetensors", "model.safetensors.index.json", "config.json",
+                           "adapter_config.json"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char *p = lad_path_join(dir, names[i]);
         bool hit = p && lad_exists(p);
         free(p);
@@ -92,8 +93,9 @@ int lad_writer_begin(const char *out, bool as_dir, bool force, lad_writer **wp, 
     if (exists && !force)
         return lad_fail(err, "%s: already exists (use --force to replace it)", out);
     if (exists && S_ISDIR(st.st_mode) && !looks_like_model_dir(out))
-        return lad_fail(err, "%s: is a folder that does not look like a model (no config.json "
-                             "or model.safetensors); refusing to replace it even with --force",
+        return lad_fail(err, "%s: is a folder that does not look like a model or an adapter "
+                             "(no config.json, model.safetensors or adapter_config.json); "
+                             "refusing to replace it even with --force",
                         out);
     lad_writer *w = calloc(1, sizeof *w);
     if (!w || !(w->out = strdup(out)) || !(w->tmp = tmp_sibling(out, "tmp"))) {

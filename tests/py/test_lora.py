@@ -103,7 +103,10 @@ def test_refused(tmp_path, rng):
     cases = {
         "dora": ({"use_dora": True}, (), MODS, "DoRA"),
         "saved": ({}, [("base_model.model.lm_head.weight", "F32",
-                        np.zeros((VOCAB, HID), F32))], MODS, "not a LoRA matrix"),
+                        np.zeros((VOCAB, HID // 2), F32))], MODS, "another shape"),
+        "magnitude": ({}, [("base_model.model.model.layers.0.self_attn.q_proj."
+                            "lora_magnitude_vector", "F32", np.ones(HID, F32))], MODS,
+                      "not a LoRA matrix"),
         "missing": ({}, (), {"model.layers.7.self_attn.q_proj": (HID, HID)},
                     "no tensor 'model.layers.7.self_attn.q_proj.weight'"),
         "shape": ({}, (), {"model.layers.0.self_attn.q_proj": (HID, HID // 2)},
@@ -120,3 +123,18 @@ def test_refused(tmp_path, rng):
     r = ladle("lora", "apply", tmp_path / "base", tmp_path / "dora", "-o", tmp_path / "never",
               check=False)
     assert r.code == 1 and "no adapter_config.json" in r.err
+
+
+def test_modules_to_save_copy_replaces(tmp_path, rng):
+    """A full copy (PEFT's modules_to_save) replaces the base's tensor; the
+    LoRA deltas still apply to the others."""
+    base = base_model(tmp_path, rng)
+    head = rng.standard_normal((VOCAB, HID)).astype(F32)
+    mats = adapter(tmp_path / "ad", rng, MODS,
+                   extra=[("base_model.model.lm_head.weight", "F32", head)])
+    ladle("lora", "apply", tmp_path / "base", tmp_path / "ad", "-o", tmp_path / "o", "-q")
+    got, _ = st.load(str(tmp_path / "o"))
+    assert got["lm_head.weight"][1].tobytes() == head.tobytes()  # F32 base
+    ladle("lora", "apply", tmp_path / "base", tmp_path / "ad", "--weights", "2", "-o",
+          tmp_path / "x", check=False)
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,30 @@
+/*
+ * Dense linear algebra on LAPACK and BLAS (Debian's OpenBLAS through the
+ * generic liblapack/libblas, with LAPACKE): the decompositions methods and
+ * tools need, on plain row-major fp32 matrices.
+ */
+#ifndef LADLE_LINALG_H
+#define LADLE_LINALG_H
+
+#include "ladle.h"
+
+typedef struct lad_svd_opts {
+    bool exact;        /* LAPACK's sgesdd on the whole matrix */
+    /* otherwise a randomized range finder (Halko, Martinsson & Tropp 2011,
+     * alg. 4.4): oversample extra columns, iters power iterations (each
+     * re-orthonormalised), a Gaussian test matrix from seed */
+    size_t oversample;
+    int iters;
+    uint64_t seed;
+} lad_svd_opts;
+
+/* The k = min(rank, m, n) leading singular triplets of the row-major m x n
+ * matrix A (not modified): U (m x k, row-major), S (k, descending), Vt (k x
+ * n, row-major), A ~= U diag(S) Vt. Returns 0, or -1 with err. */
+int lad_svd(const float *A, size_t m, size_t n, size_t rank, const lad_svd_opts *o, float *U,
+            float *S, float *Vt, lad_error *err);
+
+/* Which BLAS/LAPACK is in use (for --version and benchmarks). */
+const char *lad_linalg_impl(void);
+
+#endif
