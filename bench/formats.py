@@ -21,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
 import st  # noqa: E402
+from timing import timed  # noqa: E402
 
 LADLE = os.path.join(ROOT, "build", "ladle")
 TORCH_LERP = """
@@ -30,15 +31,6 @@ b = torch.load(sys.argv[2], weights_only=True)
 out = {k: (0.5 * a[k].float() + 0.5 * b[k].float()).to(a[k].dtype) for k in a}
 torch.save(out, sys.argv[3])
 """
-
-
-def timed(cmd):
-    p = subprocess.run(["/usr/bin/time", "-f", "%e %M", *map(str, cmd)], capture_output=True,
-                       text=True)
-    if p.returncode:
-        sys.exit(f"bench: {' '.join(map(str, cmd))} failed:\n{p.stderr}")
-    secs, kb = p.stderr.strip().splitlines()[-1].split()
-    return float(secs), int(kb) / 1024
 
 
 def main():

@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
 import st  # noqa: E402
+from timing import timed  # noqa: E402
 
 LADLE = os.path.join(ROOT, "build", "ladle")
 TORCH_SVD = r"""
@@ -57,15 +58,6 @@ for k in ft:
     n2 += float((d ** 2).sum())
 print(time.time() - t0, (e2 / n2) ** 0.5)
 """
-
-
-def timed(cmd):
-    p = subprocess.run(["/usr/bin/time", "-f", "%e %M", *map(str, cmd)], capture_output=True,
-                       text=True)
-    if p.returncode:
-        sys.exit(f"bench: {' '.join(map(str, cmd))} failed:\n{p.stderr}")
-    secs, kb = p.stderr.strip().splitlines()[-1].split()
-    return float(secs), int(kb) / 1024, p.stdout, p.stderr
 
 
 def make(dirname, layers, rng):
@@ -114,7 +106,7 @@ def main():
                          ("ladle --randomized", ["--randomized"])):
         out = os.path.join(a.dir, "adapter")
         secs, mb, _, err = timed([LADLE, "lora", "extract", "--base", b, "--fine-tuned", f,
-                                  "--rank", a.rank, "-o", out, "--force", *extra])
+                                  "--rank", a.rank, "-o", out, "--force", *extra], output=True)
         rel = float(re.search(r"relative error ([0-9.e+-]+)", err).group(1))
         print(f"{label:28s} {secs:8.2f} {mb:8.0f} {rel:11.5f}")
     try:
@@ -122,7 +114,7 @@ def main():
     except ImportError:
         print("PyTorch not installed: no reference run")
         return
-    secs, mb, out, _ = timed([sys.executable, "-c", TORCH_SVD, b, f, a.rank])
+    secs, mb, out, _ = timed([sys.executable, "-c", TORCH_SVD, b, f, a.rank], output=True)
     svd_s, rel = map(float, out.split())
     print(f"{'PyTorch torch.linalg.svd':28s} {secs:8.2f} {mb:8.0f} {rel:11.5f}"
           f"   (SVDs alone {svd_s:.2f} s)")

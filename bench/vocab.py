@@ -25,16 +25,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
 import st  # noqa: E402
+from timing import timed  # noqa: E402
 
 LADLE = os.path.join(ROOT, "build", "ladle")
-
-
-def timed(cmd):
-    p = subprocess.run(["/usr/bin/time", "-f", "%e %M", *cmd], capture_output=True, text=True)
-    if p.returncode:
-        sys.exit(f"bench: {' '.join(map(str, cmd))} failed:\n{p.stderr}")
-    secs, kb = p.stderr.strip().splitlines()[-1].split()
-    return float(secs), int(kb) / 1024
 
 
 def tokenizer(tokens, merges):
