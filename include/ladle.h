@@ -270,6 +270,7 @@ typedef struct lad_kctx {
     uint64_t block_base;   /* LAD_BLOCK blocks before this tensor's in the scope */
     uint64_t nblocks;      /* LAD_BLOCK blocks in the scope */
     uint64_t row;          /* a row method's row length, else 0 */
+    uint64_t item_start, item_end; /* this work item's elements in the tensor */
     void *scratch;         /* LAD_SCRATCH_BYTES(ninputs, n) for a call of n elements */
 } lad_kctx;
 
@@ -332,7 +333,8 @@ extern const lad_method lad_method_model_stock_rows; /* the same per row (filter
 extern const lad_method lad_method_nearswap;        /* NearSwap */
 extern const lad_method lad_method_nuslerp;         /* NuSLERP, whole tensors */
 extern const lad_method lad_method_nuslerp_rows;    /* NuSLERP, row by row */
-enum { NUSLERP_FLAT = 0, NUSLERP_ROWS = 1 };         /* nuslerp's param[1] */
+extern const lad_method lad_method_nuslerp_cols;    /* NuSLERP, column by column */
+enum { NUSLERP_FLAT = 0, NUSLERP_ROWS = 1, NUSLERP_COLS = 2 }; /* nuslerp's param[1] */
 extern const lad_method lad_method_multislerp;       /* Multi-SLERP */
 enum { MSLERP_BASE, MSLERP_EPS, MSLERP_W0 };         /* its params (w_i from W0) */
 #define MSLERP_MAX 64                                /* models */

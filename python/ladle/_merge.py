@@ -273,15 +273,19 @@ def slerp(a, b, t=0.5, dtype=None, out=None, **opts):
                  **opts)
 
 
-def nuslerp(a, b, t=0.5, base=None, per_row=False, dtype=None, out=None, **opts):
+def nuslerp(a, b, t=0.5, base=None, per_row=False, per_column=False, dtype=None, out=None,
+            **opts):
     """mergekit's nuslerp: spherical interpolation of a and b, or of their
-    task vectors from base, per tensor or per row (``ladle nuslerp``)."""
+    task vectors from base, per tensor, per row or per column (mergekit's
+    nuslerp_row_wise) (``ladle nuslerp``)."""
     inp = Inputs()
     args = ["nuslerp", inp.ref(a), inp.ref(b), "--t", num(t)]
     if base is not None:
         args += ["--base", inp.ref(base)]
     if per_row:
         args.append("--per-row")
+    if per_column:
+        args.append("--per-column")
     return merge(args, inp, dtype=dtype, out=out, **opts)
 
 

@@ -228,19 +228,22 @@ static const char HELP_LORA[] =
     "      --scale S         multiplies every delta (default 1)\n" COMMON_MERGE_HELP;
 
 static const char HELP_NUSLERP[] =
-    "usage: ladle nuslerp A B --t X [--base BASE] [--per-row] -o OUT [options]\n"
+    "usage: ladle nuslerp A B --t X [--base BASE] [--per-row | --per-column] -o OUT\n"
+    "                     [options]\n"
     "\n"
     "mergekit's nuslerp: spherical interpolation of A and B, or with --base of their\n"
-    "task vectors A - BASE and B - BASE (BASE added back), per tensor or, with\n"
-    "--per-row, per row (nuslerp_flatten: false). Norms at least 1e-7; colinear\n"
-    "vectors (|sin theta| < 1e-8) are interpolated linearly. X = 0 gives A, 1 gives B\n"
-    "(a recipe's weights w_A, w_B give X = w_B / (w_A + w_B)). Config, tokenizer and\n"
-    "non-float tensors come from BASE (A without one).\n"
+    "task vectors A - BASE and B - BASE (BASE added back), per tensor, per row\n"
+    "(--per-row: nuslerp_flatten: false) or per column (--per-column: also\n"
+    "nuslerp_row_wise: true, vectors along the first dimension). Norms at least 1e-7;\n"
+    "colinear vectors (|sin theta| < 1e-8) are interpolated linearly. X = 0 gives A,\n"
+    "1 gives B (a recipe's weights w_A, w_B give X = w_B / (w_A + w_B)). Config,\n"
+    "tokenizer and non-float tensors come from BASE (A without one).\n"
     "\n"
     "  -t, --t X             the position, in [0, 1] (required); a gradient a,b,c\n"
     "                        varies it across the layers\n"
     "      --base BASE       interpolate task vectors from BASE\n"
     "      --per-row         one angle per row (along the last dimension)\n"
+    "      --per-column      one angle per column (along the first dimension)\n"
     COMMON_MERGE_HELP;
 
 static const char HELP_NEARSWAP[] =

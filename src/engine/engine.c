@@ -445,6 +445,8 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     }
     lad_kctx k = scope_ctx(r, it->tensor);
     k.item += it->index;
+    k.item_start = it->start;
+    k.item_end = it->start + it->count;
     k.scratch = w->scratch;
     void *acc = pass == MERGE_PASS ? NULL : r->accs[w->index];
     size_t oes = esize(pt->out_dtype);

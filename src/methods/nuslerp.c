@@ -4,10 +4,16 @@
  * with a base in[2] = b (then v0 - b and v1 - b are interpolated and b
  * added back). param[0] = t (mergekit: w1 / (w0 + w1), 0.5 when the
  * weights sum to ~0), param[1] = the vectors: NUSLERP_FLAT (the whole
- * tensor, nuslerp_flatten: true, the default) or NUSLERP_ROWS (each row
- * along the last dimension, nuslerp_flatten: false), param[2] = 1 with a
- * base. The two forms are two methods: lad_method_nuslerp (flat, one
- * statistics pass) and lad_method_nuslerp_rows (a row per kernel call).
+ * tensor, nuslerp_flatten: true, the default), NUSLERP_ROWS (each row
+ * along the last dimension, nuslerp_flatten: false) or NUSLERP_COLS (each
+ * vector along the first dimension, nuslerp_row_wise: true: a column of a
+ * matrix; a 1-D tensor is one vector), param[2] = 1 with a base. The forms
+ * are three methods: lad_method_nuslerp (flat, one statistics pass),
+ * lad_method_nuslerp_rows (a row per kernel call) and
+ * lad_method_nuslerp_cols (per-column sums in one statistics pass: each
+ * work item's partial sums, folded into the totals in item order as items
+ * complete, so the result is the same for any thread count and the
+ * partials held are those of items finished ahead of a slower one).
  *
  * For each pair of vectors, as mergekit computes it: the cosine of the
  * vectors normalised by their norms (each at least 1e-7), clamped to
@@ -19,6 +25,8 @@
 #include "kernel.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #define NORM_MIN 1e-7
 #define COLINEAR 1e-8
@@ -177,4 +185,165 @@ const lad_method lad_method_nuslerp_rows = {
     .chunk_f32 = nu_f32,
     .chunk_f64 = nu_f64,
     .row_length = nu_row_length,
+};
+
+/* ------------------------------------------------------------ by columns */
+
+/* A tensor as rows of its columns: [shape[0], nelem / shape[0]]; a 1-D
+ * tensor is one column. */
+static uint64_t cols_of(int ndim, const uint64_t *shape)
+{
+    if (ndim < 2)
+        return 1;
+    uint64_t n = 1;
+    for (int i = 1; i < ndim; i++)
+        n *= shape[i];
+    return n;
+}
+
+static uint64_t nc_row_length(const lad_op *op, int ndim, const uint64_t *shape)
+{
+    (void)op;
+    return cols_of(ndim, shape);
+}
+
+typedef struct nc_stats {
+    pthread_mutex_t lock;
+    bool locked, oom;
+    size_t next;          /* the first item not folded yet */
+    double *total;        /* per column: aa, bb, ab */
+    double *c0, *c1;      /* per column */
+    float *c0f, *c1f;
+    double **partial;     /* per item, until folded */
+    unsigned char *done;  /* per item */
+} nc_stats;
+
+static int nc_npasses(const lad_op *op, bool wide)
+{
+    (void)op;
+    (void)wide;
+    return 1;
+}
+
+static size_t nc_stats_size(const lad_kctx *k)
+{
+    uint64_t C = k->row ? k->row : 1;
+    return sizeof(nc_stats) + C * (3 + 2) * sizeof(double) + C * 2 * sizeof(float) +
+           k->nitems * (sizeof(double *) + 1) + 16;
+}
+
+static void nc_stats_init(const lad_kctx *k, bool wide)
+{
+    (void)wide;
+    nc_stats *st = k->stats;
+    uint64_t C = k->row ? k->row : 1;
+    st->locked = pthread_mutex_init(&st->lock, NULL) == 0;
+    st->oom = !st->locked;
+    st->total = (double *)(st + 1);
+    st->c0 = st->total + 3 * C;
+    st->c1 = st->c0 + C;
+    st->partial = (double **)(st->c1 + C);
+    st->c0f = (float *)(st->partial + k->nitems);
+    st->c1f = st->c0f + C;
+    st->done = (unsigned char *)(st->c1f + C);
+}
+
+/* Folds finished items into the totals, in item order. */
+static void nc_fold(nc_stats *st, size_t nitems, uint64_t C)
+{
+    while (st->next < nitems && st->done[st->next]) {
+        double *p = st->partial[st->next];
+        for (uint64_t i = 0; p && i < 3 * C; i++)
+            st->total[i] += p[i];
+        free(p);
+        st->partial[st->next++] = NULL;
+    }
+}
+
+#define NC_STATS(NAME, T)                                                                     \
+    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    {                                                                                         \
+        (void)pass;                                                                           \
+        (void)acc;                                                                            \
+        nc_stats *st = k->stats;                                                              \
+        size_t it = k->item;                                                                  \
+        if (!st->partial[it] && !st->oom &&                                                   \
+            !(st->partial[it] = calloc(3 * n, sizeof(double))))                               \
+            st->oom = true; /* (a benign race: the flag only ever goes to true) */           \
+        double *p = st->partial[it];                                                          \
+        bool based = has_base(k->op);                                                         \
+        for (size_t e = 0; p && e < n; e++) {                                                 \
+            double a = (double)(based ? in[0][e] - in[2][e] : in[0][e]);                      \
+            double b = (double)(based ? in[1][e] - in[2][e] : in[1][e]);                      \
+            p[3 * e] += a * a;                                                                \
+            p[3 * e + 1] += b * b;                                                            \
+            p[3 * e + 2] += a * b;                                                            \
+        }                                                                                     \
+        if (k->start + n == k->item_end && st->locked) { /* the item's last row */            \
+            pthread_mutex_lock(&st->lock);                                                    \
+            st->done[it] = 1;                                                                 \
+            nc_fold(st, k->nitems, n);                                                        \
+            pthread_mutex_unlock(&st->lock);                                                  \
+        }                                                                                     \
+    }
+
+NC_STATS(nc_stats_f32, float)
+NC_STATS(nc_stats_f64, double)
+
+static const char *nc_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                               size_t naccs)
+{
+    (void)pass;
+    (void)wide;
+    (void)accs;
+    (void)naccs;
+    nc_stats *st = k->stats;
+    uint64_t C = k->row ? k->row : 1;
+    for (size_t it = 0; it < k->nitems; it++) /* (all folded unless out of memory) */
+        free(st->partial[it]);
+    if (st->locked)
+        pthread_mutex_destroy(&st->lock);
+    if (st->oom || st->next != k->nitems)
+        return "out of memory for the per-column sums";
+    for (uint64_t c = 0; c < C; c++) {
+        sums s = {st->total[3 * c], st->total[3 * c + 1], st->total[3 * c + 2]};
+        coefficients(k->op->param[0], s, &st->c0[c], &st->c1[c]);
+        st->c0f[c] = (float)st->c0[c];
+        st->c1f[c] = (float)st->c1[c];
+    }
+    return NULL;
+}
+
+/* One row: column e takes its own coefficients. */
+#define NC_KERNEL(NAME, T, C0, C1)                                                            \
+    LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,       \
+                                size_t n)                                                     \
+    {                                                                                         \
+        const nc_stats *st = k->stats;                                                        \
+        const T *restrict c0 = C0, *restrict c1 = C1, *restrict a = in[0], *restrict b = in[1]; \
+        if (!has_base(k->op)) {                                                               \
+            for (size_t e = 0; e < n; e++)                                                    \
+                out[e] = c0[e] * a[e] + c1[e] * b[e];                                         \
+            return;                                                                           \
+        }                                                                                     \
+        const T *restrict base = in[2];                                                       \
+        for (size_t e = 0; e < n; e++)                                                        \
+            out[e] = base[e] + (c0[e] * (a[e] - base[e]) + c1[e] * (b[e] - base[e]));         \
+    }
+
+NC_KERNEL(nc_f32, float, st->c0f, st->c1f)
+NC_KERNEL(nc_f64, double, st->c0, st->c1)
+
+const lad_method lad_method_nuslerp_cols = {
+    .name = "nuslerp",
+    .chunk_f32 = nc_f32,
+    .chunk_f64 = nc_f64,
+    .npasses = nc_npasses,
+    .stats_size = nc_stats_size,
+    .stats_init = nc_stats_init,
+    .acc_size = nu_acc_size,
+    .stats_f32 = nc_stats_f32,
+    .stats_f64 = nc_stats_f64,
+    .pass_end = nc_pass_end,
+    .row_length = nc_row_length,
 };

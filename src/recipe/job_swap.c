@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_BASE = 1100, OPT_ROWS };
+enum { OPT_BASE = 1100, OPT_ROWS, OPT_COLS };
 
 typedef struct swap_args {
-    bool nuslerp, rows;
+    bool nuslerp, rows, cols;
     const char *base;
     lad_sched_value t;
     bool have_t;
@@ -33,6 +33,8 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         a->base = arg;
     } else if (id == OPT_ROWS) {
         a->rows = true;
+    } else if (id == OPT_COLS) {
+        a->cols = true;
     }
     return 0;
 }
@@ -50,9 +52,11 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
     }
     if (v[0] < 0 || v[0] > 1)
         return lad_fail(err, "t %g is outside [0, 1]", v[0]);
-    op->method = a->rows ? &lad_method_nuslerp_rows : &lad_method_nuslerp;
+    op->method = a->rows   ? &lad_method_nuslerp_rows
+                 : a->cols ? &lad_method_nuslerp_cols
+                           : &lad_method_nuslerp;
     op->param[0] = v[0];
-    op->param[1] = a->rows ? NUSLERP_ROWS : NUSLERP_FLAT;
+    op->param[1] = a->rows ? NUSLERP_ROWS : a->cols ? NUSLERP_COLS : NUSLERP_FLAT;
     op->param[2] = a->base != NULL;
     op->nparam = 3;
     return 0;
@@ -62,7 +66,8 @@ static int job_swap(lad_job *j, bool nuslerp, lad_error *err)
 {
     static const lad_optdef near_opts[] = {{"t", 't', true}, {0}};
     static const lad_optdef nu_opts[] = {
-        {"t", 't', true}, {"base", OPT_BASE, true}, {"per-row", OPT_ROWS, false}, {0}};
+        {"t", 't', true}, {"base", OPT_BASE, true}, {"per-row", OPT_ROWS, false},
+        {"per-column", OPT_COLS, false}, {0}};
     swap_args *a = job_state(j, sizeof *a);
     char *const *pos;
     int n, rc;
@@ -74,6 +79,8 @@ static int job_swap(lad_job *j, bool nuslerp, lad_error *err)
     size_t nm = 2 + (a->base != NULL);
     if (n != 2)
         rc = lad_usage(err, "expected two models, got %d", n);
+    else if (a->rows && a->cols)
+        rc = lad_usage(err, "--per-row or --per-column, not both");
     else if (!a->have_t)
         rc = lad_usage(err, nuslerp ? "--t X is required (0 gives A, 1 gives B)"
                                     : "--t T is required (the sameness threshold, above 0)");
@@ -91,8 +98,9 @@ static int job_swap(lad_job *j, bool nuslerp, lad_error *err)
         a->sched = (lad_schedule){.names = {"t"}, .value = {a->t}, .nparams = 1,
                                   .build = build, .ctx = a};
         j->schedule = &a->sched;
-        j->params = nuslerp ? json_pack("{s:o, s:b, s:b}", "t", job_sched_json(&a->t), "base",
-                                        a->base != NULL, "per_row", a->rows)
+        j->params = nuslerp ? json_pack("{s:o, s:b, s:b, s:b}", "t", job_sched_json(&a->t),
+                                        "base", a->base != NULL, "per_row", a->rows,
+                                        "per_column", a->cols)
                             : json_pack("{s:o}", "t", job_sched_json(&a->t));
     }
     free((void *)pos);

@@ -925,12 +925,14 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
             glob_param(&in, "nuslerp_flatten", tensor, pl, &flatten, err) ||
             glob_param(&in, "nuslerp_row_wise", tensor, pl, &row_wise, err))
             return -1;
-        if (flatten == 0 && row_wise != 0)
-            return lad_fail(err, "nuslerp_row_wise (one angle per column) is not supported "
-                                 "yet; nuslerp_flatten: false alone gives one per row");
-        op->method = flatten != 0 ? &lad_method_nuslerp : &lad_method_nuslerp_rows;
+        /* mergekit: flatten wins; else row_wise takes vectors along the first
+         * dimension (columns), else along the last (rows) */
+        int form = flatten != 0 ? NUSLERP_FLAT : row_wise != 0 ? NUSLERP_COLS : NUSLERP_ROWS;
+        op->method = form == NUSLERP_FLAT   ? &lad_method_nuslerp
+                     : form == NUSLERP_COLS ? &lad_method_nuslerp_cols
+                                            : &lad_method_nuslerp_rows;
         op->param[0] = fabs(w0 + w1) < 1e-6 ? 0.5 : w1 / (w0 + w1); /* as mergekit */
-        op->param[1] = flatten != 0 ? NUSLERP_FLAT : NUSLERP_ROWS;
+        op->param[1] = form;
         op->param[2] = in.base >= 0;
         op->nparam = 3;
         return 0;

@@ -20,10 +20,16 @@ def nearswap_ref(t, v0, v1):
     return (w * v1 + (F32(1) - w) * v0).astype(F32)
 
 
-def nuslerp_ref(t, v0, v1, rows=False):
-    """mergekit's nuslerp(t, v0, v1, flatten=not rows), in fp64."""
+def nuslerp_ref(t, v0, v1, rows=False, cols=False):
+    """mergekit's nuslerp(t, v0, v1, flatten=not rows, dim=0 if cols), in
+    fp64: cols transposes dims 0 and -1 first, so the vectors run along the
+    first dimension."""
     shape = v0.shape
     a, b = v0.astype(np.float64), v1.astype(np.float64)
+    if cols:
+        at, bt = np.swapaxes(a, 0, -1), np.swapaxes(b, 0, -1)
+        res = nuslerp_ref(t, at, bt, rows=True)
+        return np.swapaxes(res, 0, -1)
     a = a.reshape(-1, shape[-1] if shape else 1) if rows else a.reshape(1, -1)
     b = b.reshape(a.shape)
     na = np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-7)
@@ -79,26 +85,30 @@ def close(got, want, name, *inputs):
     assert np.all(np.abs(g - want) <= 4 * np.spacing(scale)), name
 
 
-@pytest.mark.parametrize("rows", [False, True])
+@pytest.mark.parametrize("form", ["flat", "rows", "cols"])
 @pytest.mark.parametrize("based", [False, True])
-def test_nuslerp(tmp_path, rng, rows, based):
+def test_nuslerp(tmp_path, rng, form, based):
     base, a, b = family(tmp_path, rng)
+    rows, cols = form == "rows", form == "cols"
     args = ["nuslerp", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--t", "0.3"]
     if based:
         args += ["--base", tmp_path / "base.safetensors"]
     if rows:
         args += ["--per-row"]
-    ladle(*args, "-o", tmp_path / "o.safetensors", "-q")
+    if cols:
+        args += ["--per-column"]
+    ladle(*args, "-o", tmp_path / "o.safetensors", "-q", "-j", "2")
     got, _ = st.load(str(tmp_path / "o.safetensors"))
     for n in base:
         if based:
             want = base[n] + nuslerp_ref(0.3, a[n] - base[n].astype(np.float64),
-                                         b[n] - base[n].astype(np.float64), rows)
+                                         b[n] - base[n].astype(np.float64), rows, cols)
         else:
-            want = nuslerp_ref(0.3, a[n], b[n], rows)
+            want = nuslerp_ref(0.3, a[n], b[n], rows, cols)
         close(got[n][1], want, n, a[n], b[n], base[n])
     # the recipe: t = w_b / (w_a + w_b), the base listed anywhere
-    flat = "" if not rows else "  nuslerp_flatten: false\n"
+    flat = {"flat": "", "rows": "  nuslerp_flatten: false\n",
+            "cols": "  nuslerp_flatten: false\n  nuslerp_row_wise: true\n"}[form]
     base_line = f"base_model: {tmp_path / 'base.safetensors'}\n" if based else ""
     (tmp_path / "r.yml").write_text(
         f"merge_method: nuslerp\n{base_line}parameters:\n  weight: 1\n{flat}models:\n"
@@ -120,9 +130,25 @@ def test_nuslerp_colinear_and_refusals(tmp_path, rng):
     for n, x in a.items():  # colinear: (1 - t) a + t 2a
         want = (F32(0.75) * x + F32(0.25) * (x * F32(2)).astype(F32)).astype(F32)
         close(got[n][1], want.astype(np.float64), n, x, 2 * x)
-    (tmp_path / "r.yml").write_text(
-        "merge_method: nuslerp\nparameters: {weight: 1, nuslerp_flatten: false, "
-        f"nuslerp_row_wise: true}}\nmodels:\n  - model: {tmp_path / 'a.safetensors'}\n"
-        f"  - model: {tmp_path / 'a2.safetensors'}\n")
-    r = ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "x.safetensors", check=False)
-    assert r.code == 1 and "nuslerp_row_wise" in r.err and "not supported yet" in r.err
+    r = ladle("nuslerp", tmp_path / "a.safetensors", tmp_path / "a2.safetensors", "--t", "0.5",
+              "--per-row", "--per-column", "-o", tmp_path / "x.safetensors", check=False)
+    assert r.code == 2 and "not both" in r.err
+
+
+def test_nuslerp_columns_across_work_items(tmp_path, rng):
+    """Per-column sums over many work items (a tall matrix): folded in item
+    order, so -j 1 and -j 2 give the same bytes, equal to the reference."""
+    a = rng.standard_normal((3000, 96)).astype(F32)
+    b = (a * F32(0.5) + rng.standard_normal((3000, 96)).astype(F32)).astype(F32)
+    b[:, 7] = a[:, 7] * F32(3)  # a colinear column
+    st.write(tmp_path / "a.safetensors", [("w", "F32", a), ("v", "F32", a[:, 0].copy())])
+    st.write(tmp_path / "b.safetensors", [("w", "F32", b), ("v", "F32", b[:, 0].copy())])
+    outs = []
+    for j in ("1", "2"):
+        ladle("nuslerp", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--t", "0.4",
+              "--per-column", "-o", tmp_path / f"o{j}.safetensors", "-q", "-j", j)
+        got, _ = st.load(str(tmp_path / f"o{j}.safetensors"))
+        outs.append(got)
+    for n, (x, y) in (("w", (a, b)), ("v", (a[:, 0], b[:, 0]))):
+        assert outs[0][n][1].tobytes() == outs[1][n][1].tobytes(), n
+        close(outs[0][n][1], nuslerp_ref(0.4, x, y, cols=True), n, x, y)

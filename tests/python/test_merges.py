@@ -247,6 +247,8 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
     for fn, kw, args in (
             (ladle.nuslerp, dict(a=a, b=b, t=0.3, base=base, per_row=True),
              ["nuslerp", a, b, "--t", "0.3", "--base", base, "--per-row"]),
+            (ladle.nuslerp, dict(a=a, b=b, t=0.7, per_column=True),
+             ["nuslerp", a, b, "--t", "0.7", "--per-column"]),
             (ladle.nearswap, dict(base=base, model=b, t=0.001),
              ["nearswap", base, b, "--t", "0.001"]),
             (ladle.multislerp, dict(models=[a, b], weights=[0.3, 0.9], base=base),
