@@ -492,6 +492,14 @@ typedef struct lad_plan_tensor {
      * the output's. NULL when no input needs one. */
     const int64_t *const *rows;
     int fill_from;
+    /* Rows may also read LAD_ROW_PAD (past the vocabulary: the input's mean
+     * row over [0, pad_from), as mergekit's pad_to_multiple_of), or
+     * LAD_ROW_RULE - k (token rule k of the request: row rule_row[k] of
+     * input rule_in[k], or zeros where rule_in[k] < 0). */
+    uint64_t pad_from;
+    const int *rule_in;
+    const int64_t *rule_row;
+    struct lad_pad_cache *pad; /* the pad rows, computed on first use */
     /* Bit j: input j is stored with the last two dimensions swapped (an
      * MXFP4 expert beside transformers' dequantised layout); read as its
      * transpose, one matrix per work item. */
@@ -513,6 +521,23 @@ typedef struct lad_tensor_spec {
 typedef enum lad_tokenizer_source {
     LAD_TOKENIZER_BASE, LAD_TOKENIZER_MODEL, LAD_TOKENIZER_UNION
 } lad_tokenizer_source;
+
+enum { LAD_ROW_FILL = -1, LAD_ROW_PAD = -2, LAD_ROW_RULE = -3 };
+
+/* Where one token's embedding and head rows come from (mergekit's
+ * tokenizer: tokens:): model `model`'s row of the token (MODEL), of another
+ * token or id of that model's own vocabulary (MODEL_TOKEN), or zeros; for
+ * every input that lacks the token, or with force for every input. */
+typedef enum lad_token_source { LAD_TOKEN_MODEL, LAD_TOKEN_MODEL_TOKEN, LAD_TOKEN_ZERO }
+    lad_token_source;
+typedef struct lad_token_rule {
+    const char *token;       /* in the output's vocabulary */
+    lad_token_source kind;
+    size_t model;            /* an index into the request's models */
+    const char *src_token;   /* MODEL_TOKEN: that model's token, or NULL: src_id */
+    int64_t src_id;
+    bool force;
+} lad_token_rule;
 
 typedef struct lad_merge_request {
     const char *command;       /* the command line, for the recipe */
@@ -540,6 +565,10 @@ typedef struct lad_merge_request {
      * inputs' (engine/vocab.c). */
     lad_tokenizer_source tokenizer_source;
     size_t tokenizer_model;
+    /* mergekit's tokenizer: pad_to_multiple_of (0: none) and tokens: */
+    uint64_t pad_multiple;
+    const lad_token_rule *token_rules;
+    size_t ntoken_rules;
     /* The output's chat template (tokenizer_config.json): auto (the inputs'
      * most common), chatml, llama3, alpaca, a file, or a Jinja template;
      * NULL: the tokenizer's own. */

@@ -200,7 +200,8 @@ def run(args, inputs=None, kind=None, verbose=False, progress=None):
 
 def merge(args, *models, out=None, dtype=None, force=False, threads=None, shard_size=None,
           tensors=None, verbose=False, progress=None, layers=None, sets=None,
-          take_unmergeable=None, tokenizer_source=None, chat_template=None):
+          take_unmergeable=None, tokenizer_source=None, chat_template=None,
+          pad_to_multiple_of=None):
     """Shared tail of the public functions: common options, then run.
     `args` holds model references already (Inputs.ref). layers: regexes
     naming the stacks (--layers); sets: {pattern: {param: value}} overrides
@@ -208,13 +209,16 @@ def merge(args, *models, out=None, dtype=None, force=False, threads=None, shard_
     embed, head, early, middle, late, layers[a:b]); take_unmergeable: the
     input whose integer and bool tensors to keep when the inputs differ;
     tokenizer_source: "base", "union" or an input (--tokenizer-source);
-    chat_template: chatml, llama3, alpaca, auto, a file or a template."""
+    chat_template: chatml, llama3, alpaca, auto, a file or a template;
+    pad_to_multiple_of: pad the vocabulary's rows to a multiple of it."""
     inputs = models[0] if models and isinstance(models[0], Inputs) else Inputs()
     args = list(args)
     if take_unmergeable is not None:
         args += ["--take-unmergeable", inputs.ref(take_unmergeable)]
     if chat_template is not None:
         args += ["--chat-template", os.fspath(chat_template)]
+    if pad_to_multiple_of is not None:
+        args += ["--pad-to-multiple-of", str(int(pad_to_multiple_of))]
     if tokenizer_source is not None:
         args += ["--tokenizer-source", tokenizer_source if tokenizer_source in ("base", "union")
                  else inputs.ref(tokenizer_source)]

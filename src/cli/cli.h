@@ -36,6 +36,10 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     "      --chat-template T the output's chat template (tokenizer_config.json): chatml,\n"  \
     "                        llama3, alpaca, auto (the inputs' most common), a .jinja\n"    \
     "                        file, or the template itself\n"                                \
+    "      --pad-to-multiple-of N\n"                                                       \
+    "                        pad the vocabulary (embedding and head rows) to a multiple\n"  \
+    "                        of N; the new rows are each model's mean row (mergekit's\n"    \
+    "                        tokenizer: pad_to_multiple_of)\n"                             \
     "  -q, --quiet           no progress or summary on stderr\n"                             \
     "  -h, --help            this help\n"                                                   \
     "\n"                                                                                      \

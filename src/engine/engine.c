@@ -327,12 +327,86 @@ static int64_t source_row(const lad_plan_tensor *pt, size_t j, uint64_t r)
     return pt->rows[j] ? pt->rows[j][r] : (int64_t)r;
 }
 
+static int read_rows(const lad_plan_tensor *pt, size_t j, uint64_t start, uint64_t count,
+                     unsigned char *dst, lad_error *err);
+
+/* Input j's mean row over the vocabulary's rows [0, pad_from), as it reads
+ * them (mapped, filled), in its dtype: computed once, under the lock. */
+static const unsigned char *pad_mean(const lad_plan_tensor *pt, size_t j, uint64_t L,
+                                     lad_error *err)
+{
+    struct lad_pad_cache *c = pt->pad;
+    size_t es = esize(pt->in[j]->dtype);
+    pthread_mutex_lock(&c->lock);
+    if (!c->mean[j]) {
+        double *sum = calloc(L + 1, sizeof *sum), *v = malloc((L + 1) * sizeof *v);
+        unsigned char *row = malloc(L * es + 1), *mean = malloc(L * es + 1);
+        int rc = sum && v && row && mean ? 0 : lad_fail(err, "out of memory");
+        for (uint64_t r = 0; rc == 0 && r < pt->pad_from; r++) {
+            rc = read_rows(pt, j, r * L, L, row, err);
+            lad_load_f64(pt->in[j]->dtype, row, v, (size_t)L);
+            for (uint64_t i = 0; rc == 0 && i < L; i++)
+                sum[i] += v[i];
+        }
+        for (uint64_t i = 0; rc == 0 && i < L; i++)
+            sum[i] /= (double)pt->pad_from;
+        if (rc == 0) {
+            lad_store_f64(pt->in[j]->dtype, sum, mean, (size_t)L);
+            c->mean[j] = mean;
+            mean = NULL;
+        }
+        free(sum);
+        free(v);
+        free(row);
+        free(mean);
+    }
+    const unsigned char *m = c->mean[j];
+    pthread_mutex_unlock(&c->lock);
+    (void)es;
+    return m;
+}
+
+/* Row r of token rule k for input j, columns [c0, c0 + n), in input j's
+ * dtype: the rule's source row converted, or zeros. */
+static int rule_row(const lad_plan_tensor *pt, size_t j, int64_t k, uint64_t L, uint64_t c0,
+                    size_t n, unsigned char *dst, lad_error *err)
+{
+    double v[BLOCK];
+    unsigned char raw[BLOCK * 8];
+    for (size_t b = 0; b < n; b += BLOCK) {
+        size_t m = n - b < BLOCK ? n - b : BLOCK;
+        memset(v, 0, m * sizeof *v);
+        if (pt->rule_in[k] >= 0) {
+            const lad_tensor *t = pt->in[pt->rule_in[k]];
+            size_t es = esize(t->dtype);
+            uint64_t at = ((uint64_t)pt->rule_row[k] * L + c0 + b) * es;
+            if (lad_file_read(t->file, raw, m * es, t->offset + at, err))
+                return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+            lad_load_f64(t->dtype, raw, v, m);
+        }
+        lad_store_f64(pt->in[j]->dtype, v, dst + b * esize(pt->in[j]->dtype), m);
+    }
+    return 0;
+}
+
 /* A row input j lacks, columns [c0, c0 + n) of it, in input j's dtype: the
  * row of input fill_from when it has it, else the mean of the inputs that
- * do (the output's first input always does), rounded once. */
+ * do (the output's first input always does), rounded once; a pad row or a
+ * token rule's row (LAD_ROW_PAD, LAD_ROW_RULE - k). */
 static int fill_row(const lad_plan_tensor *pt, size_t j, uint64_t r, uint64_t L, uint64_t c0,
                     size_t n, unsigned char *dst, lad_error *err)
 {
+    int64_t how = source_row(pt, j, r);
+    if (how <= LAD_ROW_RULE)
+        return rule_row(pt, j, LAD_ROW_RULE - how, L, c0, n, dst, err);
+    if (how == LAD_ROW_PAD) {
+        const unsigned char *mean = pad_mean(pt, j, L, err);
+        if (!mean)
+            return -1;
+        size_t es = esize(pt->in[j]->dtype);
+        memcpy(dst, mean + c0 * es, n * es);
+        return 0;
+    }
     double sum[BLOCK], v[BLOCK];
     unsigned char raw[BLOCK * 8];
     size_t donors[MAX_INPUTS], nd = 0;

@@ -74,8 +74,9 @@ static char *config_text(const lad_plan *p)
     }
     if (p->req.num_layers)
         json_object_set_new(cfg, "num_hidden_layers", json_integer((json_int_t)p->req.num_layers));
-    if (p->req.tokenizer_source != LAD_TOKENIZER_BASE && p->vocab_rows) {
-        /* another model's vocabulary, or the union */
+    if ((p->req.tokenizer_source != LAD_TOKENIZER_BASE || p->req.pad_multiple) &&
+        p->vocab_rows) {
+        /* another model's vocabulary, the union, or padded */
         json_t *at = json_object_get(cfg, "vocab_size") ? cfg
                                                         : json_object_get(cfg, "text_config");
         if (json_is_integer(json_object_get(at, "vocab_size")))

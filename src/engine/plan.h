@@ -35,6 +35,16 @@ struct lad_plan {
     size_t nwarnings;
 };
 
+/* The pad rows of a vocabulary tensor (pad_to_multiple_of): per input, its
+ * mean row over the vocabulary's rows in its dtype, filled by the engine
+ * on first use under the lock. */
+#include <pthread.h>
+struct lad_pad_cache {
+    pthread_mutex_t lock;
+    size_t nin;
+    unsigned char **mean;
+};
+
 /* Vocabularies (vocab.c). For a vocabulary tensor (embeddings, heads),
  * sets pt->rows where an input's rows are not the output's (another size
  * or order) and pt->fill_from; model_of[j] is input j's model index;

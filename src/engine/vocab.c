@@ -24,6 +24,7 @@
 #include "plan.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,9 @@ struct lad_vocabs {
     size_t *origin;       /* per union id from union_base on: the model it came from */
     int64_t **maps;       /* every row map handed out, for free */
     size_t nmaps, capmaps;
+    struct lad_pad_cache **pads; /* every pad cache handed out, for free */
+    size_t npads;
+    uint64_t padded_from, padded_to; /* for the warning */
 };
 
 static char *tokenizer_path(const lad_model *m)
@@ -360,6 +364,105 @@ static int init_vocabs(lad_plan *p, lad_error *err)
     return 0;
 }
 
+/* The output's vocabulary a (a model, or vs->n: the union), read. */
+static const lad_vocab *output_vocab(lad_plan *p, size_t a, const char *why, lad_error *err)
+{
+    lad_vocabs *vs = p->vocabs;
+    if (a == vs->n)
+        return &vs->mv[a].v;
+    model_vocab *mv = vocab_of(vs, p->req.models[a], a);
+    if (mv->state < 0) {
+        lad_fail(err, "%s needs the output vocabulary's tokenizer.json, but %s", why, mv->why);
+        return NULL;
+    }
+    return &mv->v;
+}
+
+/* Model m's row of the output's token (output id r of vocabulary a): by
+ * token through its tokenizer, else by row number; -1 if it has none. */
+static int64_t row_of_token(lad_plan *p, size_t a, size_t m, uint64_t r, uint64_t rows,
+                            lad_error *err)
+{
+    lad_vocabs *vs = p->vocabs;
+    if (a == m)
+        return r < rows ? (int64_t)r : -1;
+    pair *pr = relation(p, a, m, err);
+    if (!pr)
+        return -2;
+    int64_t src = (int64_t)r;
+    if (pr->rel == REL_TOKENS) {
+        const lad_vocab *va = &vs->mv[a].v;
+        src = r < va->n && va->tok[r] ? lad_vocab_find(&vs->mv[m].v, va->tok[r], va->len[r])
+                                      : -1;
+    }
+    return src >= 0 && (uint64_t)src < rows ? src : -1;
+}
+
+/* The token rules' sources for this tensor (rule_in, rule_row) and the
+ * output rows they apply to (*rule_at, per rule). */
+static int plan_rules(lad_plan *p, lad_plan_tensor *pt, size_t a, const size_t *model_of,
+                      int **rin, int64_t **rrow, int64_t **rat, lad_error *err)
+{
+    lad_vocabs *vs = p->vocabs;
+    size_t n = p->req.ntoken_rules;
+    const lad_vocab *va = output_vocab(p, a, "tokenizer: tokens", err);
+    if (!va)
+        return -1;
+    *rin = calloc(n + 1, sizeof **rin);
+    *rrow = calloc(n + 1, sizeof **rrow);
+    *rat = calloc(n + 1, sizeof **rat);
+    if (!*rin || !*rrow || !*rat || keep_map(vs, (int64_t *)*rin, err) ||
+        keep_map(vs, *rrow, err) || keep_map(vs, *rat, err))
+        return lad_fail(err, "out of memory");
+    for (size_t k = 0; k < n; k++) {
+        const lad_token_rule *tr = &p->req.token_rules[k];
+        int64_t at = lad_vocab_find(va, tr->token, strlen(tr->token));
+        if (at < 0)
+            return lad_fail(err, "tokenizer: tokens: '%s' is not in the output's vocabulary",
+                            tr->token);
+        (*rat)[k] = at;
+        (*rin)[k] = -1;
+        if (tr->kind == LAD_TOKEN_ZERO)
+            continue;
+        size_t j = 0;
+        while (j < pt->nin && model_of[j] != tr->model)
+            j++;
+        const lad_model *m = p->req.models[tr->model];
+        if (j == pt->nin)
+            return lad_fail(err, "tensor '%s': tokenizer: tokens: '%s' comes from %s, which is "
+                                 "not an input of it",
+                            pt->name, tr->token, m->ref);
+        uint64_t rows = pt->in[j]->shape[0];
+        int64_t src;
+        if (tr->kind == LAD_TOKEN_MODEL) {
+            src = row_of_token(p, a, tr->model, (uint64_t)at, rows, err);
+            if (src == -2)
+                return -1;
+            if (src < 0)
+                return lad_fail(err, "tokenizer: tokens: %s has no token '%s'", m->ref,
+                                tr->token);
+        } else if (tr->src_token) {
+            model_vocab *mv = vocab_of(vs, m, tr->model);
+            if (mv->state < 0)
+                return lad_fail(err, "tokenizer: tokens: '%s' takes %s's token '%s', but %s",
+                                tr->token, m->ref, tr->src_token, mv->why);
+            src = lad_vocab_find(&mv->v, tr->src_token, strlen(tr->src_token));
+            if (src < 0 || (uint64_t)src >= rows)
+                return lad_fail(err, "tokenizer: tokens: %s has no token '%s'", m->ref,
+                                tr->src_token);
+        } else {
+            src = tr->src_id;
+            if (src < 0 || (uint64_t)src >= rows)
+                return lad_fail(err, "tokenizer: tokens: token id %lld is outside %s's %llu "
+                                     "rows",
+                                (long long)src, m->ref, (unsigned long long)rows);
+        }
+        (*rin)[k] = (int)j;
+        (*rrow)[k] = src;
+    }
+    return 0;
+}
+
 int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_model,
                    size_t first_in, const size_t *model_of, uint64_t *out_rows, lad_error *err)
 {
@@ -368,7 +471,8 @@ int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_
     pt->fill_from = -1;
     *out_rows = first->ndim ? first->shape[0] : 1;
     lad_tokenizer_source mode = p->req.tokenizer_source;
-    if (p->req.copy_all || (pt->nin < 2 && mode == LAD_TOKENIZER_BASE) ||
+    bool extra = p->req.pad_multiple || p->req.ntoken_rules; /* pad or token rules */
+    if (p->req.copy_all || (pt->nin < 2 && mode == LAD_TOKENIZER_BASE && !extra) ||
         !is_vocab_tensor(pt, first, in_model))
         return 0;
     if (!p->vocabs && init_vocabs(p, err))
@@ -392,21 +496,48 @@ int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_
             return lad_fail(err, "tensor '%s': the tokenizer source %s has no input to it",
                             pt->name, p->req.models[a]->ref);
     }
+    /* pad_to_multiple_of: the vocabulary's rows, rounded up; the rows past
+     * it are each input's mean row (mergekit's PermutedEmbeddings) */
+    uint64_t V = R, m = p->req.pad_multiple;
+    if (m) { /* the tokenizer's size; without one, the rows' */
+        model_vocab *mv = a == vs->n ? &vs->mv[a] : vocab_of(vs, p->req.models[a], a);
+        V = mv->state > 0 ? mv->v.n : R;
+        R = (V + m - 1) / m * m;
+        vs->padded_from = V;
+        vs->padded_to = R;
+    }
+    int *rin = NULL;
+    int64_t *rrow = NULL, *rat = NULL;
+    if (p->req.ntoken_rules && plan_rules(p, pt, a, model_of, &rin, &rrow, &rat, err))
+        return -1;
     int64_t **rows = NULL;
     for (size_t j = 0; j < pt->nin; j++) {
         const lad_tensor *t = pt->in[j];
         if (!rows_differ_only(first, t))
             continue; /* other shapes: the planner's error */
-        if (model_of[j] == a && t->shape[0] == R)
+        if (model_of[j] == a && t->shape[0] == R && !extra)
             continue; /* the output's own rows */
         pair *pr = relation(p, a, model_of[j], err);
         if (!pr)
             return -1;
-        if (pr->rel == REL_ROWS && R == t->shape[0])
+        if (pr->rel == REL_ROWS && R == t->shape[0] && !extra)
             continue;
         int64_t *map = NULL;
-        if (build_map(p, pr, a, model_of[j], pt->name, R, t->shape[0], &map, err))
+        if ((model_of[j] != a || t->shape[0] != V) &&
+            (pr->rel != REL_ROWS || V != t->shape[0]) &&
+            build_map(p, pr, a, model_of[j], pt->name, V, t->shape[0], &map, err))
             return -1;
+        if (extra) { /* rows past V, and the token rules */
+            int64_t *full = malloc((R + 1) * sizeof *full);
+            if (!full || keep_map(vs, full, err))
+                return full ? -1 : lad_fail(err, "out of memory");
+            for (uint64_t r = 0; r < R; r++)
+                full[r] = r >= V ? LAD_ROW_PAD : map ? map[r] : (int64_t)r;
+            for (size_t k = 0; k < p->req.ntoken_rules; k++)
+                if (p->req.token_rules[k].force || full[rat[k]] < 0)
+                    full[rat[k]] = LAD_ROW_RULE - (int64_t)k;
+            map = full;
+        }
         if (!map)
             continue;
         if (first->q.scheme || t->q.scheme || first->lora || t->lora)
@@ -430,6 +561,24 @@ int lad_vocab_plan(lad_plan *p, lad_plan_tensor *pt, const lad_model *const *in_
     if (!rows)
         return 0;
     pt->rows = (const int64_t *const *)rows;
+    pt->pad_from = V;
+    pt->rule_in = rin;
+    pt->rule_row = rrow;
+    if (m) { /* the pad rows' means, computed by the engine on first use */
+        struct lad_pad_cache *c = calloc(1, sizeof *c), **g;
+        if (!c || !(c->mean = calloc(pt->nin, sizeof *c->mean)) ||
+            pthread_mutex_init(&c->lock, NULL) != 0 ||
+            !(g = realloc(vs->pads, (vs->npads + 1) * sizeof *g))) {
+            if (c)
+                free(c->mean);
+            free(c);
+            return lad_fail(err, "out of memory");
+        }
+        vs->pads = g;
+        vs->pads[vs->npads++] = c;
+        c->nin = pt->nin;
+        pt->pad = c;
+    }
     for (size_t j = 0; j < pt->nin; j++)
         if (p->req.roles && !strcmp(p->req.roles[model_of[j]], "base"))
             pt->fill_from = (int)j;
@@ -479,6 +628,16 @@ int lad_vocab_warnings(lad_plan *p, lad_error *err)
 {
     lad_vocabs *vs = p->vocabs;
     if (vs && vs->mv[vs->n].state > 0 && union_note(p, err))
+        return -1;
+    if (vs && vs->padded_to > vs->padded_from &&
+        lad_plan_warn(p,
+                      lad_asprintf("the vocabulary's %llu rows are padded to %llu "
+                                   "(pad_to_multiple_of %llu): the new rows take each model's "
+                                   "mean row",
+                                   (unsigned long long)vs->padded_from,
+                                   (unsigned long long)vs->padded_to,
+                                   (unsigned long long)p->req.pad_multiple),
+                      err))
         return -1;
     for (size_t a = 0; vs && a <= vs->n; a++)
         for (size_t b = 0; b < vs->n; b++) {
@@ -557,6 +716,14 @@ void lad_vocabs_free(lad_vocabs *vs)
     for (size_t k = 0; k < vs->nmaps; k++)
         free(vs->maps[k]);
     free(vs->maps);
+    for (size_t k = 0; k < vs->npads; k++) {
+        pthread_mutex_destroy(&vs->pads[k]->lock);
+        for (size_t j = 0; j < vs->pads[k]->nin; j++)
+            free(vs->pads[k]->mean[j]);
+        free(vs->pads[k]->mean);
+        free(vs->pads[k]);
+    }
+    free(vs->pads);
     free(vs->mv);
     free(vs->pairs);
     free(vs);

@@ -8,7 +8,7 @@
 
 enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN, OPT_TAKE,
-    OPT_TOKENIZER, OPT_CHAT_TEMPLATE,
+    OPT_TOKENIZER, OPT_CHAT_TEMPLATE, OPT_PAD,
 };
 
 static const lad_optdef COMMON[] = {
@@ -18,6 +18,7 @@ static const lad_optdef COMMON[] = {
     {"layers", OPT_LAYERS, true},   {"dry-run", OPT_DRY_RUN, false},
     {"take-unmergeable", OPT_TAKE, true}, {"tokenizer-source", OPT_TOKENIZER, true},
     {"chat-template", OPT_CHAT_TEMPLATE, true},
+    {"pad-to-multiple-of", OPT_PAD, true},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
@@ -42,6 +43,11 @@ static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_CHAT_TEMPLATE:
         o->chat_template = arg;
+        return 0;
+    case OPT_PAD:
+        if (job_int("--pad-to-multiple-of", arg, 1, 1048576, &n, err))
+            return -1;
+        o->pad_multiple = (uint64_t)n;
         return 0;
     case 'o':
         o->output = arg;
@@ -373,6 +379,9 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .take_unmergeable = take,
         .tokenizer_source = tsrc,
         .tokenizer_model = tmodel,
+        .pad_multiple = j->o.pad_multiple,
+        .token_rules = j->token_rules,
+        .ntoken_rules = j->ntoken_rules,
         .chat_template = j->o.chat_template,
         .progress = j->progress,
         .progress_ctx = j->progress_ctx,

@@ -27,6 +27,7 @@ typedef struct job_opts {
     const char *take_unmergeable; /* --take-unmergeable MODEL */
     const char *tokenizer_source; /* --tokenizer-source base|union|MODEL */
     const char *chat_template;   /* --chat-template NAME|auto|FILE|TEMPLATE */
+    uint64_t pad_multiple;       /* --pad-to-multiple-of N (0: none) */
     bool has_dtype;
     lad_dtype dtype;
     int threads;
@@ -47,6 +48,8 @@ struct lad_job {
     size_t nmodels;
     size_t template_model;       /* config, tokenizer, non-float tensors */
     lad_op op;                   /* the op of every tensor, unless a schedule */
+    const lad_token_rule *token_rules; /* a recipe's tokenizer: tokens:, or NULL */
+    size_t ntoken_rules;
     lad_schedule *schedule;      /* per-tensor parameters, or NULL */
     json_t *params;              /* the parameters, for the recipe and the card */
     bool has_out_dtype;          /* the command's own default output dtype */

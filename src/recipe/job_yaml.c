@@ -123,6 +123,10 @@ int job_yaml(lad_job *j, lad_error *err)
         j->o.tokenizer_source = r->tokenizer_source;
     if (!j->o.chat_template)
         j->o.chat_template = r->chat_template;
+    if (!j->o.pad_multiple)
+        j->o.pad_multiple = r->pad_multiple;
+    j->token_rules = r->rules;
+    j->ntoken_rules = r->nrules;
     if (!j->o.nlayers) /* --layers replaces the recipe's layers: */
         for (size_t k = 0; k < r->nlayers; k++)
             j->o.layers[j->o.nlayers++] = r->layers[k];

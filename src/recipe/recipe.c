@@ -616,6 +616,90 @@ static int slices_base(lad_recipe *r, yaml_node_t *base_node, lad_error *err)
     return 0;
 }
 
+/* A recipe model named by a reference in the recipe (a path, model:PATH). */
+static int model_index(lad_recipe *r, yaml_node_t *n, const char *what, size_t *out,
+                       lad_error *err)
+{
+    const char *ref;
+    char *path;
+    if (string_of(&r->y, n, what, &ref, err) ||
+        resolve_path(&r->y, n, strncmp(ref, "model:", 6) ? ref : ref + 6, &path, err))
+        return -1;
+    for (size_t i = 0; i < r->nmodels; i++)
+        if (same_model(r->models[i].ref, path)) {
+            free(path);
+            *out = i;
+            return 0;
+        }
+    free(path);
+    return lad_yaml_fail(err, &r->y, n, "%s '%s' is not one of the recipe's models", what, ref);
+}
+
+/* tokenizer: tokens: {TOKEN: {source: MODEL | {kind: zero} | {kind:
+ * model_token, model: MODEL, token: T | token_id: N}, force: bool}} */
+static int token_rules(lad_recipe *r, lad_error *err)
+{
+    lad_yaml *y = &r->y;
+    yaml_node_t *map = r->tokens;
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    if (!(r->rules = calloc(n + 1, sizeof *r->rules)))
+        return lad_fail(err, "out of memory");
+    static const char *const KEYS[] = {"source", "force"};
+    static const char *const SRC_KEYS[] = {"kind", "model", "token", "token_id"};
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = lad_yaml_node(y, p->key), *v = lad_yaml_node(y, p->value), *src, *f;
+        lad_token_rule *tr = &r->rules[r->nrules];
+        if (string_of(y, k, "a token of tokenizer: tokens", &tr->token, err) ||
+            check_keys(y, v, KEYS, 2, "a token's settings", err))
+            return -1;
+        if ((f = lad_yaml_get(y, v, "force")) && lad_yaml_bool(y, f, "force", &tr->force, err))
+            return -1;
+        if (!(src = lad_yaml_get(y, v, "source")) || lad_yaml_is_null(src))
+            return lad_yaml_fail(err, y, v, "token '%s' needs a source: a model, {kind: zero} "
+                                            "or {kind: model_token, model: ..., token: ...}",
+                                 tr->token);
+        if (src->type == YAML_SCALAR_NODE) {
+            tr->kind = LAD_TOKEN_MODEL;
+            if (model_index(r, src, "a token's source", &tr->model, err))
+                return -1;
+        } else {
+            const char *kind;
+            yaml_node_t *kn = lad_yaml_get(y, src, "kind"), *m, *t, *id;
+            if (check_keys(y, src, SRC_KEYS, 4, "a token's source", err))
+                return -1;
+            if (!kn || string_of(y, kn, "kind", &kind, err))
+                return kn ? -1 : lad_yaml_fail(err, y, src, "a token's source needs a kind: "
+                                                             "zero or model_token");
+            if (!strcmp(kind, "zero")) {
+                tr->kind = LAD_TOKEN_ZERO;
+            } else if (!strcmp(kind, "model_token")) {
+                tr->kind = LAD_TOKEN_MODEL_TOKEN;
+                m = lad_yaml_get(y, src, "model");
+                t = lad_yaml_get(y, src, "token");
+                id = lad_yaml_get(y, src, "token_id");
+                if (!m || model_index(r, m, "model_token's model", &tr->model, err))
+                    return m ? -1 : lad_yaml_fail(err, y, src, "model_token needs a model");
+                if (!t == !id)
+                    return lad_yaml_fail(err, y, src, "model_token takes token or token_id, "
+                                                      "one of them");
+                double d;
+                if (t && string_of(y, t, "token", &tr->src_token, err))
+                    return -1;
+                if (id && (lad_yaml_number(y, id, "token_id", &d, err) ||
+                           !(d >= 0 && d < 1e15 && d == floor(d))))
+                    return lad_yaml_fail(err, y, id, "token_id must be a whole number at "
+                                                     "least 0");
+                tr->src_id = id ? (int64_t)d : -1;
+            } else {
+                return lad_yaml_fail(err, y, kn, "kind '%s': zero or model_token", kind);
+            }
+        }
+        r->nrules++;
+    }
+    return 0;
+}
+
 /* tokenizer_source naming a model (as a path, or model:PATH): the recipe
  * model it is, by that model's reference as resolved. */
 static int tokenizer_model(lad_recipe *r, yaml_node_t *n, lad_error *err)
@@ -672,19 +756,29 @@ static int load(lad_recipe *r, lad_error *err)
     /* tokenizer_source: X, or tokenizer: {source: X} (mergekit's newer form) */
     yaml_node_t *tsrc = lad_yaml_get(y, root, "tokenizer_source");
     if ((n = lad_yaml_get(y, root, "tokenizer"))) {
-        static const char *const TOK_KEYS[] = {"source"};
+        static const char *const TOK_KEYS[] = {"source", "tokens", "pad_to_multiple_of"};
         if (tsrc)
             return lad_yaml_fail(err, y, n, "give tokenizer_source or tokenizer, not both");
-        if (n->type == YAML_MAPPING_NODE && lad_yaml_get(y, n, "tokens"))
-            return lad_yaml_fail(err, y, lad_yaml_get(y, n, "tokens"),
-                                 "tokenizer: tokens (per-token embedding sources) is not "
-                                 "supported yet");
-        if (n->type == YAML_MAPPING_NODE && lad_yaml_get(y, n, "pad_to_multiple_of"))
-            return lad_yaml_fail(err, y, lad_yaml_get(y, n, "pad_to_multiple_of"),
-                                 "tokenizer: pad_to_multiple_of is not supported yet");
-        if (check_keys(y, n, TOK_KEYS, 1, "tokenizer", err))
+        if (check_keys(y, n, TOK_KEYS, 3, "tokenizer", err))
             return -1;
+        yaml_node_t *pad = lad_yaml_get(y, n, "pad_to_multiple_of");
+        double v;
+        if (pad && !lad_yaml_is_null(pad)) {
+            if (lad_yaml_number(y, pad, "pad_to_multiple_of", &v, err))
+                return -1;
+            if (!(v >= 1 && v <= 1048576) || v != floor(v))
+                return lad_yaml_fail(err, y, pad, "pad_to_multiple_of must be a whole number "
+                                                  "from 1 to 1048576");
+            r->pad_multiple = (uint64_t)v;
+        }
+        if ((r->tokens = lad_yaml_get(y, n, "tokens")) && lad_yaml_is_null(r->tokens))
+            r->tokens = NULL;
+        if (r->tokens && r->tokens->type != YAML_MAPPING_NODE)
+            return lad_yaml_fail(err, y, r->tokens, "tokenizer: tokens must map each token to "
+                                                    "{source: ..., force: ...}");
         tsrc = lad_yaml_get(y, n, "source");
+        if (!tsrc) /* mergekit's TokenizerConfig: source defaults to union */
+            r->tokenizer_source = "union";
     }
     if (tsrc && string_of(y, tsrc, "tokenizer_source", &r->tokenizer_source, err))
         return -1;
@@ -715,9 +809,10 @@ static int load(lad_recipe *r, lad_error *err)
     if (slices) {
         if (models)
             return lad_yaml_fail(err, y, models, "give either models or slices, not both");
-        if (load_slices(r, slices, err))
+        if (load_slices(r, slices, err) ||
+            slices_base(r, lad_yaml_get(y, root, "base_model"), err))
             return -1;
-        return slices_base(r, lad_yaml_get(y, root, "base_model"), err);
+        return r->tokens ? token_rules(r, err) : 0;
     }
     if (!models)
         return lad_yaml_fail(err, y, root, "no models");
@@ -811,7 +906,8 @@ static int load(lad_recipe *r, lad_error *err)
         r->models[0] = b;
         r->base = 0;
     }
-    return 0;
+    /* (the models in their final order: the rules name them by index) */
+    return r->tokens ? token_rules(r, err) : 0;
 }
 
 int lad_recipe_load(const char *path, lad_recipe *r, lad_error *err)
@@ -833,6 +929,7 @@ int lad_recipe_load_text(const char *path, const char *text, size_t len, lad_rec
 
 void lad_recipe_free(lad_recipe *r)
 {
+    free(r->rules);
     for (size_t i = 0; i < r->nmodels; i++)
         free(r->models[i].ref);
     free(r->slices);

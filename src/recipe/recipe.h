@@ -49,6 +49,10 @@ typedef struct lad_recipe {
     const char *layers[8];  /* `layers:` regexes naming the stacks (--layers) */
     const char *tokenizer_source; /* base, union, a model's ref as resolved, or NULL */
     const char *chat_template; /* chat_template:, or NULL */
+    uint64_t pad_multiple;  /* tokenizer: pad_to_multiple_of, or 0 */
+    yaml_node_t *tokens;    /* tokenizer: tokens:, or NULL */
+    lad_token_rule *rules;  /* the tokens' rules, models as indexes into models */
+    size_t nrules;
     size_t nlayers;
 } lad_recipe;
 

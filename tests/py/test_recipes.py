@@ -263,7 +263,7 @@ BAD = [
     ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
      "tokenizer_source: models/ft2\n", "5:19", "not base, union or one of the recipe's models"),
     ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
-     "tokenizer:\n  source: union\n  pad_to_multiple_of: 64\n", "7:23", "not supported yet"),
+     "tokenizer:\n  source: union\n  pad_to_multiple_of: 0\n", "7:23", "a whole number"),
     ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"
      "tokenizer:\n  sauce: union\n", "6:3", "unknown key 'sauce'"),
     ("merge_method: linear\nmodels:\n  - model: models/ft1\n    parameters: {weight: 1}\n"

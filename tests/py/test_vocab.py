@@ -321,3 +321,87 @@ def test_tokenizer_source_model(tmp_path, rng):
     r = ladle("soup", base.path, ft1.path, "--tokenizer-source", "union", "-o",
               tmp_path / "y", check=False)
     assert r.code == 1 and "union" in r.err and "has no tokenizer.json" in r.err
+
+
+def test_pad_to_multiple_and_token_rules(tmp_path, rng):
+    """mergekit's tokenizer: pad_to_multiple_of and tokens: (its
+    PermutedEmbeddings): rules' rows replace those of the inputs that lack
+    the token, or of every input with force; the rows past the vocabulary
+    are each input's mean row. Compared byte for byte with the same recipe
+    on inputs aligned by a reference of that rule."""
+    base, ft1, ft2, small = family(tmp_path, rng)
+    models = [base, ft1, ft2, small]
+    rules = {  # token: (source model, its token, force); None: zeros
+        "tok3": (ft1, "tok3", True),
+        "tok5": (None, None, True),
+        "tok29": (ft1, "tok29", False),   # small lacks it: ft1's row, not the base's
+        "tok30": (ft2, "<|x|>", False),   # everyone has it: nothing changes
+    }
+    y = tmp_path / "r.yml"
+    y.write_text(
+        f"merge_method: task_arithmetic\nbase_model: {base.path}\n"
+        "parameters: {weight: 0.5}\n"
+        "tokenizer:\n  source: base\n  pad_to_multiple_of: 48\n  tokens:\n"
+        f"    tok3: {{source: {ft1.path}, force: true}}\n"
+        "    tok5: {source: {kind: zero}, force: true}\n"
+        f"    tok29: {{source: {ft1.path}}}\n"
+        f"    tok30:\n      source: {{kind: model_token, model: {ft2.path}, token: '<|x|>'}}\n"
+        "models:\n" + "".join(f"  - model: {m.path}\n" for m in models[1:]))
+    ladle("merge", y, "-o", tmp_path / "out", "-q")
+    got, _ = st.load(str(tmp_path / "out"))
+    assert got["model.embed_tokens.weight"][1].shape == (48, 16)
+    assert json.load(open(tmp_path / "out" / "config.json"))["vocab_size"] == 48
+
+    al = aligned(tmp_path, models, base, base)
+    for k, (m, p) in enumerate(zip(models, al)):
+        t, _ = st.load(str(p))
+        tensors = []
+        for name, (d, a) in t.items():
+            if name in VOCAB:
+                a = a.copy()
+                for tok, (src, stok, force) in rules.items():
+                    if force or tok not in m.tokens:
+                        a[BASE_TOKENS.index(tok)] = (
+                            np.zeros(16, a.dtype) if src is None
+                            else src.t[name][1][src.tokens.index(stok)])
+                mean = np.mean(st.to_f64(d, a), axis=0)
+                a = np.concatenate([a, np.stack([round64(d, mean)] * 16)])
+            tensors.append((name, d, a))
+        st.write_hf(p, tensors, st.config(layers=1, hidden=16, vocab=48))
+        shutil.copy(base.path / "tokenizer.json", p / "tokenizer.json")
+    y2 = tmp_path / "r2.yml"
+    y2.write_text(f"merge_method: task_arithmetic\nbase_model: {al[0]}\n"
+                  "parameters: {weight: 0.5}\nmodels:\n" +
+                  "".join(f"  - model: {p}\n" for p in al[1:]))
+    ladle("merge", y2, "-o", tmp_path / "ref", "-q")
+    same_outputs(tmp_path / "out", tmp_path / "ref")
+    # the CLI's --pad-to-multiple-of is the same padding
+    ladle("lerp", base.path, ft1.path, "--alpha", "0.5", "--pad-to-multiple-of", "8", "-o",
+          tmp_path / "p8", "-q")
+    assert st.load(str(tmp_path / "p8"))[0]["lm_head.weight"][1].shape == (32, 16)
+    ladle("lerp", base.path, ft1.path, "--alpha", "0.5", "--pad-to-multiple-of", "20", "-o",
+          tmp_path / "p20", "-q")
+    assert st.load(str(tmp_path / "p20"))[0]["lm_head.weight"][1].shape == (40, 16)
+
+
+def test_token_rule_errors(tmp_path, rng):
+    base, ft1, ft2, _ = family(tmp_path, rng)
+    cases = (
+        ("    nope: {source: %s}\n" % ft1.path, "not in the output's vocabulary"),
+        ("    tok1: {force: true}\n", "needs a source"),
+        ("    tok1: {source: {kind: other}}\n", "zero or model_token"),
+        ("    tok1: {source: %s}\n" % ft2.path, "not one of the recipe's models"),
+        ("    tok1: {source: /no/such/model}\n", "not found"),
+        ("    tok1:\n      source: {kind: model_token, model: %s, token: zzz}\n" % ft1.path,
+         "has no token 'zzz'"),
+        ("    tok1:\n      source: {kind: model_token, model: %s, token_id: 99}\n" % ft1.path,
+         "outside"),
+    )
+    for body, msg in cases:
+        y = tmp_path / "r.yml"
+        y.write_text(f"merge_method: linear\nparameters: {{weight: 1}}\n"
+                     f"tokenizer:\n  source: base\n  tokens:\n{body}"
+                     f"models:\n  - model: {base.path}\n  - model: {ft1.path}\n")
+        r = ladle("merge", y, "-o", tmp_path / "x", check=False)
+        assert r.code in (1, 2) and msg in r.err, (body, r.err)
+        assert not (tmp_path / "x").exists()

@@ -274,3 +274,13 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
         got = fn(**kw, tensors="numpy")
         for k in ref:
             assert raw(got[k]) == ref[k][1].tobytes(), (fn.__name__, k)
+
+
+def test_pad_to_multiple_of_from_python(tmp_path, rng):
+    paths, _ = family(tmp_path, rng, "F32")
+    cli("lerp", paths[1], paths[2], "--alpha", "0.5", "--pad-to-multiple-of", "48", "-o",
+        tmp_path / "c.safetensors", "-q")
+    with pytest.warns(UserWarning, match="padded to 144"):
+        got = ladle.linear_interpolate(paths[1], paths[2], 0.5, pad_to_multiple_of=48,
+                                       tensors="numpy")
+    same_as_cli(got, tmp_path / "c.safetensors")
