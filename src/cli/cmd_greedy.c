@@ -19,7 +19,12 @@
 #define GREEDY_MAX 64
 
 enum { OPT_GREEDY = 1200, OPT_SCORES, OPT_STRICT, OPT_JSON, OPT_DTYPE, OPT_SHARD_SIZE,
-       OPT_FORCE, OPT_SET };
+       OPT_FORCE, OPT_SET, OPT_PASS };
+
+/* Options that shape the soup, passed on to every candidate's merge. */
+static const char *const PASSED[] = {"tokenizer-source", "chat-template", "pad-to-multiple-of",
+                                     "take-unmergeable"};
+#define NPASSED (sizeof PASSED / sizeof *PASSED)
 
 typedef struct greedy_args {
     search_opts search;
@@ -29,6 +34,7 @@ typedef struct greedy_args {
     int nscores;               /* -1: not given */
     const char *const *models;
     size_t nmodels;
+    const char *passed[NPASSED]; /* PASSED's values, or NULL */
     search s;                  /* the evaluator, while scoring */
 } greedy_args;
 
@@ -70,6 +76,10 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
         g->json = true;
         return 0;
     }
+    if (id >= OPT_PASS && id < OPT_PASS + (int)NPASSED) {
+        g->passed[id - OPT_PASS] = arg;
+        return 0;
+    }
     return 0; /* --greedy */
 }
 
@@ -77,13 +87,18 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
  * changes no bit but how it runs (-j) and is stored (--shard-size). */
 static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool final)
 {
-    char **argv = calloc(n + 10, sizeof *argv);
+    char **argv = calloc(n + 10 + 2 * NPASSED, sizeof *argv);
     if (!argv)
         return NULL;
     size_t k = 0;
     bool ok = (argv[k++] = lad_strdup("soup")) != NULL;
     for (size_t i = 0; i < n; i++)
         ok &= (argv[k++] = lad_strdup(g->models[idx[i]])) != NULL;
+    for (size_t i = 0; i < NPASSED; i++)
+        if (g->passed[i]) {
+            ok &= (argv[k++] = lad_asprintf("--%s", PASSED[i])) != NULL;
+            ok &= (argv[k++] = lad_strdup(g->passed[i])) != NULL;
+        }
     if (g->dtype) {
         ok &= (argv[k++] = lad_strdup("--dtype")) != NULL;
         ok &= (argv[k++] = lad_strdup(g->dtype)) != NULL;
@@ -229,10 +244,12 @@ int cmd_greedy(int argc, char **argv)
         {"greedy", OPT_GREEDY, false},  {"scores", OPT_SCORES, true},
         {"strict", OPT_STRICT, false},  {"json", OPT_JSON, false}};
     enum { NOWN = sizeof own / sizeof *own };
-    lad_optdef defs[NOWN + 16];
+    lad_optdef defs[NOWN + 16 + NPASSED];
     memcpy(defs, own, sizeof own);
-    memcpy(defs + NOWN, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
-    memset(&defs[NOWN + NSEARCH_OPTIONS], 0, sizeof *defs);
+    for (size_t i = 0; i < NPASSED; i++)
+        defs[NOWN + i] = (lad_optdef){PASSED[i], OPT_PASS + (int)i, true};
+    memcpy(defs + NOWN + NPASSED, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
+    memset(&defs[NOWN + NPASSED + NSEARCH_OPTIONS], 0, sizeof *defs);
     static greedy_args g; /* large; one search per process */
     g = (greedy_args){.nscores = -1};
     char *const *pos = NULL;
