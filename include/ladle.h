@@ -271,6 +271,8 @@ typedef struct lad_kctx {
     uint64_t nblocks;      /* LAD_BLOCK blocks in the scope */
     uint64_t row;          /* a row method's row length, else 0 */
     uint64_t item_start, item_end; /* this work item's elements in the tensor */
+    int ndim;              /* the tensor's shape */
+    const uint64_t *shape;
     void *scratch;         /* LAD_SCRATCH_BYTES(ninputs, n) for a call of n elements */
 } lad_kctx;
 
@@ -344,6 +346,11 @@ enum { KARCHER_MAX_ITER, KARCHER_TOL };              /* its params */
 extern const lad_method lad_method_ram;              /* RAM and RAM+ (tensor-local) */
 enum { RAM_EPS, RAM_PLUS, RAM_R, RAM_ALPHA };        /* its params */
 extern const lad_method lad_method_arcee_fusion;     /* Arcee Fusion */
+extern const lad_method lad_method_iso_c;            /* Iso-C */
+/* Is this an embedding's or an output head's name (embed_tokens, wte,
+ * lm_head, output, ...)? (engine/vocab.c) */
+bool lad_name_is_vocab(const char *name);
+enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_W0 };          /* its params (weights from W0) */
 extern const lad_method lad_method_sce;              /* SCE */
 enum { SCE_TOPK };                                   /* its param: select_topk */
 

@@ -136,7 +136,7 @@ static const char HELP_MERGE[] =
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
     "nuslerp, multislerp, karcher, nearswap, task_arithmetic, ties, dare_ties,\n"
     "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock,\n"
-    "sce, ram, ramplus_tl, arcee_fusion or passthrough; models with per-model\n"
+    "sce, ram, ramplus_tl, arcee_fusion, iso_c or passthrough; models with per-model\n"
     "parameters, base_model, parameters as numbers, gradients or filter lists,\n"
     "dtype / out_dtype, tokenizer_source (base, union, a model) or tokenizer:\n"
     "{source: ...}, chat_template, model+lora references. Model paths are taken as\n"
@@ -298,6 +298,23 @@ static const char HELP_FUSION[] =
     "      --base BASE       the model MODEL was fine-tuned from (required)\n"
     COMMON_MERGE_HELP;
 
+static const char HELP_ISO[] =
+    "usage: ladle iso-c --base BASE M1 M2 ... [--lambda S] [--weights w1,...]\n"
+    "                   [--exclude REGEX] -o OUT [options]\n"
+    "\n"
+    "Iso-C (Marczak et al. 2025), as FusionBench's iso_c: per 2-D weight matrix, the\n"
+    "sum M of the task vectors w_i (M_i - BASE), M = U S V^T, every singular value\n"
+    "replaced by their mean: merged = mean(S) U V^T (U V^T over the nonzero singular\n"
+    "values: unique where M is rank-deficient). Embeddings, heads, other tensors and\n"
+    "names --exclude matches get the mean of the task vectors. out = BASE + S * merged.\n"
+    "One matrix at a time in memory (twice, fp32) with LAPACK's SVD.\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --lambda S        scale of the merged task vector (default 1)\n"
+    "      --weights w1,...  one weight per fine-tune (default 1 each)\n"
+    "      --exclude REGEX   tensors whose name matches get the mean (repeatable)\n"
+    COMMON_MERGE_HELP;
+
 const char *merge_help(const char *cmd)
 {
     static const struct {
@@ -322,6 +339,7 @@ const char *merge_help(const char *cmd)
         {"sce", HELP_SCE},
         {"ram", HELP_RAM},
         {"arcee-fusion", HELP_FUSION},
+        {"iso-c", HELP_ISO},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

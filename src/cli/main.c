@@ -28,6 +28,7 @@ static const char USAGE[] =
     "  sce --base B M1 M2 ...           SCE: select by variance, weight, erase signs\n"
     "  ram --base B M1 M2 ... [--plus]  RAM: shared deltas averaged, unique ones kept\n"
     "  arcee-fusion --base B M          M's changes where they matter most (by KL)\n"
+    "  iso-c --base B M1 M2 ...         Iso-C: the summed task matrices, spectrum flattened\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
     "  lora apply BASE ADAPTER... -o OUT\n"
@@ -53,7 +54,7 @@ static const struct {
     {"merge", cmd_merge}, {"sweep", cmd_sweep},  {"lora", cmd_lora},
     {"nearswap", cmd_merge}, {"nuslerp", cmd_merge}, {"multislerp", cmd_merge},
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
-    {"arcee-fusion", cmd_merge},
+    {"arcee-fusion", cmd_merge}, {"iso-c", cmd_merge},
 };
 
 int main(int argc, char **argv)

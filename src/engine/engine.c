@@ -164,7 +164,8 @@ static uint64_t row_of(const lad_plan_tensor *pt);
 static lad_kctx scope_ctx(const run *r, size_t t)
 {
     const lad_plan_tensor *pt = &r->plan->t[t];
-    lad_kctx k = {.op = pt->op, .stats = r->stats, .key = r->keys[t], .row = row_of(pt)};
+    lad_kctx k = {.op = pt->op, .stats = r->stats, .key = r->keys[t], .row = row_of(pt),
+                  .ndim = pt->ndim, .shape = pt->shape};
     if (r->model_scope) {
         k.nelem = r->scope_nelem;
         k.nitems = r->scope_nitems;

@@ -213,7 +213,7 @@ static const char *const VOCAB_SUFFIXES[] = {
     "embed_out.weight", "shared.weight",
 };
 
-static bool name_is_vocab(const char *name)
+bool lad_name_is_vocab(const char *name)
 {
     if (strcmp(name, "output.weight") == 0)
         return true;
@@ -250,7 +250,7 @@ static bool is_vocab_tensor(const lad_plan_tensor *pt, const lad_tensor *first,
 {
     if (first->ndim < 1 || !lad_tensor_mergeable(first))
         return false;
-    if (name_is_vocab(pt->name))
+    if (lad_name_is_vocab(pt->name))
         return true;
     if (first->ndim != 2)
         return false;

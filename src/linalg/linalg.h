@@ -24,6 +24,11 @@ typedef struct lad_svd_opts {
 int lad_svd(const float *A, size_t m, size_t n, size_t rank, const lad_svd_opts *o, float *U,
             float *S, float *Vt, lad_error *err);
 
+/* C (m x n) = alpha A B, row-major, A m x k (leading dimension lda), B
+ * k x n (ldb), C contiguous. */
+void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+              const float *B, size_t ldb, float *C);
+
 /* Which BLAS/LAPACK is in use (for --version and benchmarks). */
 const char *lad_linalg_impl(void);
 

@@ -160,6 +160,13 @@ int lad_svd(const float *A, size_t m, size_t n, size_t rank, const lad_svd_opts 
                     : svd_randomized(A, m, n, k, o, U, S, Vt, err);
 }
 
+void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+              const float *B, size_t ldb, float *C)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, alpha, A,
+                (int)lda, B, (int)ldb, 0, C, (int)n);
+}
+
 const char *lad_linalg_impl(void)
 {
 #ifdef OPENBLAS_VERSION

@@ -3,19 +3,32 @@
  *   sce --base BASE M1 ... [--select-topk F]         SCE
  *   ram --base BASE M1 ... [--plus] [--r R] [--alpha A] [--epsilon E]
  *                                                    RAM / RAM+ (ramplus_tl)
- *   arcee-fusion --base BASE MODEL                   Arcee Fusion */
+ *   arcee-fusion --base BASE MODEL                   Arcee Fusion
+ *   iso-c --base BASE M1 ... [--weights w,...] [--lambda S] [--exclude REGEX]
+ *                                                    Iso-C */
 #include "job.h"
 
 #include <math.h>
+#include <regex.h>
 #include <string.h>
 
 #define MAX_FINETUNES 64
-enum { OPT_BASE = 1100, OPT_TOPK, OPT_PLUS, OPT_R, OPT_ALPHA, OPT_EPSILON, OPT_FILTER_WISE };
+enum {
+    OPT_BASE = 1100, OPT_TOPK, OPT_PLUS, OPT_R, OPT_ALPHA, OPT_EPSILON, OPT_FILTER_WISE,
+    OPT_WEIGHTS, OPT_LAMBDA, OPT_EXCLUDE,
+};
+#define MAX_EXCLUDE 16
 
 typedef struct base_args {
     const char *base;
-    double topk, r, alpha, epsilon;
+    double topk, r, alpha, epsilon, lambda;
     bool plus, filter_wise;
+    double w[MAX_FINETUNES];
+    int nw; /* -1: not given */
+    const char *exclude[MAX_EXCLUDE];
+    regex_t re[MAX_EXCLUDE];
+    size_t nexclude, ncompiled, nft;
+    lad_schedule sched;
 } base_args;
 
 static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
@@ -42,6 +55,17 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         if (job_double("--epsilon", arg, &a->epsilon, err))
             return -1;
         return a->epsilon >= 0 ? 0 : lad_usage(err, "--epsilon must be at least 0");
+    case OPT_WEIGHTS:
+        if ((a->nw = lad_parse_list(arg, a->w, MAX_FINETUNES)) < 0)
+            return lad_usage(err, "--weights takes comma-separated numbers, not '%s'", arg);
+        return 0;
+    case OPT_LAMBDA:
+        return job_double("--lambda", arg, &a->lambda, err);
+    case OPT_EXCLUDE:
+        if (a->nexclude == MAX_EXCLUDE)
+            return lad_usage(err, "at most %d --exclude", MAX_EXCLUDE);
+        a->exclude[a->nexclude++] = arg;
+        return 0;
     }
     return 0;
 }
@@ -148,5 +172,67 @@ int job_fusion(lad_job *j, lad_error *err)
     j->label = "arcee_fusion";
     j->op.method = &lad_method_arcee_fusion;
     j->params = json_object();
+    return 0;
+}
+
+static void free_iso(void *state) /* (the job frees the state itself) */
+{
+    base_args *a = state;
+    for (size_t i = 0; i < a->ncompiled; i++)
+        regfree(&a->re[i]);
+}
+
+/* A tensor's Iso-C op: the subspace treatment unless an embedding, a head
+ * or excluded by name. */
+static int iso_resolve(const char *tensor, const lad_place *place, const void *spec_ctx,
+                       lad_op *op, const void *ctx, lad_error *err)
+{
+    (void)place;
+    (void)spec_ctx;
+    (void)err;
+    const base_args *a = ctx;
+    bool excluded = lad_name_is_vocab(tensor);
+    for (size_t i = 0; i < a->ncompiled && !excluded; i++)
+        excluded = regexec(&a->re[i], tensor, 0, NULL, 0) == 0;
+    op->method = &lad_method_iso_c;
+    op->param[ISO_LAMBDA] = a->lambda;
+    op->param[ISO_MEAN_ONLY] = excluded;
+    size_t n = a->nft;
+    for (size_t i = 0; i < n; i++)
+        op->param[ISO_W0 + i] = a->nw >= 0 ? a->w[i] : 1.0;
+    op->nparam = ISO_W0 + n;
+    return 0;
+}
+
+int job_iso(lad_job *j, lad_error *err)
+{
+    static const lad_optdef opts[] = {{"base", OPT_BASE, true},
+                                      {"weights", OPT_WEIGHTS, true},
+                                      {"lambda", OPT_LAMBDA, true},
+                                      {"exclude", OPT_EXCLUDE, true},
+                                      {0}};
+    base_args *a = job_state(j, sizeof *a);
+    int rc;
+    if (!a)
+        return lad_fail(err, "out of memory");
+    j->free_state = free_iso;
+    a->lambda = 1;
+    a->nw = -1;
+    if ((rc = based(j, opts, a, 1, MAX_FINETUNES, err)) != 0)
+        return rc;
+    a->nft = j->nmodels - 1;
+    if (a->nw >= 0 && (size_t)a->nw != a->nft)
+        return lad_usage(err, "%d weights for %zu models", a->nw, a->nft);
+    for (; a->ncompiled < a->nexclude; a->ncompiled++)
+        if (regcomp(&a->re[a->ncompiled], a->exclude[a->ncompiled], REG_EXTENDED | REG_NOSUB))
+            return lad_usage(err, "--exclude: '%s' is not a valid regular expression",
+                             a->exclude[a->ncompiled]);
+    j->label = "iso_c";
+    a->sched = (lad_schedule){.resolve = iso_resolve, .ctx = a};
+    j->schedule = &a->sched;
+    json_t *ex = json_array();
+    for (size_t i = 0; i < a->nexclude; i++)
+        json_array_append_new(ex, json_string(a->exclude[i]));
+    j->params = json_pack("{s:f, s:o}", "lambda", a->lambda, "exclude", ex);
     return 0;
 }

@@ -42,6 +42,7 @@ typedef enum kind {
     K_SCE,
     K_RAM,
     K_FUSION,
+    K_ISO,
 } kind;
 
 typedef struct method_spec {
@@ -88,6 +89,8 @@ static const method_spec SPECS[] = {
     {"ram", K_RAM, 0, 0, true, {{"epsilon", 0, 1e-5}}},
     {"ramplus_tl", K_RAM, 1, 0, true, {{"r", 0, 0.1}, {"alpha", 0, 0.2}, {"epsilon", 0, 1e-5}}},
     {"arcee_fusion", K_FUSION, 0, 0, true, {{0}}},
+    {"iso_c", K_ISO, 0, 0, true,
+     {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
 };
 
 #undef W
@@ -874,7 +877,8 @@ static int load(lad_recipe *r, lad_error *err)
                              s->name, GTA_MAX_TV);
     if (s->kind == K_STOCK && others > STOCK_MAX)
         return lad_yaml_fail(err, y, models, "model_stock takes at most %d models", STOCK_MAX);
-    if ((s->kind == K_SCE || s->kind == K_RAM) && (others < 1 || others > 64))
+    if ((s->kind == K_SCE || s->kind == K_RAM || s->kind == K_ISO) &&
+        (others < 1 || others > 64))
         return lad_yaml_fail(err, y, models, "%s merges 1 to 64 models besides the base",
                              s->name);
     if ((s->kind == K_NEARSWAP || s->kind == K_FUSION) && others != 1)
@@ -988,6 +992,20 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     case K_FUSION:
         op->method = &lad_method_arcee_fusion;
         return 0;
+    case K_ISO: {
+        double lambda, subspace;
+        if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||
+            glob_param(&in, "subspace", tensor, pl, &subspace, err))
+            return -1;
+        op->method = &lad_method_iso_c;
+        op->param[ISO_LAMBDA] = lambda;
+        op->param[ISO_MEAN_ONLY] = subspace == 0 || lad_name_is_vocab(tensor);
+        for (size_t i = 1; i < in.n; i++) /* input 0 is the base */
+            if (in_param(&in, i, "weight", tensor, pl, &op->param[ISO_W0 + i - 1], err))
+                return -1;
+        op->nparam = ISO_W0 + in.n - 1;
+        return 0;
+    }
     case K_SCE:
         if (glob_param(&in, "select_topk", tensor, pl, &v, err))
             return -1;

@@ -261,6 +261,8 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
              ["ram", "--base", base, a, b, "--plus", "--alpha", "0.5"]),
             (ladle.arcee_fusion, dict(base=base, model=b),
              ["arcee-fusion", "--base", base, b]),
+            (ladle.iso_c, dict(base=base, models=[a, b], lambda_=0.6, exclude="mlp"),
+             ["iso-c", "--base", base, a, b, "--lambda", "0.6", "--exclude", "mlp"]),
             (ladle.model_stock, dict(base=base, models=[a, b], filter_wise=True),
              ["stock", "--base", base, a, b, "--filter-wise"]),
             (ladle.ties, dict(base=base, models=[a, b], density=0.3, rescale="l1"),

@@ -1,0 +1,114 @@
+"""Subspace methods (issue 15) against float64 references written from the
+papers' definitions and FusionBench's code (fusion_bench/method/
+isotropic_merging/iso_utils.py: iso_c). ladle computes in fp32 with
+LAPACK's SVD and rounds once: within 1e-5 of the task vectors' scale."""
+import numpy as np
+import pytest
+
+import st
+from conftest import ladle
+
+F32 = np.float32
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def iso_c_ref(b, xs, weights=None, lam=1.0, mean_only=False):
+    """Iso-C: M = sum of the weighted task vectors; every singular value
+    replaced by their mean, over the nonzero ones' singular vectors (the
+    polar factor: unique when M is rank-deficient). Non-matrices: the mean."""
+    weights = weights or [1.0] * len(xs)
+    b64 = b.astype(np.float64)
+    taus = [w * (x.astype(np.float64) - b64) for w, x in zip(weights, xs)]
+    if b.ndim != 2 or mean_only:
+        merged = sum(taus) / len(taus)
+    else:
+        M = sum(taus)
+        U, S, Vt = np.linalg.svd(M, full_matrices=False)
+        r = int((S > max(M.shape) * EPS32 * (S[0] if S.size else 0)).sum())
+        merged = S.mean() * (U[:, :r] @ Vt[:r]) if r else np.zeros_like(M)
+    return b64 + lam * merged
+
+
+def check(got, want, taus_scale, name):
+    err = np.max(np.abs(got.astype(np.float64) - want)) if want.size else 0.0
+    assert err <= 1e-5 * max(taus_scale, 1e-30) + 4 * EPS32 * np.max(np.abs(want)), (name, err)
+
+
+def write(tmp_path, name, tensors):
+    st.write(tmp_path / f"{name}.safetensors", [(n, "F32", x.astype(F32)) for n, x in tensors])
+    return tmp_path / f"{name}.safetensors"
+
+
+def test_iso_c_family(tmp_path, rng):
+    base = st.llama(rng, "F32", layers=2, hidden=16, inter=24, vocab=32)
+    fts = [st.llama(rng, "F32", layers=2, hidden=16, inter=24, vocab=32, base=base,
+                    noise=0.03) for _ in range(3)]
+    paths = []
+    for i, m in enumerate([base] + fts):
+        st.write(tmp_path / f"m{i}.safetensors", m)
+        paths.append(tmp_path / f"m{i}.safetensors")
+    w = [1.0, 0.5, 0.8]
+    ladle("iso-c", "--base", paths[0], *paths[1:], "--weights", "1,0.5,0.8", "--lambda",
+          "0.7", "--exclude", r"layers\.1\.mlp", "-o", tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    B = {n: x for n, d, x in base if d == "F32"}
+    X = [{n: x for n, d, x in m if d == "F32"} for m in fts]
+    for n in B:
+        mean_only = n in ("model.embed_tokens.weight", "lm_head.weight") or "layers.1.mlp" in n
+        want = iso_c_ref(B[n], [x[n] for x in X], w, 0.7, mean_only)
+        scale = max(np.max(np.abs(x[n] - B[n])) for x in X)
+        check(got[n][1], want, scale, n)
+    # the recipe: the same bytes (subspace: false by a filter excludes)
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: iso_c\nbase_model: {paths[0]}\nparameters:\n  lambda: 0.7\n"
+        "  subspace:\n    - filter: layers.1.mlp\n      value: false\n    - value: true\n"
+        "models:\n" + "".join(f"  - model: {p}\n    parameters: {{weight: {x}}}\n"
+                              for p, x in zip(paths[1:], w)))
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q", "-j", "1")
+    r, _ = st.load(str(tmp_path / "r.safetensors"))
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in B)
+
+
+def test_iso_c_ambiguous_svds(tmp_path, rng):
+    """Rank-deficient sums, zero task vectors, repeated singular values,
+    1 x n and n x 1 matrices: one answer each, the reference's."""
+    b = {n: rng.standard_normal(s).astype(F32) * F32(0.1) for n, s in (
+        ("lowrank.weight", (20, 12)), ("zero.weight", (8, 8)), ("orth.weight", (10, 10)),
+        ("row.weight", (1, 30)), ("col.weight", (30, 1)), ("vec.weight", (7,)))}
+    q, _ = np.linalg.qr(rng.standard_normal((10, 10)))
+    t1, t2 = {}, {}
+    for n, x in b.items():
+        if n == "lowrank.weight":  # rank 1 each: the sum has rank 2 of 12
+            d1 = np.outer(rng.standard_normal(20), rng.standard_normal(12)) * 0.01
+            d2 = np.outer(rng.standard_normal(20), rng.standard_normal(12)) * 0.01
+        elif n == "zero.weight":
+            d1 = d2 = np.zeros(x.shape)
+        elif n == "orth.weight":  # the sum is orthogonal: every singular value equal
+            d1 = d2 = q * 0.005
+        else:
+            d1 = rng.standard_normal(x.shape) * 0.01
+            d2 = rng.standard_normal(x.shape) * 0.01
+        t1[n] = (x + d1).astype(F32)
+        t2[n] = (x + d2).astype(F32)
+    pb, p1, p2 = (write(tmp_path, k, list(m.items())) for k, m in
+                  (("b", b), ("t1", t1), ("t2", t2)))
+    ladle("iso-c", "--base", pb, p1, p2, "-o", tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in b:
+        want = iso_c_ref(b[n], [t1[n], t2[n]])
+        scale = max(np.max(np.abs(t1[n] - b[n])), np.max(np.abs(t2[n] - b[n])))
+        check(got[n][1], want, scale, n)
+    assert got["zero.weight"][1].tobytes() == b["zero.weight"].tobytes()
+    # orthogonal sum: the spectrum is already flat, Iso-C changes nothing
+    assert np.allclose(got["orth.weight"][1], b["orth.weight"] + (t1["orth.weight"] - b[
+        "orth.weight"]) * 2, atol=1e-6)
+
+
+def test_iso_c_refusals(tmp_path, rng):
+    b = write(tmp_path, "b", [("w", np.ones((3, 3)))])
+    m = write(tmp_path, "m", [("w", np.ones((3, 3)) * 2)])
+    for args, msg in ((["iso-c", m], "--base"), (["iso-c", "--base", b], "besides the base"),
+                      (["iso-c", "--base", b, m, "--weights", "1,2"], "2 weights for 1"),
+                      (["iso-c", "--base", b, m, "--exclude", "("], "regular expression")):
+        r = ladle(*args, "-o", tmp_path / "x.safetensors", check=False)
+        assert r.code == 2 and msg in r.err, (args, r.err)
