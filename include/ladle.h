@@ -350,7 +350,8 @@ extern const lad_method lad_method_iso_c;            /* Iso-C */
 /* Is this an embedding's or an output head's name (embed_tokens, wte,
  * lm_head, output, ...)? (engine/vocab.c) */
 bool lad_name_is_vocab(const char *name);
-enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_W0 };          /* its params (weights from W0) */
+extern const lad_method lad_method_tsv;              /* TSV-M */
+enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_W0 };          /* their params (weights from W0) */
 extern const lad_method lad_method_sce;              /* SCE */
 enum { SCE_TOPK };                                   /* its param: select_topk */
 

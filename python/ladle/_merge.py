@@ -359,19 +359,30 @@ def ram(base, models, plus=False, r=0.1, alpha=0.2, epsilon=1e-5, dtype=None, ou
     return merge(args, inp, dtype=dtype, out=out, **opts)
 
 
-def iso_c(base, models, weights=None, lambda_=1.0, exclude=None, dtype=None, out=None, **opts):
-    """Iso-C (``ladle iso-c``): per 2-D weight matrix, the summed task
-    vectors with every singular value replaced by their mean; embeddings,
-    heads, other tensors and names matching `exclude` (regexes) get the
-    mean task vector. base + lambda_ * merged."""
+def _subspace(cmd, base, models, weights, lambda_, exclude, dtype, out, opts):
     inp = Inputs()
-    args = ["iso-c", "--base", inp.ref(base)] + [inp.ref(m) for m in models]
+    args = [cmd, "--base", inp.ref(base)] + [inp.ref(m) for m in models]
     args += ["--lambda", num(lambda_)]
     if weights is not None:
         args += ["--weights", ",".join(num(w) for w in weights)]
     for pat in [exclude] if isinstance(exclude, str) else (exclude or []):
         args += ["--exclude", pat]
     return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
+def iso_c(base, models, weights=None, lambda_=1.0, exclude=None, dtype=None, out=None, **opts):
+    """Iso-C (``ladle iso-c``): per 2-D weight matrix, the summed task
+    vectors with every singular value replaced by their mean; embeddings,
+    heads, other tensors and names matching `exclude` (regexes) get the
+    mean task vector. base + lambda_ * merged."""
+    return _subspace("iso-c", base, models, weights, lambda_, exclude, dtype, out, opts)
+
+
+def tsv(base, models, weights=None, lambda_=1.0, exclude=None, dtype=None, out=None, **opts):
+    """TSV-M (``ladle tsv``): per 2-D weight matrix, each task vector's top
+    singular triplets, orthogonalised together; other tensors (and names
+    matching `exclude`) get the mean task vector. base + lambda_ * merged."""
+    return _subspace("tsv", base, models, weights, lambda_, exclude, dtype, out, opts)
 
 
 def arcee_fusion(base, model, dtype=None, out=None, **opts):

@@ -136,12 +136,12 @@ static const char HELP_MERGE[] =
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
     "nuslerp, multislerp, karcher, nearswap, task_arithmetic, ties, dare_ties,\n"
     "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock,\n"
-    "sce, ram, ramplus_tl, arcee_fusion, iso_c or passthrough; models with per-model\n"
-    "parameters, base_model, parameters as numbers, gradients or filter lists,\n"
-    "dtype / out_dtype, tokenizer_source (base, union, a model) or tokenizer:\n"
-    "{source: ...}, chat_template, model+lora references. Model paths are taken as\n"
-    "written, else relative to the recipe's folder. Every error names the recipe's\n"
-    "line.\n"
+    "sce, ram, ramplus_tl, arcee_fusion, iso_c, tsv or passthrough; models with\n"
+    "per-model parameters, base_model, parameters as numbers, gradients or filter\n"
+    "lists, dtype / out_dtype, tokenizer_source (base, union, a model) or\n"
+    "tokenizer: {source, tokens, pad_to_multiple_of}, chat_template, model+lora\n"
+    "references. Model paths are taken as written, else relative to the recipe's\n"
+    "folder. Every error names the recipe's line.\n"
     "\n"
     "      --var NAME=VALUE  replace {NAME} in the recipe's text by VALUE before it is\n"
     "                        read (repeatable): one recipe for a whole `ladle sweep`,\n"
@@ -298,6 +298,12 @@ static const char HELP_FUSION[] =
     "      --base BASE       the model MODEL was fine-tuned from (required)\n"
     COMMON_MERGE_HELP;
 
+#define SUBSPACE_HELP                                                                         \
+    "      --base BASE       the model the fine-tunes started from (required)\n"             \
+    "      --lambda S        scale of the merged task vector (default 1)\n"                  \
+    "      --weights w1,...  one weight per fine-tune (default 1 each)\n"                    \
+    "      --exclude REGEX   tensors whose name matches get the mean (repeatable)\n"
+
 static const char HELP_ISO[] =
     "usage: ladle iso-c --base BASE M1 M2 ... [--lambda S] [--weights w1,...]\n"
     "                   [--exclude REGEX] -o OUT [options]\n"
@@ -309,11 +315,21 @@ static const char HELP_ISO[] =
     "names --exclude matches get the mean of the task vectors. out = BASE + S * merged.\n"
     "One matrix at a time in memory (twice, fp32) with LAPACK's SVD.\n"
     "\n"
-    "      --base BASE       the model the fine-tunes started from (required)\n"
-    "      --lambda S        scale of the merged task vector (default 1)\n"
-    "      --weights w1,...  one weight per fine-tune (default 1 each)\n"
-    "      --exclude REGEX   tensors whose name matches get the mean (repeatable)\n"
-    COMMON_MERGE_HELP;
+    SUBSPACE_HELP COMMON_MERGE_HELP;
+
+static const char HELP_TSV[] =
+    "usage: ladle tsv --base BASE M1 M2 ... [--lambda S] [--weights w1,...]\n"
+    "                 [--exclude REGEX] -o OUT [options]\n"
+    "\n"
+    "TSV-M (Gargiulo et al. 2025), as FusionBench's compute_and_sum_svd_mem_reduction:\n"
+    "per 2-D weight matrix, each task vector w_i (M_i - BASE) keeps its top\n"
+    "int(min(m, n) / T) singular triplets; the kept U's and V's, side by side, are\n"
+    "replaced by their nearest orthonormal matrices (polar factors) and recombined\n"
+    "with the kept singular values. Embeddings, heads, other tensors and names\n"
+    "--exclude matches get the mean of the task vectors. out = BASE + S * merged.\n"
+    "The T task vectors of one matrix at a time are held in memory (fp32).\n"
+    "\n"
+    SUBSPACE_HELP COMMON_MERGE_HELP;
 
 const char *merge_help(const char *cmd)
 {
@@ -340,6 +356,7 @@ const char *merge_help(const char *cmd)
         {"ram", HELP_RAM},
         {"arcee-fusion", HELP_FUSION},
         {"iso-c", HELP_ISO},
+        {"tsv", HELP_TSV},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

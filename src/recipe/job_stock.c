@@ -5,7 +5,8 @@
  *                                                    RAM / RAM+ (ramplus_tl)
  *   arcee-fusion --base BASE MODEL                   Arcee Fusion
  *   iso-c --base BASE M1 ... [--weights w,...] [--lambda S] [--exclude REGEX]
- *                                                    Iso-C */
+ *                                                    Iso-C
+ *   tsv --base BASE M1 ... (the same options)        TSV-M */
 #include "job.h"
 
 #include <math.h>
@@ -28,6 +29,7 @@ typedef struct base_args {
     const char *exclude[MAX_EXCLUDE];
     regex_t re[MAX_EXCLUDE];
     size_t nexclude, ncompiled, nft;
+    const lad_method *method;   /* iso-c, tsv */
     lad_schedule sched;
 } base_args;
 
@@ -194,7 +196,7 @@ static int iso_resolve(const char *tensor, const lad_place *place, const void *s
     bool excluded = lad_name_is_vocab(tensor);
     for (size_t i = 0; i < a->ncompiled && !excluded; i++)
         excluded = regexec(&a->re[i], tensor, 0, NULL, 0) == 0;
-    op->method = &lad_method_iso_c;
+    op->method = a->method;
     op->param[ISO_LAMBDA] = a->lambda;
     op->param[ISO_MEAN_ONLY] = excluded;
     size_t n = a->nft;
@@ -227,7 +229,9 @@ int job_iso(lad_job *j, lad_error *err)
         if (regcomp(&a->re[a->ncompiled], a->exclude[a->ncompiled], REG_EXTENDED | REG_NOSUB))
             return lad_usage(err, "--exclude: '%s' is not a valid regular expression",
                              a->exclude[a->ncompiled]);
-    j->label = "iso_c";
+    bool tsv = !strcmp(j->cmd, "tsv");
+    j->label = tsv ? "tsv" : "iso_c";
+    a->method = tsv ? &lad_method_tsv : &lad_method_iso_c;
     a->sched = (lad_schedule){.resolve = iso_resolve, .ctx = a};
     j->schedule = &a->sched;
     json_t *ex = json_array();

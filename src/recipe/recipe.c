@@ -91,6 +91,7 @@ static const method_spec SPECS[] = {
     {"arcee_fusion", K_FUSION, 0, 0, true, {{0}}},
     {"iso_c", K_ISO, 0, 0, true,
      {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
+    {"tsv", K_ISO, 1, 0, true, {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
 };
 
 #undef W
@@ -997,7 +998,7 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
         if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||
             glob_param(&in, "subspace", tensor, pl, &subspace, err))
             return -1;
-        op->method = &lad_method_iso_c;
+        op->method = s->sparsify ? &lad_method_tsv : &lad_method_iso_c;
         op->param[ISO_LAMBDA] = lambda;
         op->param[ISO_MEAN_ONLY] = subspace == 0 || lad_name_is_vocab(tensor);
         for (size_t i = 1; i < in.n; i++) /* input 0 is the base */

@@ -112,3 +112,65 @@ def test_iso_c_refusals(tmp_path, rng):
                       (["iso-c", "--base", b, m, "--exclude", "("], "regular expression")):
         r = ladle(*args, "-o", tmp_path / "x.safetensors", check=False)
         assert r.code == 2 and msg in r.err, (args, r.err)
+
+
+def polar(A):
+    W, _, Zt = np.linalg.svd(A, full_matrices=False)
+    return W @ Zt
+
+
+def tsv_ref(b, xs, weights=None, lam=1.0, mean_only=False):
+    """TSV-M from FusionBench's compute_and_sum_svd_mem_reduction, with the
+    vectors of a task's zero singular values dropped (they are arbitrary)."""
+    weights = weights or [1.0] * len(xs)
+    b64 = b.astype(np.float64)
+    taus = [w * (x.astype(np.float64) - b64) for w, x in zip(weights, xs)]
+    if b.ndim != 2 or mean_only:
+        return b64 + lam * sum(taus) / len(taus)
+    m, n = b.shape
+    q, T = min(m, n), len(taus)
+    k = int(q * (1 / T))
+    Ucat, Scat, Vcat = np.zeros((m, q)), np.zeros(q), np.zeros((q, n))
+    for t, tau in enumerate(taus):
+        U, S, Vt = np.linalg.svd(tau, full_matrices=False)
+        tol = max(m, n) * EPS32 * (S[0] if S.size else 0)
+        for j in range(k):
+            if S[j] > tol:
+                Ucat[:, t * k + j], Scat[t * k + j], Vcat[t * k + j] = U[:, j], S[j], Vt[j]
+    if k == 0:
+        return b64
+    return b64 + lam * (polar(Ucat) @ np.diag(Scat) @ polar(Vcat))
+
+
+def test_tsv_family_and_edges(tmp_path, rng):
+    shapes = {"model.layers.0.q.weight": (24, 16), "model.layers.0.o.weight": (16, 40),
+              "model.norm.weight": (16,), "lowrank.weight": (12, 12), "thin.weight": (1, 9),
+              "lm_head.weight": (30, 16)}
+    b = {n: (rng.standard_normal(s) * 0.1).astype(F32) for n, s in shapes.items()}
+    xs = []
+    for t in range(3):
+        x = {}
+        for n, s in shapes.items():
+            d = rng.standard_normal(s) * 0.02
+            if n == "lowrank.weight" and t == 1:  # a rank-1 task vector
+                d = np.outer(rng.standard_normal(12), rng.standard_normal(12)) * 0.02
+            x[n] = (b[n] + d).astype(F32)
+        xs.append(x)
+    pb = write(tmp_path, "b", list(b.items()))
+    ps = [write(tmp_path, f"x{t}", list(x.items())) for t, x in enumerate(xs)]
+    w = [1.0, 0.7, 1.3]
+    ladle("tsv", "--base", pb, *ps, "--weights", "1,0.7,1.3", "--lambda", "0.9", "-o",
+          tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in b:
+        want = tsv_ref(b[n], [x[n] for x in xs], w, 0.9, n == "lm_head.weight")
+        scale = max(np.max(np.abs(x[n] - b[n])) for x in xs)
+        check(got[n][1], want, scale, n)
+    assert got["thin.weight"][1].tobytes() == b["thin.weight"].tobytes()  # k = 0: nothing kept
+    # the recipe: the same bytes
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: tsv\nbase_model: {pb}\nparameters: {{lambda: 0.9}}\nmodels:\n" +
+        "".join(f"  - model: {p}\n    parameters: {{weight: {x}}}\n" for p, x in zip(ps, w)))
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
+    r, _ = st.load(str(tmp_path / "r.safetensors"))
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in b)

@@ -263,6 +263,8 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
              ["arcee-fusion", "--base", base, b]),
             (ladle.iso_c, dict(base=base, models=[a, b], lambda_=0.6, exclude="mlp"),
              ["iso-c", "--base", base, a, b, "--lambda", "0.6", "--exclude", "mlp"]),
+            (ladle.tsv, dict(base=base, models=[a, b], weights=[1, 0.5]),
+             ["tsv", "--base", base, a, b, "--weights", "1,0.5"]),
             (ladle.model_stock, dict(base=base, models=[a, b], filter_wise=True),
              ["stock", "--base", base, a, b, "--filter-wise"]),
             (ladle.ties, dict(base=base, models=[a, b], density=0.3, rescale="l1"),
