@@ -36,7 +36,9 @@ all: $(BUILD)/ladle $(BUILD)/libladle.so $(BUILD)/ladle.1 $(BUILD)/ladle.pc $(UN
 $(BUILD)/ladle: $(CLI_OBJ) $(BUILD)/libladle.a
 	$(CC) $(CFLAGS) $(REQ_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# (made afresh: ar would keep the members of sources since removed)
 $(BUILD)/libladle.a: $(LIB_OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 # The shared library (the Python package loads it): the same objects.

@@ -351,7 +351,8 @@ extern const lad_method lad_method_iso_c;            /* Iso-C */
  * lm_head, output, ...)? (engine/vocab.c) */
 bool lad_name_is_vocab(const char *name);
 extern const lad_method lad_method_tsv;              /* TSV-M */
-enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_W0 };          /* their params (weights from W0) */
+extern const lad_method lad_method_iso_cts;          /* Iso-CTS */
+enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_FRACTION, ISO_W0 }; /* their params (weights from W0) */
 extern const lad_method lad_method_sce;              /* SCE */
 enum { SCE_TOPK };                                   /* its param: select_topk */
 

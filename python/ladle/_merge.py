@@ -359,10 +359,10 @@ def ram(base, models, plus=False, r=0.1, alpha=0.2, epsilon=1e-5, dtype=None, ou
     return merge(args, inp, dtype=dtype, out=out, **opts)
 
 
-def _subspace(cmd, base, models, weights, lambda_, exclude, dtype, out, opts):
+def _subspace(cmd, base, models, weights, lambda_, exclude, dtype, out, opts, extra=()):
     inp = Inputs()
     args = [cmd, "--base", inp.ref(base)] + [inp.ref(m) for m in models]
-    args += ["--lambda", num(lambda_)]
+    args += ["--lambda", num(lambda_), *extra]
     if weights is not None:
         args += ["--weights", ",".join(num(w) for w in weights)]
     for pat in [exclude] if isinstance(exclude, str) else (exclude or []):
@@ -376,6 +376,16 @@ def iso_c(base, models, weights=None, lambda_=1.0, exclude=None, dtype=None, out
     heads, other tensors and names matching `exclude` (regexes) get the
     mean task vector. base + lambda_ * merged."""
     return _subspace("iso-c", base, models, weights, lambda_, exclude, dtype, out, opts)
+
+
+def iso_cts(base, models, common_space_fraction=0.8, weights=None, lambda_=1.0, exclude=None,
+            dtype=None, out=None, **opts):
+    """Iso-CTS (``ladle iso-cts``): per 2-D weight matrix, a common subspace
+    (the top common_space_fraction of the summed task vectors' directions)
+    and equal task-specific shares outside it, orthogonalised, spectrum
+    flattened; other tensors get the mean task vector."""
+    return _subspace("iso-cts", base, models, weights, lambda_, exclude, dtype, out, opts,
+                     ["--common-space-fraction", num(common_space_fraction)])
 
 
 def tsv(base, models, weights=None, lambda_=1.0, exclude=None, dtype=None, out=None, **opts):

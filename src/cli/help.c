@@ -136,9 +136,9 @@ static const char HELP_MERGE[] =
     "Runs a mergekit YAML recipe on ladle's engine: merge_method linear, slerp,\n"
     "nuslerp, multislerp, karcher, nearswap, task_arithmetic, ties, dare_ties,\n"
     "dare_linear, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock,\n"
-    "sce, ram, ramplus_tl, arcee_fusion, iso_c, tsv or passthrough; models with\n"
-    "per-model parameters, base_model, parameters as numbers, gradients or filter\n"
-    "lists, dtype / out_dtype, tokenizer_source (base, union, a model) or\n"
+    "sce, ram, ramplus_tl, arcee_fusion, iso_c, iso_cts, tsv or passthrough; models\n"
+    "with per-model parameters, base_model, parameters as numbers, gradients or\n"
+    "filter lists, dtype / out_dtype, tokenizer_source (base, union, a model) or\n"
     "tokenizer: {source, tokens, pad_to_multiple_of}, chat_template, model+lora\n"
     "references. Model paths are taken as written, else relative to the recipe's\n"
     "folder. Every error names the recipe's line.\n"
@@ -317,6 +317,21 @@ static const char HELP_ISO[] =
     "\n"
     SUBSPACE_HELP COMMON_MERGE_HELP;
 
+static const char HELP_CTS[] =
+    "usage: ladle iso-cts --base BASE M1 M2 ... [--common-space-fraction F]\n"
+    "                     [--lambda S] [--weights w1,...] [--exclude REGEX] -o OUT\n"
+    "\n"
+    "Iso-CTS (Marczak et al. 2025), as FusionBench's iso_cts: per 2-D weight matrix,\n"
+    "the top fraction F of the summed task vectors' singular directions (the common\n"
+    "subspace) plus, from each task vector's part outside it, an equal share of its\n"
+    "top directions; the stacked U's and V's orthogonalised (polar factors), every\n"
+    "singular value replaced by their mean. Embeddings, heads, other tensors and\n"
+    "names --exclude matches get the mean of the task vectors.\n"
+    "\n"
+    "      --common-space-fraction F\n"
+    "                        the common subspace's share, in [0, 1] (default 0.8)\n"
+    SUBSPACE_HELP COMMON_MERGE_HELP;
+
 static const char HELP_TSV[] =
     "usage: ladle tsv --base BASE M1 M2 ... [--lambda S] [--weights w1,...]\n"
     "                 [--exclude REGEX] -o OUT [options]\n"
@@ -357,6 +372,7 @@ const char *merge_help(const char *cmd)
         {"arcee-fusion", HELP_FUSION},
         {"iso-c", HELP_ISO},
         {"tsv", HELP_TSV},
+        {"iso-cts", HELP_CTS},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

@@ -29,6 +29,7 @@ static const char USAGE[] =
     "  ram --base B M1 M2 ... [--plus]  RAM: shared deltas averaged, unique ones kept\n"
     "  arcee-fusion --base B M          M's changes where they matter most (by KL)\n"
     "  iso-c --base B M1 M2 ...         Iso-C: the summed task matrices, spectrum flattened\n"
+    "  iso-cts --base B M1 M2 ...       Iso-CTS: a common and task-specific subspaces, flat\n"
     "  tsv --base B M1 M2 ...           TSV-M: each task's top singular vectors, orthogonalised\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
@@ -56,6 +57,7 @@ static const struct {
     {"nearswap", cmd_merge}, {"nuslerp", cmd_merge}, {"multislerp", cmd_merge},
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
     {"arcee-fusion", cmd_merge}, {"iso-c", cmd_merge}, {"tsv", cmd_merge},
+    {"iso-cts", cmd_merge},
 };
 
 int main(int argc, char **argv)

@@ -29,6 +29,10 @@ int lad_svd(const float *A, size_t m, size_t n, size_t rank, const lad_svd_opts 
 void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
               const float *B, size_t ldb, float *C);
 
+/* C (m x n) = alpha A^T B, row-major, A k x m (lda), B k x n (ldb). */
+void lad_gemm_tn(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+                 const float *B, size_t ldb, float *C);
+
 /* Which BLAS/LAPACK is in use (for --version and benchmarks). */
 const char *lad_linalg_impl(void);
 

@@ -167,6 +167,13 @@ void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t 
                 (int)lda, B, (int)ldb, 0, C, (int)n);
 }
 
+void lad_gemm_tn(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
+                 const float *B, size_t ldb, float *C)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)k, alpha, A,
+                (int)lda, B, (int)ldb, 0, C, (int)n);
+}
+
 const char *lad_linalg_impl(void)
 {
 #ifdef OPENBLAS_VERSION

@@ -29,13 +29,27 @@
  * its top k triplets; laid side by side, U_cat = [U_1k ... U_Tk] (m x q,
  * zero past T k columns), S_cat, V_cat likewise; U_cat and V_cat are
  * replaced by their polar factors (P = A B^T from A S B^T, the nearest
- * orthonormal matrices: FusionBench's u_u @ vh_u); merged = P_U diag(S_cat)
- * P_V^T. Where a tau_t has fewer than k nonzero singular values, the
+ * orthonormal matrices: FusionBench's u_u @ vh_u; ladle's take A and B over
+ * the nonzero singular values, unique when columns are dependent); merged
+ * = P_U diag(S_cat) P_V^T. Where a tau_t has fewer than k nonzero singular values, the
  * vectors of its zero ones are arbitrary, yet would enter the polar factors
  * and change the others' columns; ladle drops them (zero columns, as the
  * padding), which makes the result unique. (Truncating inside a block of
  * equal singular values stays ambiguous, as in the paper.) Buffer: the T
  * task vectors; T + 2 SVDs.
+ *
+ * Iso-CTS (lad_method_iso_cts; the same paper), as FusionBench's iso_cts,
+ * with ISO_FRACTION = common_space_fraction f: cs = int(q f), then the
+ * task-specific dimensions round((q - cs) / T) T (Python's round: half to
+ * even) and cs = q - those; the common subspace is the top cs triplets of
+ * M = sum_t tau_t; each task contributes the top (q - cs) / T triplets of
+ * tau_t - Uc Uc^T tau_t (its part outside the common subspace); all q are
+ * laid side by side, U and V replaced by their polar factors, every
+ * singular value by their mean: merged = mean(S) P_U P_V^T. Vectors of
+ * zero singular values (arbitrary, and weighted by the mean here) are
+ * dropped, from the polar factors and from the common projection, which
+ * makes the result unique.
+ * Buffer: the T task vectors; T + 3 SVDs.
  */
 #include "kernel.h"
 #include "../linalg/linalg.h"
@@ -158,8 +172,9 @@ static const char *iso_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     return why;
 }
 
-/* The polar factor of the row-major r x c matrix A (r >= c or not), in
- * place: A = W S Z^T -> W Z^T. */
+/* The polar factor of the row-major r x c matrix A, in place: A = W S Z^T
+ * -> W Z^T over its nonzero singular values (the partial isometry: unique
+ * also when A's columns or rows are dependent). */
 static int polar(float *A, size_t r, size_t c, lad_error *err)
 {
     size_t q = r < c ? r : c;
@@ -168,8 +183,16 @@ static int polar(float *A, size_t r, size_t c, lad_error *err)
     lad_svd_opts exact = {.exact = true};
     int rc = W && S && Zt ? lad_svd(A, r, c, q, &exact, W, S, Zt, err)
                           : lad_fail(err, "out of memory");
-    if (rc == 0)
-        lad_gemm(r, c, q, 1.0f, W, q, Zt, c, A);
+    if (rc == 0) {
+        float tol = (float)(r > c ? r : c) * FLT_EPSILON * S[0];
+        size_t k = 0;
+        while (k < q && S[k] > tol)
+            k++;
+        if (k)
+            lad_gemm(r, c, k, 1.0f, W, q, Zt, c, A);
+        else
+            memset(A, 0, r * c * sizeof *A);
+    }
     free(W);
     free(S);
     free(Zt);
@@ -232,6 +255,109 @@ static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     return why;
 }
 
+/* Iso-CTS (see the top): merged = mean(S) P_U P_V^T over the kept
+ * triplets, into the buffer's first slot. */
+static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                                size_t naccs)
+{
+    (void)pass;
+    (void)wide;
+    (void)accs;
+    (void)naccs;
+    sub_stats *st = k->stats;
+    if (!st->matrix)
+        return NULL;
+    size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], q = m < n ? m : n;
+    size_t T = ntv(k->op), ne = (size_t)k->nelem;
+    double f = k->op->param[ISO_FRACTION];
+    long cs0 = (long)((double)q * f);
+    double per = nearbyint((double)((long)q - cs0) / (double)T) * (double)T;
+    if (per > (double)q)
+        return "the matrix has too few dimensions for this many tasks and "
+               "common_space_fraction";
+    size_t ts = (size_t)per, cs = q - ts, nper = ts / T;
+    /* the kept triplets, side by side: Ukeep (m x q), Vkeep (q x n) */
+    float *Ukeep = calloc(m * q + 1, sizeof *Ukeep), *Vkeep = calloc(q * n + 1, sizeof *Vkeep);
+    float *U = malloc(m * q * sizeof *U + 1), *S = malloc(q * sizeof *S + 1);
+    float *Vt = malloc(q * n * sizeof *Vt + 1), *M = calloc(ne + 1, sizeof *M);
+    float *Uc = malloc(m * (cs + 1) * sizeof *Uc), *P = malloc((cs + 1) * n * sizeof *P);
+    float *proj = malloc(ne * sizeof *proj + 1);
+    lad_error err = {0};
+    lad_svd_opts exact = {.exact = true};
+    const char *why = Ukeep && Vkeep && U && S && Vt && M && Uc && P && proj
+                          ? NULL : "out of memory for its SVDs";
+    double sum = 0;
+    size_t r = 0;
+    for (size_t t = 0; !why && t < T; t++) /* M = sum_t tau_t */
+        for (size_t e = 0; e < ne; e++)
+            M[e] += st->buf[t * ne + e];
+    if (!why && lad_svd(M, m, n, q, &exact, U, S, Vt, &err))
+        why = "an SVD failed (LAPACK did not converge)";
+    /* the common subspace: M's top cs (its nonzero ones: the others are
+     * arbitrary, and would project arbitrary parts out of the tasks) */
+    float tol = !why ? (float)(m > n ? m : n) * FLT_EPSILON * S[0] : 0;
+    size_t cr = 0;
+    for (size_t j = 0; !why && j < cs; j++) {
+        sum += S[j];
+        if (!(S[j] > tol))
+            continue;
+        for (size_t i = 0; i < m; i++)
+            Ukeep[i * q + r] = U[i * q + j];
+        memcpy(Vkeep + r * n, Vt + j * n, n * sizeof *Vkeep);
+        r++;
+        cr++;
+    }
+    for (size_t i = 0; !why && i < m; i++) /* Uc: the kept common columns, m x cr */
+        for (size_t j = 0; j < cr; j++)
+            Uc[i * cs + j] = Ukeep[i * q + j];
+    for (size_t t = 0; !why && nper > 0 && t < T; t++) {
+        float *w = M; /* tau_t - Uc (Uc^T tau_t) */
+        memcpy(w, st->buf + t * ne, ne * sizeof *w);
+        if (cr > 0) {
+            lad_gemm_tn(cr, n, m, 1.0f, Uc, cs, w, n, P);
+            lad_gemm(m, n, cr, 1.0f, Uc, cs, P, n, proj);
+            for (size_t e = 0; e < ne; e++)
+                w[e] -= proj[e];
+        }
+        if (lad_svd(w, m, n, q, &exact, U, S, Vt, &err)) {
+            why = "an SVD failed (LAPACK did not converge)";
+            break;
+        }
+        /* (zero by M's scale: a residual's own largest value may be noise) */
+        for (size_t j = 0; j < nper; j++) {
+            sum += S[j];
+            if (!(S[j] > tol))
+                continue;
+            for (size_t i = 0; i < m; i++)
+                Ukeep[i * q + r] = U[i * q + j];
+            memcpy(Vkeep + r * n, Vt + j * n, n * sizeof *Vkeep);
+            r++;
+        }
+    }
+    if (!why && r > 0) {
+        /* the kept columns only: U_r (m x r, stride q) packed, V_r (r x n) */
+        float *Ur = U; /* (m x q >= m x r) */
+        for (size_t i = 0; i < m; i++)
+            memcpy(Ur + i * r, Ukeep + i * q, r * sizeof *Ur);
+        if (polar(Ur, m, r, &err) || polar(Vkeep, r, n, &err))
+            why = "an SVD failed (LAPACK did not converge)";
+        else
+            lad_gemm(m, n, r, (float)(sum / (double)q), Ur, r, Vkeep, n, st->buf);
+    } else if (!why) {
+        memset(st->buf, 0, ne * sizeof *st->buf);
+    }
+    free(Ukeep);
+    free(Vkeep);
+    free(U);
+    free(S);
+    free(Vt);
+    free(M);
+    free(Uc);
+    free(P);
+    free(proj);
+    return why;
+}
+
 /* out = base + lambda merged: merged from the statistics (a matrix), or
  * the mean of the weighted task vectors. */
 #define SUB_KERNEL(NAME, T)                                                                   \
@@ -286,4 +412,17 @@ const lad_method lad_method_tsv = {
     .stats_f32 = tsv_stats_f32,
     .stats_f64 = tsv_stats_f64,
     .pass_end = tsv_pass_end,
+};
+
+const lad_method lad_method_iso_cts = {
+    .name = "iso_cts",
+    .chunk_f32 = sub_f32,
+    .chunk_f64 = sub_f64,
+    .npasses = sub_npasses,
+    .stats_size = tsv_stats_size,
+    .stats_init = sub_stats_init,
+    .acc_size = sub_acc_size,
+    .stats_f32 = tsv_stats_f32,
+    .stats_f64 = tsv_stats_f64,
+    .pass_end = cts_pass_end,
 };

@@ -6,7 +6,9 @@
  *   arcee-fusion --base BASE MODEL                   Arcee Fusion
  *   iso-c --base BASE M1 ... [--weights w,...] [--lambda S] [--exclude REGEX]
  *                                                    Iso-C
- *   tsv --base BASE M1 ... (the same options)        TSV-M */
+ *   tsv --base BASE M1 ... (the same options)        TSV-M
+ *   iso-cts --base BASE M1 ... [--common-space-fraction F] (and iso-c's)
+ *                                                    Iso-CTS */
 #include "job.h"
 
 #include <math.h>
@@ -16,13 +18,13 @@
 #define MAX_FINETUNES 64
 enum {
     OPT_BASE = 1100, OPT_TOPK, OPT_PLUS, OPT_R, OPT_ALPHA, OPT_EPSILON, OPT_FILTER_WISE,
-    OPT_WEIGHTS, OPT_LAMBDA, OPT_EXCLUDE,
+    OPT_WEIGHTS, OPT_LAMBDA, OPT_EXCLUDE, OPT_FRACTION,
 };
 #define MAX_EXCLUDE 16
 
 typedef struct base_args {
     const char *base;
-    double topk, r, alpha, epsilon, lambda;
+    double topk, r, alpha, epsilon, lambda, fraction;
     bool plus, filter_wise;
     double w[MAX_FINETUNES];
     int nw; /* -1: not given */
@@ -63,6 +65,12 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_LAMBDA:
         return job_double("--lambda", arg, &a->lambda, err);
+    case OPT_FRACTION:
+        if (job_double("--common-space-fraction", arg, &a->fraction, err))
+            return -1;
+        return a->fraction >= 0 && a->fraction <= 1
+                   ? 0
+                   : lad_usage(err, "--common-space-fraction takes a number in [0, 1]");
     case OPT_EXCLUDE:
         if (a->nexclude == MAX_EXCLUDE)
             return lad_usage(err, "at most %d --exclude", MAX_EXCLUDE);
@@ -198,6 +206,7 @@ static int iso_resolve(const char *tensor, const lad_place *place, const void *s
         excluded = regexec(&a->re[i], tensor, 0, NULL, 0) == 0;
     op->method = a->method;
     op->param[ISO_LAMBDA] = a->lambda;
+    op->param[ISO_FRACTION] = a->fraction;
     op->param[ISO_MEAN_ONLY] = excluded;
     size_t n = a->nft;
     for (size_t i = 0; i < n; i++)
@@ -213,6 +222,12 @@ int job_iso(lad_job *j, lad_error *err)
                                       {"lambda", OPT_LAMBDA, true},
                                       {"exclude", OPT_EXCLUDE, true},
                                       {0}};
+    static const lad_optdef cts_opts[] = {{"base", OPT_BASE, true},
+                                          {"weights", OPT_WEIGHTS, true},
+                                          {"lambda", OPT_LAMBDA, true},
+                                          {"exclude", OPT_EXCLUDE, true},
+                                          {"common-space-fraction", OPT_FRACTION, true},
+                                          {0}};
     base_args *a = job_state(j, sizeof *a);
     int rc;
     if (!a)
@@ -220,7 +235,9 @@ int job_iso(lad_job *j, lad_error *err)
     j->free_state = free_iso;
     a->lambda = 1;
     a->nw = -1;
-    if ((rc = based(j, opts, a, 1, MAX_FINETUNES, err)) != 0)
+    a->fraction = 0.8;
+    bool cts = !strcmp(j->cmd, "iso-cts");
+    if ((rc = based(j, cts ? cts_opts : opts, a, 1, MAX_FINETUNES, err)) != 0)
         return rc;
     a->nft = j->nmodels - 1;
     if (a->nw >= 0 && (size_t)a->nw != a->nft)
@@ -230,13 +247,15 @@ int job_iso(lad_job *j, lad_error *err)
             return lad_usage(err, "--exclude: '%s' is not a valid regular expression",
                              a->exclude[a->ncompiled]);
     bool tsv = !strcmp(j->cmd, "tsv");
-    j->label = tsv ? "tsv" : "iso_c";
-    a->method = tsv ? &lad_method_tsv : &lad_method_iso_c;
+    j->label = tsv ? "tsv" : cts ? "iso_cts" : "iso_c";
+    a->method = tsv ? &lad_method_tsv : cts ? &lad_method_iso_cts : &lad_method_iso_c;
     a->sched = (lad_schedule){.resolve = iso_resolve, .ctx = a};
     j->schedule = &a->sched;
     json_t *ex = json_array();
     for (size_t i = 0; i < a->nexclude; i++)
         json_array_append_new(ex, json_string(a->exclude[i]));
     j->params = json_pack("{s:f, s:o}", "lambda", a->lambda, "exclude", ex);
+    if (cts)
+        json_object_set_new(j->params, "common_space_fraction", json_real(a->fraction));
     return 0;
 }

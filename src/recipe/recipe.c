@@ -92,6 +92,8 @@ static const method_spec SPECS[] = {
     {"iso_c", K_ISO, 0, 0, true,
      {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
     {"tsv", K_ISO, 1, 0, true, {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
+    {"iso_cts", K_ISO, 2, 0, true,
+     {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}, {"common_space_fraction", 0, 0.8}}},
 };
 
 #undef W
@@ -998,8 +1000,18 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
         if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||
             glob_param(&in, "subspace", tensor, pl, &subspace, err))
             return -1;
-        op->method = s->sparsify ? &lad_method_tsv : &lad_method_iso_c;
+        op->method = s->sparsify == 1   ? &lad_method_tsv
+                     : s->sparsify == 2 ? &lad_method_iso_cts
+                                        : &lad_method_iso_c;
         op->param[ISO_LAMBDA] = lambda;
+        if (s->sparsify == 2) {
+            double f;
+            if (glob_param(&in, "common_space_fraction", tensor, pl, &f, err))
+                return -1;
+            if (!(f >= 0 && f <= 1))
+                return lad_fail(err, "common_space_fraction %g is outside [0, 1]", f);
+            op->param[ISO_FRACTION] = f;
+        }
         op->param[ISO_MEAN_ONLY] = subspace == 0 || lad_name_is_vocab(tensor);
         for (size_t i = 1; i < in.n; i++) /* input 0 is the base */
             if (in_param(&in, i, "weight", tensor, pl, &op->param[ISO_W0 + i - 1], err))

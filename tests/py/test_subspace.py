@@ -115,8 +115,10 @@ def test_iso_c_refusals(tmp_path, rng):
 
 
 def polar(A):
-    W, _, Zt = np.linalg.svd(A, full_matrices=False)
-    return W @ Zt
+    """W Z^T over the nonzero singular values (unique for dependent columns)."""
+    W, S, Zt = np.linalg.svd(A, full_matrices=False)
+    k = int((S > max(A.shape) * EPS32 * S[0]).sum()) if S.size else 0
+    return W[:, :k] @ Zt[:k]
 
 
 def tsv_ref(b, xs, weights=None, lam=1.0, mean_only=False):
@@ -174,3 +176,79 @@ def test_tsv_family_and_edges(tmp_path, rng):
     ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
     r, _ = st.load(str(tmp_path / "r.safetensors"))
     assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in b)
+
+
+def iso_cts_ref(b, xs, weights=None, lam=1.0, frac=0.8, mean_only=False):
+    """Iso-CTS from FusionBench's iso_cts, with the vectors of zero singular
+    values dropped (arbitrary, and weighted by the mean there)."""
+    weights = weights or [1.0] * len(xs)
+    b64 = b.astype(np.float64)
+    taus = [w * (x.astype(np.float64) - b64) for w, x in zip(weights, xs)]
+    if b.ndim != 2 or mean_only:
+        return b64 + lam * sum(taus) / len(taus)
+    m, n = b.shape
+    q, T = min(m, n), len(taus)
+    cs = int(q * frac)
+    cs = q - round((q - cs) / T) * T
+    nper = int((q - cs) / T)
+    U, S, Vt = np.linalg.svd(sum(taus), full_matrices=False)
+    tol = max(m, n) * EPS32 * S[0]
+    Uc = U[:, :cs][:, S[:cs] > tol]  # the nonzero common directions only
+    us, vs, svals = [], [], list(S[:cs])
+    us += [U[:, j] for j in range(cs) if S[j] > tol]
+    vs += [Vt[j] for j in range(cs) if S[j] > tol]
+    for tau in taus:
+        u, s, vt = np.linalg.svd(tau - Uc @ (Uc.T @ tau), full_matrices=False)
+        svals += list(s[:nper])  # zero by M's scale (a residual may be all noise)
+        us += [u[:, j] for j in range(nper) if s[j] > tol]
+        vs += [vt[j] for j in range(nper) if s[j] > tol]
+    if not us:
+        return b64
+    mean = sum(svals) / q
+    return b64 + lam * mean * (polar(np.stack(us, 1)) @ polar(np.stack(vs)))
+
+
+@pytest.mark.parametrize("frac", [0.8, 0.5, 0.0, 1.0])
+def test_iso_cts(tmp_path, rng, frac):
+    shapes = {"a.weight": (24, 16), "b.weight": (16, 40), "norm.weight": (16,),
+              "low.weight": (12, 10), "embed_tokens.weight": (30, 16)}
+    b = {n: (rng.standard_normal(s) * 0.1).astype(F32) for n, s in shapes.items()}
+    xs = []
+    for t in range(3):
+        x = {}
+        for n, s in shapes.items():
+            d = rng.standard_normal(s) * 0.02
+            if n == "low.weight":  # rank-1 task vectors: a rank-3 sum
+                d = np.outer(rng.standard_normal(s[0]), rng.standard_normal(s[1])) * 0.02
+            x[n] = (b[n] + d).astype(F32)
+        xs.append(x)
+    pb = write(tmp_path, "b", list(b.items()))
+    ps = [write(tmp_path, f"x{t}", list(x.items())) for t, x in enumerate(xs)]
+    ladle("iso-cts", "--base", pb, *ps, "--common-space-fraction", str(frac), "--lambda",
+          "1.2", "-o", tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in b:
+        want = iso_cts_ref(b[n], [x[n] for x in xs], None, 1.2, frac, "embed" in n)
+        scale = max(np.max(np.abs(x[n] - b[n])) for x in xs)
+        check(got[n][1], want, scale, n)
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: iso_cts\nbase_model: {pb}\n"
+        f"parameters: {{lambda: 1.2, common_space_fraction: {frac}}}\nmodels:\n" +
+        "".join(f"  - model: {p}\n" for p in ps))
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
+    r, _ = st.load(str(tmp_path / "r.safetensors"))
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in b)
+
+
+def test_iso_cts_refusals(tmp_path, rng):
+    b = write(tmp_path, "b", [("w", np.ones((3, 3)))])
+    m = write(tmp_path, "m", [("w", np.ones((3, 3)) * 2)])
+    r = ladle("iso-cts", "--base", b, m, "--common-space-fraction", "1.5", "-o",
+              tmp_path / "x.safetensors", check=False)
+    assert r.code == 2 and "[0, 1]" in r.err
+    (tmp_path / "r.yml").write_text(f"merge_method: iso_cts\nbase_model: {b}\n"
+                                    "parameters: {common_space_fraction: -0.1}\n"
+                                    f"models:\n  - model: {m}\n")
+    r = ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "x.safetensors", check=False)
+    assert r.code == 1 and "outside [0, 1]" in r.err
+    assert not (tmp_path / "x.safetensors").exists()

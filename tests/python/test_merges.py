@@ -265,6 +265,8 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
              ["iso-c", "--base", base, a, b, "--lambda", "0.6", "--exclude", "mlp"]),
             (ladle.tsv, dict(base=base, models=[a, b], weights=[1, 0.5]),
              ["tsv", "--base", base, a, b, "--weights", "1,0.5"]),
+            (ladle.iso_cts, dict(base=base, models=[a, b], common_space_fraction=0.5),
+             ["iso-cts", "--base", base, a, b, "--common-space-fraction", "0.5"]),
             (ladle.model_stock, dict(base=base, models=[a, b], filter_wise=True),
              ["stock", "--base", base, a, b, "--filter-wise"]),
             (ladle.ties, dict(base=base, models=[a, b], density=0.3, rescale="l1"),
