@@ -353,6 +353,8 @@ bool lad_name_is_vocab(const char *name);
 extern const lad_method lad_method_tsv;              /* TSV-M */
 extern const lad_method lad_method_iso_cts;          /* Iso-CTS */
 enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_FRACTION, ISO_W0 }; /* their params (weights from W0) */
+extern const lad_method lad_method_consensus_ta;     /* consensus task arithmetic */
+enum { CONS_LAMBDA, CONS_TALL, CONS_K, CONS_W0 };    /* its params (weights from W0) */
 extern const lad_method lad_method_sce;              /* SCE */
 enum { SCE_TOPK };                                   /* its param: select_topk */
 

@@ -388,6 +388,18 @@ def iso_cts(base, models, common_space_fraction=0.8, weights=None, lambda_=1.0, 
                      ["--common-space-fraction", num(common_space_fraction)])
 
 
+def consensus_ta(base, models, weights=None, lambda_=1.0, k=2, tall_lambda=0.6, dtype=None,
+                 out=None, **opts):
+    """Consensus task arithmetic (``ladle consensus-ta``): the summed task
+    vector, kept where at least k tasks' TALL masks hold."""
+    inp = Inputs()
+    args = ["consensus-ta", "--base", inp.ref(base)] + [inp.ref(m) for m in models]
+    args += ["--lambda", num(lambda_), "--k", str(int(k)), "--tall-lambda", num(tall_lambda)]
+    if weights is not None:
+        args += ["--weights", ",".join(num(w) for w in weights)]
+    return merge(args, inp, dtype=dtype, out=out, **opts)
+
+
 def tsv(base, models, weights=None, lambda_=1.0, exclude=None, dtype=None, out=None, **opts):
     """TSV-M (``ladle tsv``): per 2-D weight matrix, each task vector's top
     singular triplets, orthogonalised together; other tensors (and names

@@ -332,6 +332,23 @@ static const char HELP_CTS[] =
     "                        the common subspace's share, in [0, 1] (default 0.8)\n"
     SUBSPACE_HELP COMMON_MERGE_HELP;
 
+static const char HELP_CONSENSUS[] =
+    "usage: ladle consensus-ta --base BASE M1 M2 ... [--k K] [--tall-lambda L]\n"
+    "                          [--lambda S] [--weights w1,...] -o OUT [options]\n"
+    "\n"
+    "Consensus task arithmetic (Wang et al. 2024): per element, task i's TALL mask\n"
+    "holds where |tau_i| > L |tau_MTL - tau_i| (tau_i = w_i (M_i - BASE), tau_MTL\n"
+    "their sum); the summed task vector is kept where at least K masks hold and\n"
+    "dropped elsewhere; out = BASE + S * kept. K = 2 removes the weights only one\n"
+    "task (or none) relies on; K = 0 is plain task arithmetic.\n"
+    "\n"
+    "      --base BASE       the model the fine-tunes started from (required)\n"
+    "      --k K             how many tasks' masks must agree (default 2)\n"
+    "      --tall-lambda L   the TALL masks' lambda (default 0.6, as FusionBench)\n"
+    "      --lambda S        scale of the kept task vector (default 1)\n"
+    "      --weights w1,...  one weight per fine-tune (default 1 each)\n"
+    COMMON_MERGE_HELP;
+
 static const char HELP_TSV[] =
     "usage: ladle tsv --base BASE M1 M2 ... [--lambda S] [--weights w1,...]\n"
     "                 [--exclude REGEX] -o OUT [options]\n"
@@ -373,6 +390,7 @@ const char *merge_help(const char *cmd)
         {"iso-c", HELP_ISO},
         {"tsv", HELP_TSV},
         {"iso-cts", HELP_CTS},
+        {"consensus-ta", HELP_CONSENSUS},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)
         if (!strcmp(cmd, HELPS[i].cmd))

@@ -92,7 +92,8 @@ int job_karcher(lad_job *j, lad_error *err);
 int job_sce(lad_job *j, lad_error *err);
 int job_ram(lad_job *j, lad_error *err);
 int job_fusion(lad_job *j, lad_error *err); /* arcee-fusion */
-int job_iso(lad_job *j, lad_error *err);    /* iso-c */
+int job_iso(lad_job *j, lad_error *err);    /* iso-c, iso-cts, tsv */
+int job_consensus(lad_job *j, lad_error *err); /* consensus-ta */
 
 /* Parses the job's arguments: the common options into j->o, the command's
  * own (`extra`, ended by an entry with id 0) to take(). Returns 0 with the

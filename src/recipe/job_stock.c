@@ -8,7 +8,9 @@
  *                                                    Iso-C
  *   tsv --base BASE M1 ... (the same options)        TSV-M
  *   iso-cts --base BASE M1 ... [--common-space-fraction F] (and iso-c's)
- *                                                    Iso-CTS */
+ *                                                    Iso-CTS
+ *   consensus-ta --base BASE M1 ... [--weights w,...] [--lambda S]
+ *                [--tall-lambda L] [--k K]            consensus task arithmetic */
 #include "job.h"
 
 #include <math.h>
@@ -18,13 +20,14 @@
 #define MAX_FINETUNES 64
 enum {
     OPT_BASE = 1100, OPT_TOPK, OPT_PLUS, OPT_R, OPT_ALPHA, OPT_EPSILON, OPT_FILTER_WISE,
-    OPT_WEIGHTS, OPT_LAMBDA, OPT_EXCLUDE, OPT_FRACTION,
+    OPT_WEIGHTS, OPT_LAMBDA, OPT_EXCLUDE, OPT_FRACTION, OPT_TALL, OPT_K,
 };
 #define MAX_EXCLUDE 16
 
 typedef struct base_args {
     const char *base;
-    double topk, r, alpha, epsilon, lambda, fraction;
+    double topk, r, alpha, epsilon, lambda, fraction, tall;
+    long k;
     bool plus, filter_wise;
     double w[MAX_FINETUNES];
     int nw; /* -1: not given */
@@ -65,6 +68,12 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_LAMBDA:
         return job_double("--lambda", arg, &a->lambda, err);
+    case OPT_TALL:
+        if (job_double("--tall-lambda", arg, &a->tall, err))
+            return -1;
+        return a->tall >= 0 ? 0 : lad_usage(err, "--tall-lambda must be at least 0");
+    case OPT_K:
+        return job_int("--k", arg, 0, 64, &a->k, err);
     case OPT_FRACTION:
         if (job_double("--common-space-fraction", arg, &a->fraction, err))
             return -1;
@@ -257,5 +266,38 @@ int job_iso(lad_job *j, lad_error *err)
     j->params = json_pack("{s:f, s:o}", "lambda", a->lambda, "exclude", ex);
     if (cts)
         json_object_set_new(j->params, "common_space_fraction", json_real(a->fraction));
+    return 0;
+}
+
+int job_consensus(lad_job *j, lad_error *err)
+{
+    static const lad_optdef opts[] = {{"base", OPT_BASE, true},     {"weights", OPT_WEIGHTS, true},
+                                      {"lambda", OPT_LAMBDA, true}, {"tall-lambda", OPT_TALL, true},
+                                      {"k", OPT_K, true},           {0}};
+    base_args *a = job_state(j, sizeof *a);
+    int rc;
+    if (!a)
+        return lad_fail(err, "out of memory");
+    a->lambda = 1;
+    a->tall = 0.6; /* FusionBench's tall_mask_lambda */
+    a->k = 2;
+    a->nw = -1;
+    if ((rc = based(j, opts, a, 1, MAX_FINETUNES, err)) != 0)
+        return rc;
+    size_t T = j->nmodels - 1;
+    if (a->nw >= 0 && (size_t)a->nw != T)
+        return lad_usage(err, "%d weights for %zu models", a->nw, T);
+    if ((size_t)a->k > T)
+        return lad_usage(err, "--k %ld: at most the number of fine-tunes (%zu)", a->k, T);
+    j->label = "consensus_ta";
+    j->op.method = &lad_method_consensus_ta;
+    j->op.param[CONS_LAMBDA] = a->lambda;
+    j->op.param[CONS_TALL] = a->tall;
+    j->op.param[CONS_K] = (double)a->k;
+    for (size_t i = 0; i < T; i++)
+        j->op.param[CONS_W0 + i] = a->nw >= 0 ? a->w[i] : 1.0;
+    j->op.nparam = CONS_W0 + T;
+    j->params = json_pack("{s:f, s:f, s:i}", "lambda", a->lambda, "tall_lambda", a->tall, "k",
+                          (json_int_t)a->k);
     return 0;
 }

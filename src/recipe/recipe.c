@@ -43,6 +43,7 @@ typedef enum kind {
     K_RAM,
     K_FUSION,
     K_ISO,
+    K_CONSENSUS,
 } kind;
 
 typedef struct method_spec {
@@ -92,6 +93,8 @@ static const method_spec SPECS[] = {
     {"iso_c", K_ISO, 0, 0, true,
      {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
     {"tsv", K_ISO, 1, 0, true, {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}}},
+    {"consensus_ta", K_CONSENSUS, 0, 0, true,
+     {{"weight", PER_MODEL, 1}, L, {"tall_lambda", 0, 0.6}, {"k", 0, 2}}},
     {"iso_cts", K_ISO, 2, 0, true,
      {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}, {"common_space_fraction", 0, 0.8}}},
 };
@@ -880,7 +883,8 @@ static int load(lad_recipe *r, lad_error *err)
                              s->name, GTA_MAX_TV);
     if (s->kind == K_STOCK && others > STOCK_MAX)
         return lad_yaml_fail(err, y, models, "model_stock takes at most %d models", STOCK_MAX);
-    if ((s->kind == K_SCE || s->kind == K_RAM || s->kind == K_ISO) &&
+    if ((s->kind == K_SCE || s->kind == K_RAM || s->kind == K_ISO ||
+         s->kind == K_CONSENSUS) &&
         (others < 1 || others > 64))
         return lad_yaml_fail(err, y, models, "%s merges 1 to 64 models besides the base",
                              s->name);
@@ -995,6 +999,28 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     case K_FUSION:
         op->method = &lad_method_arcee_fusion;
         return 0;
+    case K_CONSENSUS: {
+        double lambda, tall, k;
+        if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||
+            glob_param(&in, "tall_lambda", tensor, pl, &tall, err) ||
+            glob_param(&in, "k", tensor, pl, &k, err))
+            return -1;
+        if (!(k >= 0 && k <= (double)(in.n - 1)) || k != floor(k))
+            return lad_fail(err, "consensus_ta's k is %g; it must be a whole number from 0 to "
+                                 "the number of models besides the base (%zu)",
+                            k, in.n - 1);
+        if (!(tall >= 0))
+            return lad_fail(err, "tall_lambda %g must be at least 0", tall);
+        op->method = &lad_method_consensus_ta;
+        op->param[CONS_LAMBDA] = lambda;
+        op->param[CONS_TALL] = tall;
+        op->param[CONS_K] = k;
+        for (size_t i = 1; i < in.n; i++)
+            if (in_param(&in, i, "weight", tensor, pl, &op->param[CONS_W0 + i - 1], err))
+                return -1;
+        op->nparam = CONS_W0 + in.n - 1;
+        return 0;
+    }
     case K_ISO: {
         double lambda, subspace;
         if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||

@@ -252,3 +252,51 @@ def test_iso_cts_refusals(tmp_path, rng):
     r = ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "x.safetensors", check=False)
     assert r.code == 1 and "outside [0, 1]" in r.err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def consensus_ref(b, xs, weights, lam, tall, k):
+    """Consensus task arithmetic from its definition (TALL masks as
+    FusionBench's generate_task_masks), in fp32 in ladle's order."""
+    taus = [(F32(w) * (x - b).astype(F32)).astype(F32) for w, x in zip(weights, xs)]
+    mtl = np.zeros_like(b)
+    for t in taus:
+        mtl = (mtl + t).astype(F32)
+    count = sum((np.abs(t) > F32(tall) * np.abs((mtl - t).astype(F32))).astype(np.int32)
+                for t in taus)
+    kept = np.where(count >= k, mtl, F32(0)).astype(F32)
+    return (b + (F32(lam) * kept).astype(F32)).astype(F32)
+
+
+@pytest.mark.parametrize("k,tall", [(2, 0.6), (0, 0.6), (3, 0.2), (1, 1.0)])
+def test_consensus_ta(tmp_path, rng, k, tall):
+    base = st.llama(rng, "F32", layers=2, hidden=16, inter=24, vocab=32)
+    fts = [st.llama(rng, "F32", layers=2, hidden=16, inter=24, vocab=32, base=base,
+                    noise=0.03) for _ in range(3)]
+    # sparse task vectors, so the masks disagree
+    fts = [[(n, d, np.where(rng.random(x.shape) < 0.5, y, x).astype(x.dtype))
+            for (n, d, x), (_, _, y) in zip(m, base)] for m in fts]
+    paths = []
+    for i, m in enumerate([base] + fts):
+        st.write(tmp_path / f"m{i}.safetensors", m)
+        paths.append(tmp_path / f"m{i}.safetensors")
+    w = [1.0, 0.5, 0.8]
+    ladle("consensus-ta", "--base", paths[0], *paths[1:], "--weights", "1,0.5,0.8", "--lambda",
+          "0.9", "--k", str(k), "--tall-lambda", str(tall), "-o", tmp_path / "o.safetensors",
+          "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    B = {n: x for n, d, x in base if d == "F32"}
+    X = [{n: x for n, d, x in m if d == "F32"} for m in fts]
+    for n in B:
+        want = consensus_ref(B[n], [x[n] for x in X], w, 0.9, tall, k)
+        assert got[n][1].tobytes() == want.tobytes(), n
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: consensus_ta\nbase_model: {paths[0]}\n"
+        f"parameters: {{lambda: 0.9, k: {k}, tall_lambda: {tall}}}\nmodels:\n" +
+        "".join(f"  - model: {p}\n    parameters: {{weight: {x}}}\n"
+                for p, x in zip(paths[1:], w)))
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
+    r, _ = st.load(str(tmp_path / "r.safetensors"))
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in B)
+    r = ladle("consensus-ta", "--base", paths[0], *paths[1:], "--k", "4", "-o",
+              tmp_path / "x.safetensors", check=False)
+    assert r.code == 2 and "at most the number of fine-tunes" in r.err

@@ -265,6 +265,8 @@ def test_newer_mergekit_methods_match_the_cli(tmp_path, rng):
              ["iso-c", "--base", base, a, b, "--lambda", "0.6", "--exclude", "mlp"]),
             (ladle.tsv, dict(base=base, models=[a, b], weights=[1, 0.5]),
              ["tsv", "--base", base, a, b, "--weights", "1,0.5"]),
+            (ladle.consensus_ta, dict(base=base, models=[a, b], k=1, tall_lambda=0.3),
+             ["consensus-ta", "--base", base, a, b, "--k", "1", "--tall-lambda", "0.3"]),
             (ladle.iso_cts, dict(base=base, models=[a, b], common_space_fraction=0.5),
              ["iso-cts", "--base", base, a, b, "--common-space-fraction", "0.5"]),
             (ladle.model_stock, dict(base=base, models=[a, b], filter_wise=True),
