@@ -344,9 +344,10 @@ static const unsigned char *pad_mean(const lad_plan_tensor *pt, size_t j, uint64
         unsigned char *row = malloc(L * es + 1), *mean = malloc(L * es + 1);
         int rc = sum && v && row && mean ? 0 : lad_fail(err, "out of memory");
         for (uint64_t r = 0; rc == 0 && r < pt->pad_from; r++) {
-            rc = read_rows(pt, j, r * L, L, row, err);
+            if ((rc = read_rows(pt, j, r * L, L, row, err)) != 0)
+                break;
             lad_load_f64(pt->in[j]->dtype, row, v, (size_t)L);
-            for (uint64_t i = 0; rc == 0 && i < L; i++)
+            for (uint64_t i = 0; i < L; i++)
                 sum[i] += v[i];
         }
         for (uint64_t i = 0; rc == 0 && i < L; i++)
@@ -363,7 +364,6 @@ static const unsigned char *pad_mean(const lad_plan_tensor *pt, size_t j, uint64
     }
     const unsigned char *m = c->mean[j];
     pthread_mutex_unlock(&c->lock);
-    (void)es;
     return m;
 }
 

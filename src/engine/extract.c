@@ -251,31 +251,42 @@ static xkind kind_of(const xstate *x, const lad_tensor *t)
     return X_FULL;
 }
 
+/* The adapter's dtype for tensor t: --dtype, else its own (fp32 for a
+ * quantised one). */
+static lad_dtype out_dtype(const xstate *x, const lad_tensor *t)
+{
+    return x->req->has_dtype ? x->req->dtype : t->q.scheme ? LAD_F32 : t->dtype;
+}
+
+/* Appends the last name of a module ("...self_attn.q_proj" -> "q_proj")
+ * to a config list (target_modules, modules_to_save), once. */
+static int add_key(json_t *list, const char *module, lad_error *err)
+{
+    const char *last = strrchr(module, '.');
+    last = last ? last + 1 : module;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) if (!strcmp(json_string_value(v), last)) return 0;
+    return json_array_append_new(list, json_string(last)) ? lad_fail(err, "out of memory") : 0;
+}
+
 static int save_full(xstate *x, const lad_tensor *t, const float *F, lad_error *err)
 {
     char module[1024], *key = lad_asprintf("base_model.model.%s", t->name);
     if (!key)
         return lad_fail(err, "out of memory");
-    lad_dtype dt = x->req->has_dtype ? x->req->dtype : t->q.scheme ? LAD_F32 : t->dtype;
-    int rc = add_out(x, key, dt, t->ndim, t->shape, F, err);
+    int rc = add_out(x, key, out_dtype(x, t), t->ndim, t->shape, F, err);
     free(key);
     if (rc)
         return -1;
-    module_of(t->name, module, sizeof module);
-    const char *last = strrchr(module, '.');
-    last = last ? last + 1 : module;
-    size_t i;
-    json_t *v;
-    json_array_foreach(x->saved, i, v) if (!strcmp(json_string_value(v), last)) return 0;
-    return json_array_append_new(x->saved, json_string(last)) ? lad_fail(err, "out of memory")
-                                                               : 0;
+    return add_key(x->saved, module_of(t->name, module, sizeof module), err);
 }
 
-/* One tensor of the fine-tune. done: the LoRA modules so far (for biases). */
+/* One tensor of the fine-tune: weights in the first pass, biases in the
+ * second (a bias is a lora_B.bias when its module got a LoRA). */
 static int extract_tensor(xstate *x, const lad_tensor *t, const lad_tensor *b, bool bias_pass,
                           lad_extract_stats *stats, lad_error *err)
 {
-    const lad_extract_request *q = x->req;
     char module[1024];
     module_of(t->name, module, sizeof module);
     bool is_bias = t->ndim == 1 && lad_ends_with(t->name, ".bias");
@@ -301,7 +312,7 @@ static int extract_tensor(xstate *x, const lad_tensor *t, const lad_tensor *b, b
                 k = X_BIAS;
         free(a);
     }
-    lad_dtype dt = q->has_dtype ? q->dtype : t->q.scheme ? LAD_F32 : t->dtype;
+    lad_dtype dt = out_dtype(x, t);
     char ka[1100], kb[1100];
     bool empty = false;
     switch (k) {
@@ -349,14 +360,7 @@ static int extract_tensor(xstate *x, const lad_tensor *t, const lad_tensor *b, b
             stats->below_epsilon++;
         } else if (rc == 0) {
             stats->lora++;
-            const char *last = strrchr(module, '.');
-            last = last ? last + 1 : module;
-            size_t i;
-            json_t *v;
-            bool have = false;
-            json_array_foreach(x->targets, i, v) have |= !strcmp(json_string_value(v), last);
-            if (!have && json_array_append_new(x->targets, json_string(last)))
-                rc = lad_fail(err, "out of memory");
+            rc = add_key(x->targets, module, err);
         }
         break;
     }

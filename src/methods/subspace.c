@@ -172,6 +172,16 @@ static const char *iso_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     return why;
 }
 
+/* Singular triplet j of an SVD (U m x q, Vt q x n, row-major) into column
+ * col of Ucat (m x q) and row col of Vcat (q x n). */
+static void place(float *Ucat, float *Vcat, size_t m, size_t n, size_t q, const float *U,
+                  const float *Vt, size_t j, size_t col)
+{
+    for (size_t i = 0; i < m; i++)
+        Ucat[i * q + col] = U[i * q + j];
+    memcpy(Vcat + col * n, Vt + j * n, n * sizeof *Vcat);
+}
+
 /* The polar factor of the row-major r x c matrix A, in place: A = W S Z^T
  * -> W Z^T over its nonzero singular values (the partial isometry: unique
  * also when A's columns or rows are dependent). */
@@ -228,11 +238,8 @@ static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         }
         float tol = (float)(m > n ? m : n) * FLT_EPSILON * S[0];
         for (size_t j = 0; j < kk && S[j] > tol; j++) { /* zero ones dropped */
-            size_t col = t * kk + j;
-            Scat[col] = S[j];
-            for (size_t i = 0; i < m; i++)
-                Ucat[i * q + col] = U[i * q + j];
-            memcpy(Vcat + col * n, Vt + j * n, n * sizeof *Vcat);
+            Scat[t * kk + j] = S[j];
+            place(Ucat, Vcat, m, n, q, U, Vt, j, t * kk + j);
         }
     }
     if (!why && kk > 0 && (polar(Ucat, m, q, &err) || polar(Vcat, q, n, &err)))
@@ -301,10 +308,7 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         sum += S[j];
         if (!(S[j] > tol))
             continue;
-        for (size_t i = 0; i < m; i++)
-            Ukeep[i * q + r] = U[i * q + j];
-        memcpy(Vkeep + r * n, Vt + j * n, n * sizeof *Vkeep);
-        r++;
+        place(Ukeep, Vkeep, m, n, q, U, Vt, j, r++);
         cr++;
     }
     for (size_t i = 0; !why && i < m; i++) /* Uc: the kept common columns, m x cr */
@@ -328,10 +332,7 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
             sum += S[j];
             if (!(S[j] > tol))
                 continue;
-            for (size_t i = 0; i < m; i++)
-                Ukeep[i * q + r] = U[i * q + j];
-            memcpy(Vkeep + r * n, Vt + j * n, n * sizeof *Vkeep);
-            r++;
+            place(Ukeep, Vkeep, m, n, q, U, Vt, j, r++);
         }
     }
     if (!why && r > 0) {
