@@ -98,7 +98,9 @@ typedef struct lad_file {
     const void *mem;       /* the bytes of a file held in memory, else NULL */
     uint64_t size;
     uint64_t data_start;   /* 8 + header length */
-    void *metadata;        /* json_t object of __metadata__, or NULL */
+    void *metadata;        /* json_t object of __metadata__ (GGUF: its key-values,
+                            * for display), or NULL */
+    struct lad_gguf_meta *gguf; /* GGUF: its key-value table (formats/gguf.c), or NULL */
 } lad_file;
 
 /* Reads n bytes at off (from the file, or the memory holding it). */
@@ -118,7 +120,8 @@ int lad_file_read(const lad_file *f, void *buf, size_t n, uint64_t off, lad_erro
  * The scale tensor is hidden: it is never merged on its own.
  */
 typedef enum lad_qscheme {
-    LAD_Q_NONE, LAD_Q_FP8_TENSOR, LAD_Q_FP8_CHANNEL, LAD_Q_FP8_BLOCK, LAD_Q_MXFP4
+    LAD_Q_NONE, LAD_Q_FP8_TENSOR, LAD_Q_FP8_CHANNEL, LAD_Q_FP8_BLOCK, LAD_Q_MXFP4,
+    LAD_Q_GGML             /* a GGUF tensor in one of ggml's block types (ggml_type) */
 } lad_qscheme;
 
 struct lad_tensor;
@@ -130,6 +133,10 @@ typedef struct lad_quant {
     int phys_ndim;
     uint64_t phys_shape[LAD_MAX_DIMS];
     const char *problem;   /* a low-bit tensor ladle could not pair: why */
+    /* GGUF: the tensor's ggml type, for LAD_Q_GGML and for the types ladle
+     * cannot read (stored as U8 bytes, copied only when every input holds
+     * the same bytes); 0 otherwise (plain dtypes carry their own). */
+    uint32_t ggml_type;
 } lad_quant;
 
 typedef struct lad_tensor {
@@ -162,6 +169,39 @@ void lad_lora_free(const struct lad_lora *l);
 int lad_quant_read(const lad_tensor *t, uint64_t start, size_t n, float *out, lad_error *err);
 /* "fp8 block 128x128", "mxfp4", ... */
 const char *lad_qscheme_name(lad_qscheme s);
+/* The tensor's type as its file names it: "BF16", or a GGUF tensor's ggml
+ * type ("Q4_K"). */
+const char *lad_tensor_type_name(const lad_tensor *t);
+
+/*
+ * ggml's tensor types (GGUF files; formats/ggml.c), by their ids in
+ * ggml.h. ladle reads F32, F16, BF16, F64, the integer types and the block
+ * types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K (dequantised exactly as
+ * ggml's reference code does), and writes the plain types, Q8_0 and Q4_0
+ * (ggml's reference quantisers, bit for bit).
+ */
+enum {
+    LAD_GGML_F32 = 0, LAD_GGML_F16 = 1, LAD_GGML_Q4_0 = 2, LAD_GGML_Q4_1 = 3,
+    LAD_GGML_Q5_0 = 6, LAD_GGML_Q5_1 = 7, LAD_GGML_Q8_0 = 8, LAD_GGML_Q2_K = 10,
+    LAD_GGML_Q3_K = 11, LAD_GGML_Q4_K = 12, LAD_GGML_Q5_K = 13, LAD_GGML_Q6_K = 14,
+    LAD_GGML_I8 = 24, LAD_GGML_I16 = 25, LAD_GGML_I32 = 26, LAD_GGML_I64 = 27,
+    LAD_GGML_F64 = 28, LAD_GGML_BF16 = 30, LAD_GGML_COUNT = 43
+};
+/* "Q4_K"; NULL for an id ggml does not define. */
+const char *lad_ggml_type_name(uint32_t type);
+int lad_ggml_type_parse(const char *name, uint32_t *out); /* "q8_0", "Q8_0", "f16" */
+uint32_t lad_ggml_block_size(uint32_t type);   /* elements per block */
+uint32_t lad_ggml_type_size(uint32_t type);    /* bytes per block */
+bool lad_ggml_is_block(uint32_t type);         /* a block type ladle dequantises */
+bool lad_ggml_can_write(uint32_t type);        /* Q8_0, Q4_0 */
+/* The plain dtype of a ggml type, or false (block and unknown types). */
+bool lad_ggml_dtype(uint32_t type, lad_dtype *out);
+bool lad_ggml_from_dtype(lad_dtype t, uint32_t *out);
+/* n values (a multiple of the block size) from whole blocks, and back. */
+void lad_ggml_dequantize(uint32_t type, const void *blocks, float *out, size_t n);
+void lad_ggml_quantize(uint32_t type, const float *x, void *blocks, size_t n);
+/* The lad_quant of a GGML block type, for a plan's re-quantised output. */
+const lad_quant *lad_ggml_quant(uint32_t type);
 
 typedef struct lad_model {
     char *ref;             /* as the user named it */

@@ -38,8 +38,15 @@
 const char *lad_qscheme_name(lad_qscheme s)
 {
     static const char *const names[] = {"none", "fp8 per tensor", "fp8 per channel",
-                                        "fp8 block", "mxfp4"};
-    return s <= LAD_Q_MXFP4 ? names[s] : "?";
+                                        "fp8 block", "mxfp4", "ggml blocks"};
+    return s <= LAD_Q_GGML ? names[s] : "?";
+}
+
+const char *lad_tensor_type_name(const lad_tensor *t)
+{
+    if (t->q.ggml_type)
+        return lad_ggml_type_name(t->q.ggml_type);
+    return lad_dtype_name(t->dtype);
 }
 
 bool lad_tensor_mergeable(const lad_tensor *t)
@@ -301,12 +308,41 @@ static int read_mxfp4(const lad_tensor *t, uint64_t start, size_t n, float *out,
     return 0;
 }
 
+/* A GGUF block type: the blocks covering the range, dequantised as ggml
+ * does (ggml.c). Engine items start and end on whole blocks; any other
+ * range goes through a copy. */
+static int read_ggml(const lad_tensor *t, uint64_t start, size_t n, float *out, lad_error *err)
+{
+    uint32_t type = t->q.ggml_type, bs = lad_ggml_block_size(type), ts = lad_ggml_type_size(type);
+    uint64_t b0 = start / bs, b1 = (start + n + bs - 1) / bs;
+    size_t nb = (size_t)(b1 - b0), bytes = nb * ts;
+    bool whole = start % bs == 0 && n % bs == 0;
+    size_t fbytes = whole ? 0 : nb * bs * sizeof(float); /* (floats first: aligned) */
+    unsigned char *buf = malloc(fbytes + bytes), *raw = buf + fbytes;
+    if (!buf)
+        return lad_fail(err, "out of memory");
+    int rc = lad_file_read(t->file, raw, bytes, t->offset + b0 * ts, err);
+    if (rc) {
+        lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+    } else if (whole) {
+        lad_ggml_dequantize(type, raw, out, n);
+    } else {
+        float *all = (float *)(void *)buf;
+        lad_ggml_dequantize(type, raw, all, nb * bs);
+        memcpy(out, all + (start - b0 * bs), n * sizeof *out);
+    }
+    free(buf);
+    return rc;
+}
+
 int lad_quant_read(const lad_tensor *t, uint64_t start, size_t n, float *out, lad_error *err)
 {
     if (n == 0)
         return 0;
     if (t->q.scheme == LAD_Q_MXFP4)
         return read_mxfp4(t, start, n, out, err);
+    if (t->q.scheme == LAD_Q_GGML)
+        return read_ggml(t, start, n, out, err);
     return read_fp8(t, start, n, out, err);
 }
 
