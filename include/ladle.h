@@ -265,6 +265,13 @@ const lad_tensor *lad_model_find(const lad_model *m, const char *name);
 int lad_torch_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors, lad_error *err);
 int lad_safetensors_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors,
                           lad_error *err);
+/* The same for a GGUF file (formats/gguf.c): its tensors shaped row-major
+ * (GGUF's dimensions reversed), its key-values kept for a GGUF output and
+ * shown as the file's metadata. lad_gguf_free releases the key-values. */
+int lad_gguf_parse(lad_file *file, lad_tensor **tensors, size_t *ntensors, lad_error *err);
+void lad_gguf_free(lad_file *file);
+/* A GGUF file's general.alignment, or 32 (also for NULL or another format). */
+uint32_t lad_gguf_alignment(const lad_file *file);
 
 /* A vocabulary as a Hugging Face tokenizer.json gives it (model.vocab and
  * added_tokens, which win): the token of each id, compared as bytes. */
@@ -551,6 +558,9 @@ typedef struct lad_plan_tensor {
     const int *rule_in;
     const int64_t *rule_row;
     struct lad_pad_cache *pad; /* the pad rows, computed on first use */
+    /* A GGUF output: the tensor's ggml type (oq is lad_ggml_quant's for
+     * Q8_0 and Q4_0). */
+    uint32_t ggml_type;
     /* Bit j: input j is stored with the last two dimensions swapped (an
      * MXFP4 expert beside transformers' dequantised layout); read as its
      * transpose, one matrix per work item. */
@@ -626,6 +636,10 @@ typedef struct lad_merge_request {
     const char *chat_template;
     bool has_out_dtype;
     lad_dtype out_dtype;
+    /* A GGUF output's type for merged tensors of 2 or more dimensions
+     * whose rows are whole blocks (--quant): F32, F16, BF16, Q8_0, Q4_0. */
+    bool has_quant;
+    uint32_t quant;
     uint64_t shard_size;       /* 0 = never shard */
     int threads;
     bool force;

@@ -2,6 +2,7 @@
 copy) and state dicts (torch tensors or numpy arrays) handed to the library
 without copying when they are contiguous on the CPU."""
 import json
+import math
 import mmap
 import os
 import sys
@@ -96,6 +97,8 @@ def _view(buf, offset, dtype, shape, nbytes):
     """A read-only array over buf (numpy, or torch for dtypes numpy lacks)."""
     if dtype in _NUMPY:
         count = nbytes // np.dtype(_NUMPY[dtype]).itemsize
+        if count != math.prod(shape):  # a GGUF tensor in ggml blocks: its raw bytes
+            return np.frombuffer(buf, np.uint8, nbytes, offset)
         return np.frombuffer(buf, _NUMPY[dtype], count, offset).reshape(shape)
     if dtype in _RAW:
         raw = np.frombuffer(buf, _RAW[dtype], nbytes // np.dtype(_RAW[dtype]).itemsize,
@@ -117,7 +120,9 @@ class Model(Mapping):
     read-only mapping of tensor names to arrays, each memory-mapped from its
     file when first read (nothing is loaded up front). bf16 (and float8)
     tensors come as torch tensors when PyTorch is installed, else as their
-    raw bits (uint16 for bf16; see ``bf16_to_f32``)."""
+    raw bits (uint16 for bf16; see ``bf16_to_f32``). A GGUF file's tensors in
+    ggml's block types (Q8_0, Q4_K, ...) come as their raw bytes; merges read
+    them dequantised."""
 
     def __init__(self, path):
         self.path = os.fspath(path)

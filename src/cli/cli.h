@@ -11,8 +11,11 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 #define COMMON_MERGE_HELP                                                                     \
     "  -o, --output OUT      where to write: NAME.safetensors for one file, anything else\n"  \
-    "                        for a Hugging Face folder (config, tokenizer, model card)\n"     \
+    "                        for a Hugging Face folder (config, tokenizer, model card),\n"    \
+    "                        NAME.gguf for a GGUF file (llama.cpp)\n"                        \
     "      --dtype T         output dtype: f32, f16 or bf16 (default: each input tensor's)\n" \
+    "      --quant T         a GGUF output's type for matrices: q8_0, q4_0, f16, bf16, f32\n" \
+    "                        (default: each input tensor's; types ladle cannot write: q8_0)\n" \
     "  -j, --threads N       worker threads (default: all cores)\n"                           \
     "      --shard-size S    largest shard of a folder output, e.g. 2GB, 500MB; 0 = never\n"  \
     "                        shard (default 5GB, decimal units as transformers uses them)\n"  \

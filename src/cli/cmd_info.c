@@ -104,7 +104,12 @@ static json_t *structure_json(const lad_model *m, const lad_structure *st)
 static void quant_note(const lad_model *m, const lad_tensor *t, char *buf, size_t len)
 {
     buf[0] = 0;
-    if (t->q.scheme == LAD_Q_FP8_BLOCK)
+    if (t->q.scheme == LAD_Q_GGML)
+        snprintf(buf, len, "  ggml blocks, read as ggml dequantises them");
+    else if (t->q.ggml_type)
+        snprintf(buf, len, "  not mergeable: a ggml type ladle cannot read (copied when "
+                           "every input holds the same bytes)");
+    else if (t->q.scheme == LAD_Q_FP8_BLOCK)
         snprintf(buf, len, "  %s %ux%u, scales %s", lad_qscheme_name(t->q.scheme),
                  t->q.block[0], t->q.block[1], t->q.scales->name);
     else if (t->q.scheme)
@@ -118,7 +123,9 @@ static void quant_note(const lad_model *m, const lad_tensor *t, char *buf, size_
 
 static void print_text(const lad_model *m)
 {
-    uint64_t bytes[LAD_DTYPE_COUNT] = {0}, elems[LAD_DTYPE_COUNT] = {0}, params = 0;
+    /* totals per dtype, then per ggml type (GGUF) */
+    enum { NTYPES = LAD_DTYPE_COUNT + LAD_GGML_COUNT };
+    uint64_t bytes[NTYPES] = {0}, elems[NTYPES] = {0}, params = 0;
     printf("%-60s %-8s %-24s %14s\n", "tensor", "dtype", "shape", "bytes");
     for (size_t i = 0; i < m->ntensors; i++) {
         const lad_tensor *t = &m->tensors[i];
@@ -132,19 +139,24 @@ static void print_text(const lad_model *m)
         if (o < (int)sizeof shape)
             snprintf(shape + o, sizeof shape - (size_t)o, "]");
         quant_note(m, t, note, sizeof note);
-        printf("%-60s %-8s %-24s %14llu%s\n", ti.name, lad_dtype_name(ti.dtype), shape,
+        bool ggml = t->q.ggml_type != 0;
+        printf("%-60s %-8s %-24s %14llu%s\n", ti.name,
+               ggml ? lad_tensor_type_name(t) : lad_dtype_name(ti.dtype), shape,
                (unsigned long long)t->nbytes, note);
-        bytes[ti.dtype] += t->nbytes;
-        elems[ti.dtype] += t->nelem;
+        size_t k = ggml ? LAD_DTYPE_COUNT + t->q.ggml_type : (size_t)ti.dtype;
+        bytes[k] += t->nbytes;
+        elems[k] += t->nelem;
         params += t->hidden ? 0 : t->nelem;
     }
     char total[32];
     lad_format_bytes(m->total_bytes, total, sizeof total);
     printf("\n%zu tensors, %llu parameters, %zu file%s, %s on disk\n", m->ntensors,
            (unsigned long long)params, m->nfiles, m->nfiles == 1 ? "" : "s", total);
-    for (int t = 0; t < LAD_DTYPE_COUNT; t++)
+    for (int t = 0; t < NTYPES; t++)
         if (elems[t] || bytes[t])
-            printf("  %-8s %14llu elements %16llu bytes\n", lad_dtype_name((lad_dtype)t),
+            printf("  %-8s %14llu elements %16llu bytes\n",
+                   t < LAD_DTYPE_COUNT ? lad_dtype_name((lad_dtype)t)
+                                       : lad_ggml_type_name((uint32_t)(t - LAD_DTYPE_COUNT)),
                    (unsigned long long)elems[t], (unsigned long long)bytes[t]);
     for (size_t f = 0; f < m->nfiles; f++) {
         const char *k;
@@ -167,9 +179,17 @@ static int print_json(const lad_model *m, const lad_structure *st)
         lad_model_tensor_info(m, i, &ti);
         params += t->hidden ? 0 : t->nelem;
         json_t *row = json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", ti.name, "dtype",
-                                lad_dtype_name(ti.dtype), "shape", shape_json(ti.ndim, ti.shape),
+                                t->q.ggml_type ? lad_tensor_type_name(t)
+                                               : lad_dtype_name(ti.dtype),
+                                "shape", shape_json(ti.ndim, ti.shape),
                                 "bytes", (json_int_t)t->nbytes, "file", t->file->path);
-        if (t->q.scheme) {
+        if (t->q.scheme == LAD_Q_GGML) {
+            json_object_set_new(row, "quant", json_pack("{s:s, s:s}", "scheme", "ggml", "type",
+                                                        lad_tensor_type_name(t)));
+        } else if (t->q.ggml_type) {
+            json_object_set_new(row, "not_mergeable",
+                                json_string("a ggml type ladle cannot read"));
+        } else if (t->q.scheme) {
             json_t *q = json_pack("{s:s, s:s, s:s}", "scheme", lad_qscheme_name(t->q.scheme),
                                   "scales", t->q.scales->name, "tensor", t->name);
             if (t->q.scheme == LAD_Q_FP8_BLOCK)

@@ -269,6 +269,11 @@ static int put_quantised(worker *w, const item *it, lad_error *err)
     uint64_t code_at, code_bytes, scale_at, scale_bytes;
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
+    if (q->scheme == LAD_Q_GGML) { /* whole blocks, their scales inside */
+        uint64_t ts = lad_ggml_type_size(q->ggml_type);
+        lad_ggml_quantize(q->ggml_type, w->merged, w->out_raw, n);
+        return put(r, it, w->out_raw, n / 32 * ts, it->start / 32 * ts, err);
+    }
     if (q->scheme == LAD_Q_MXFP4) {
         lad_quant_encode_mxfp4(n, w->merged, w->out_raw, w->qscales);
         code_at = it->start / 2;
@@ -1021,9 +1026,60 @@ static int run_items(run *r, int nthreads, lad_error *err)
     return rc;
 }
 
+/* llama.cpp's general.file_type for an output whose merged tensors all
+ * take --quant's or --dtype's type; -1 keeps the template's. */
+static int gguf_file_type(const lad_plan *p)
+{
+    uint32_t t;
+    if (p->req.has_quant)
+        t = p->req.quant;
+    else if (!p->req.has_out_dtype || !lad_ggml_from_dtype(p->req.out_dtype, &t))
+        return p->gguf_fallback ? 7 : -1; /* mostly Q8_0 */
+    switch (t) {
+    case LAD_GGML_F32: return 0;
+    case LAD_GGML_F16: return 1;
+    case LAD_GGML_Q4_0: return 2;
+    case LAD_GGML_Q8_0: return 7;
+    case LAD_GGML_BF16: return 32;
+    default: return -1;
+    }
+}
+
+/* A GGUF output: the template's key-values, general.name from OUT's file
+ * name, the recipe as ladle.recipe. */
+static int open_gguf(run *r, lad_writer *w, lad_error *err)
+{
+    lad_plan *p = r->plan;
+    const lad_model *tmpl = p->req.models[p->req.template_model];
+    lad_gguf_out *ts = calloc(p->n + 1, sizeof *ts);
+    char *recipe = json_dumps(p->recipe, JSON_COMPACT);
+    const char *out = p->req.output, *slash = strrchr(out, '/');
+    char *name = lad_strdup(slash ? slash + 1 : out);
+    int rc = 0;
+    if (!ts || !recipe || !name) {
+        rc = lad_fail(err, "out of memory");
+    } else {
+        name[strlen(name) - strlen(".gguf")] = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            const lad_plan_tensor *pt = &p->t[i];
+            ts[i] = (lad_gguf_out){pt->name, pt->ggml_type, pt->ndim, pt->shape, pt->nbytes,
+                                   pt->offset};
+        }
+        rc = lad_writer_add_gguf(w, tmpl->nfiles ? &tmpl->files[0] : NULL, name, recipe,
+                                 gguf_file_type(p), ts, p->n, &r->fds[0], &r->data_start[0],
+                                 err);
+    }
+    free(ts);
+    free(recipe);
+    free(name);
+    return rc;
+}
+
 static int open_outputs(run *r, lad_writer *w, lad_error *err)
 {
     lad_plan *p = r->plan;
+    if (p->as_gguf)
+        return open_gguf(r, w, err);
     json_t *meta = p->req.metadata ? json_deep_copy(p->req.metadata) : json_object();
     char *recipe = p->req.metadata ? NULL : json_dumps(p->recipe, JSON_COMPACT);
     if (!meta || (!recipe && !p->req.metadata)) {

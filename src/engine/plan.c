@@ -159,11 +159,58 @@ static int unsupported_method(const lad_model *m, lad_error *err)
                     m->ref, m->quant_method);
 }
 
+/* A GGUF output's merged tensor: --quant (matrices whose rows are whole
+ * blocks), else --dtype, else the template's type: re-quantised with
+ * ggml's reference quantiser where ladle has it (Q8_0, Q4_0), else Q8_0
+ * (a warning says so). Quantised safetensors inputs (FP8, MXFP4) give
+ * F32. */
+static void gguf_output(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *first)
+{
+    const lad_merge_request *r = &p->req;
+    uint64_t cols = pt->ndim ? pt->shape[pt->ndim - 1] : 1;
+    uint32_t t = LAD_GGML_F32;
+    bool blocks_fit = pt->ndim >= 2 && cols % 32 == 0;
+    if (r->has_quant && (blocks_fit || !lad_ggml_is_block(r->quant)) && pt->ndim >= 2)
+        t = r->quant;
+    else if (r->has_out_dtype)
+        lad_ggml_from_dtype(r->out_dtype, &t);
+    else if (first->q.scheme == LAD_Q_GGML)
+        t = first->q.ggml_type;
+    else if (!first->q.scheme)
+        lad_ggml_from_dtype(first->dtype, &t);
+    if (lad_ggml_is_block(t) && !lad_ggml_can_write(t)) {
+        p->gguf_fallback++;
+        p->gguf_fallback_type = t;
+        t = LAD_GGML_Q8_0;
+    }
+    pt->ggml_type = t;
+    pt->oq = lad_ggml_quant(t);
+    if (pt->oq) {
+        pt->out_dtype = LAD_U8;
+        pt->nbytes = pt->nelem / 32 * lad_ggml_type_size(t);
+    } else {
+        lad_ggml_dtype(t, &pt->out_dtype);
+        pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;
+    }
+}
+
 /* The output of a merged tensor: its dtype, and the scheme it is
- * re-quantised in (the template's, unless --dtype; in memory, bf16). */
+ * re-quantised in (the template's, unless --dtype; in memory, bf16; a
+ * GGUF block type to anything but GGUF: f32, which holds its values
+ * exactly). */
 static int output_of(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *first, lad_error *err)
 {
     const lad_merge_request *r = &p->req;
+    if (p->as_gguf) {
+        gguf_output(p, pt, first);
+        return 0;
+    }
+    if (first->q.scheme == LAD_Q_GGML && !r->has_out_dtype) {
+        pt->out_dtype = LAD_F32;
+        pt->oq = NULL;
+        pt->nbytes = pt->nelem * 4;
+        return 0;
+    }
     pt->out_dtype = r->has_out_dtype ? r->out_dtype : first->dtype;
     pt->oq = NULL;
     (void)err;
@@ -209,10 +256,11 @@ static int same_bytes(const lad_plan_tensor *pt, const lad_tensor *first, const 
                 lad_file_read(t->file, b, n, t->offset + at, err))
                 rc = lad_fail_prefix(err, "tensor '%s': ", pt->name);
             else if (memcmp(a, b, n))
-                rc = lad_fail(err, "tensor '%s' is %s, which cannot be merged, and %s and %s "
+                rc = lad_fail(err, "tensor '%s' is %s, which %s, and %s and %s "
                                    "hold different values for it; choose one with "
                                    "--take-unmergeable MODEL",
-                              pt->name, lad_dtype_name(first->dtype), fm->ref,
+                              pt->name, lad_tensor_type_name(first),
+                              first->q.ggml_type ? "ladle cannot read" : "cannot be merged", fm->ref,
                               in_model[j]->ref);
         }
     }
@@ -308,9 +356,10 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
                             tmpl->ref, sb, in_model[j]->ref);
         }
         bool ma = lad_tensor_mergeable(first), mb = lad_tensor_mergeable(t);
-        if (ma != mb || (!ma && first->dtype != t->dtype))
+        if (ma != mb || (!ma && (first->dtype != t->dtype ||
+                                 first->q.ggml_type != t->q.ggml_type)))
             return lad_fail(err, "tensor '%s' is %s in %s but %s in %s", name,
-                            lad_dtype_name(first->dtype), tmpl->ref, lad_dtype_name(t->dtype),
+                            lad_tensor_type_name(first), tmpl->ref, lad_tensor_type_name(t),
                             in_model[j]->ref);
     }
     pt->ndim = first->ndim;
@@ -341,6 +390,15 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         pt->nin = 1;
         pt->out_dtype = first->dtype;
         pt->nbytes = first->nbytes;
+        if (p->as_gguf && !(pt->ggml_type = first->q.ggml_type) &&
+            !lad_ggml_from_dtype(first->dtype, &pt->ggml_type))
+            return lad_fail(err, "tensor '%s' is %s, which a GGUF file cannot hold; write a "
+                                 ".safetensors output instead",
+                            name, lad_dtype_name(first->dtype));
+        if (!p->as_gguf && first->q.ggml_type)
+            return lad_fail(err, "tensor '%s' is %s, a GGUF type ladle cannot read, which only "
+                                 "a .gguf output can hold; write OUT.gguf",
+                            name, lad_tensor_type_name(first));
     }
     for (size_t j = 0; j < pt->nin; j++)
         p->bytes_in += pt->in[j]->nbytes + (pt->in[j]->q.scales ? pt->in[j]->q.scales->nbytes : 0);
@@ -447,8 +505,36 @@ static int check_overrides(const lad_plan *p, lad_error *err)
     return 0;
 }
 
+/* A GGUF output: one file, each tensor at the previous one's end rounded
+ * up to the template's alignment. */
+static int layout_gguf(lad_plan *p, lad_error *err)
+{
+    const lad_model *tmpl = p->req.models[p->req.template_model];
+    uint64_t a = lad_gguf_alignment(tmpl->nfiles ? &tmpl->files[0] : NULL), at = 0;
+    if (!(p->shards = calloc(1, sizeof *p->shards)) ||
+        !(p->shards[0].fname = lad_strdup("model.gguf")))
+        return lad_fail(err, "out of memory");
+    for (size_t i = 0; i < p->n; i++) {
+        p->t[i].shard = 0;
+        p->t[i].offset = at;
+        at = (at + p->t[i].nbytes + a - 1) / a * a;
+    }
+    p->shards[0] = (lad_shard){p->shards[0].fname, 0, p->n, at};
+    p->nshards = 1;
+    if (p->gguf_fallback)
+        return lad_plan_warn(p, lad_asprintf("%zu tensors are %s, which ladle cannot write: "
+                                             "they are written as Q8_0 (--quant chooses another "
+                                             "type)",
+                                             p->gguf_fallback,
+                                             lad_ggml_type_name(p->gguf_fallback_type)),
+                             err);
+    return 0;
+}
+
 static int layout_shards(lad_plan *p, lad_error *err)
 {
+    if (p->as_gguf)
+        return layout_gguf(p, err);
     uint64_t limit = p->as_dir ? p->req.shard_size : 0;
     p->shards = calloc(p->n + 1, sizeof *p->shards);
     if (!p->shards)
@@ -506,7 +592,13 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
     if (!p)
         return lad_fail(err, "out of memory");
     p->req = *req;
-    p->as_dir = req->output && !lad_ends_with(req->output, ".safetensors");
+    p->as_gguf = req->output && lad_ends_with(req->output, ".gguf");
+    p->as_dir = req->output && !lad_ends_with(req->output, ".safetensors") && !p->as_gguf;
+    if (req->has_quant && !p->as_gguf) {
+        free(p);
+        return lad_usage(err, "--quant is for GGUF outputs (OUT ending in .gguf); use --dtype "
+                              "for safetensors");
+    }
     const lad_model *tmpl = req->models[req->template_model];
 
     /* The template's tensors, plus a head it ties but another model has. */

@@ -22,6 +22,9 @@ struct lad_plan {
     lad_shard *shards;
     size_t nshards;
     bool as_dir;            /* a Hugging Face folder, not one file */
+    bool as_gguf;           /* one GGUF file (OUT ends in .gguf) */
+    size_t gguf_fallback;   /* tensors written Q8_0: their type is one ladle cannot write */
+    uint32_t gguf_fallback_type;
     bool untie_head;        /* we add an lm_head.weight the template ties */
     uint64_t bytes_in, bytes_out;
     lad_op *ops;            /* per tensor, when the request has a schedule */

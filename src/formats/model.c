@@ -3,6 +3,7 @@
  *
  *   path/to/file.safetensors            one file
  *   path/to/file.bin (.pt, .pth)        a PyTorch checkpoint (torch_read.c)
+ *   path/to/file.gguf                   a GGUF file (gguf.c)
  *   path/to/hf-folder/                  model.safetensors, or
  *                                       model.safetensors.index.json + shards,
  *                                       else pytorch_model.bin or its index
@@ -84,6 +85,10 @@ static int load_file(lad_model *m, const char *path, lad_error *err)
         /* (or a safetensors header of exactly 0x04034b50 bytes: legal) */
         lad_error st_err = {0};
         if (lad_torch_parse(f, &ts, &n, err) && lad_safetensors_parse(f, &ts, &n, &st_err))
+            return -1;
+    } else if (!memcmp(magic, "GGUF", 4)) { /* llama.cpp's format */
+        /* (a safetensors header of 0x46554747 bytes is over its limit) */
+        if (lad_gguf_parse(f, &ts, &n, err))
             return -1;
     } else if (!memcmp(magic, "\x80\x02\x8a\x0a", 4)) {
         /* a bare pickle: PROTO 2, then torch's magic number as a LONG1 (as a
@@ -450,6 +455,7 @@ void lad_model_close(lad_model *m)
             close(m->files[i].fd);
         free(m->files[i].path);
         json_decref(m->files[i].metadata);
+        lad_gguf_free(&m->files[i]);
     }
     json_decref(m->config);
     free(m->files);

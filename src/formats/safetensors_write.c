@@ -158,17 +158,9 @@ static int open_member(lad_writer *w, const char *fname, int *fd, lad_error *err
     return track_fd(w, *fd, err);
 }
 
-int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_tensor *ts,
-                               size_t n, json_t *metadata, int *fd, uint64_t *data_start,
-                               lad_error *err)
+int lad_writer_add_file(lad_writer *w, const char *fname, const void *hdr, size_t hlen,
+                        uint64_t total, int *fd, lad_error *err)
 {
-    size_t hlen;
-    char *hdr = lad_safetensors_header(ts, n, metadata, &hlen);
-    if (!hdr)
-        return lad_fail(err, "out of memory building a safetensors header");
-    uint64_t total = hlen;
-    for (size_t i = 0; i < n; i++)
-        total += ts[i].nbytes;
     int rc = open_member(w, fname, fd, err);
     if (rc == 0) {
         /* A disk too small fails here, before the work. (Not fallocate:
@@ -185,6 +177,21 @@ int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_t
         else if (lad_pwrite_full(*fd, hdr, hlen, 0, err))
             rc = lad_fail_prefix(err, "%s: ", w->out);
     }
+    return rc;
+}
+
+int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_tensor *ts,
+                               size_t n, json_t *metadata, int *fd, uint64_t *data_start,
+                               lad_error *err)
+{
+    size_t hlen;
+    char *hdr = lad_safetensors_header(ts, n, metadata, &hlen);
+    if (!hdr)
+        return lad_fail(err, "out of memory building a safetensors header");
+    uint64_t total = hlen;
+    for (size_t i = 0; i < n; i++)
+        total += ts[i].nbytes;
+    int rc = lad_writer_add_file(w, fname, hdr, hlen, total, fd, err);
     free(hdr);
     *data_start = hlen;
     return rc;

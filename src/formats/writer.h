@@ -35,6 +35,26 @@ int lad_writer_add_safetensors(lad_writer *w, const char *fname, const lad_out_t
                                size_t n, json_t *metadata, int *fd, uint64_t *data_start,
                                lad_error *err);
 
+/* Any file of the output: its header bytes written at 0 and its size
+ * (total bytes) reserved; the caller pwrite()s the rest to *fd. */
+int lad_writer_add_file(lad_writer *w, const char *fname, const void *hdr, size_t hlen,
+                        uint64_t total, int *fd, lad_error *err);
+
+/* A GGUF output file (gguf.c): the template's key-values (when it is a
+ * GGUF file) with general.name and ladle.recipe set, then the tensor
+ * infos; tensor i's data goes at *data_start + ts[i].offset, offsets
+ * aligned to lad_gguf_alignment(template). */
+typedef struct lad_gguf_out {
+    const char *name;
+    uint32_t type;         /* ggml type */
+    int ndim;
+    const uint64_t *shape; /* row-major, as ladle holds it (GGUF stores it reversed) */
+    uint64_t nbytes, offset;
+} lad_gguf_out;
+int lad_writer_add_gguf(lad_writer *w, const lad_file *tmpl, const char *model_name,
+                        const char *recipe, int file_type, const lad_gguf_out *ts, size_t n,
+                        int *fd, uint64_t *data_start, lad_error *err);
+
 /* Small files of a folder output. */
 int lad_writer_add_bytes(lad_writer *w, const char *fname, const void *data, size_t len,
                          lad_error *err);

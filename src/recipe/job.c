@@ -8,7 +8,7 @@
 
 enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN, OPT_TAKE,
-    OPT_TOKENIZER, OPT_CHAT_TEMPLATE, OPT_PAD,
+    OPT_TOKENIZER, OPT_CHAT_TEMPLATE, OPT_PAD, OPT_QUANT,
 };
 
 static const lad_optdef COMMON[] = {
@@ -18,7 +18,7 @@ static const lad_optdef COMMON[] = {
     {"layers", OPT_LAYERS, true},   {"dry-run", OPT_DRY_RUN, false},
     {"take-unmergeable", OPT_TAKE, true}, {"tokenizer-source", OPT_TOKENIZER, true},
     {"chat-template", OPT_CHAT_TEMPLATE, true},
-    {"pad-to-multiple-of", OPT_PAD, true},
+    {"pad-to-multiple-of", OPT_PAD, true}, {"quant", OPT_QUANT, true},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
@@ -57,6 +57,16 @@ static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
             return lad_usage(err, "--dtype takes f32, f16 or bf16, not '%s'", arg);
         o->has_dtype = true;
         return 0;
+    case OPT_QUANT: {
+        uint32_t t;
+        if (lad_ggml_type_parse(arg, &t) != 0 ||
+            !(lad_ggml_can_write(t) || t == LAD_GGML_F32 || t == LAD_GGML_F16 ||
+              t == LAD_GGML_BF16))
+            return lad_usage(err, "--quant takes q8_0, q4_0, f16, bf16 or f32, not '%s'", arg);
+        o->quant = t;
+        o->has_quant = true;
+        return 0;
+    }
     case 'j':
         if (job_int("-j", arg, 1, 1024, &n, err))
             return -1;
@@ -375,6 +385,8 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .output = j->o.output,
         .has_out_dtype = j->o.has_dtype || j->has_out_dtype,
         .out_dtype = j->o.has_dtype ? j->o.dtype : j->out_dtype,
+        .has_quant = j->o.has_quant,
+        .quant = j->o.quant,
         .shard_size = j->o.shard_size,
         .threads = j->o.threads,
         .force = j->o.force,

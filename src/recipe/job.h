@@ -30,6 +30,8 @@ typedef struct job_opts {
     uint64_t pad_multiple;       /* --pad-to-multiple-of N (0: none) */
     bool has_dtype;
     lad_dtype dtype;
+    bool has_quant;              /* --quant TYPE (GGUF outputs) */
+    uint32_t quant;
     int threads;
     uint64_t shard_size;
     bool force, quiet;
