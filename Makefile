@@ -27,7 +27,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT    := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 # Fuzz targets: libFuzzer binaries under `make fuzz`, and in every build a
 # replay driver that runs each over its seed corpus and kept regressions.
-FUZZ_TARGETS := safetensors index recipe journal structure tokenizer torch
+FUZZ_TARGETS := safetensors index recipe journal structure tokenizer torch gguf
 REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
 
 .PHONY: all test check sanitize warnings bench clean fuzz fuzz-build install

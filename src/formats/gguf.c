@@ -406,7 +406,8 @@ int lad_gguf_parse(lad_file *f, lad_tensor **tensors, size_t *ntensors, lad_erro
                           (unsigned long long)expect, (unsigned long long)a);
             goto out;
         }
-        if (start > f->size || t->nbytes > f->size - start - t->offset) {
+        if (start > f->size || t->offset > f->size - start ||
+            t->nbytes > f->size - start - t->offset) {
             rc = lad_fail(err, "%s: not a valid GGUF file: tensor '%s' (%llu bytes at %llu) ends "
                                "past the end of the file (%llu bytes)",
                           f->path, t->name, (unsigned long long)t->nbytes,

@@ -149,3 +149,29 @@ tb.archive(d / "system", pickle.dumps(tb.Evil(os.system, "true"), protocol=2))
 torch.save({"w": small["w"].t()}, d / "strided")
 torch.save({"w": small["w"], "epoch": 3}, d / "epoch")
 print("torch seeds written")
+
+# gguf: valid files (block types, unreadable types, every value type,
+# alignment 64, version 2) and every crafted bad file of the GGUF tests.
+import gguf  # noqa: E402
+import test_gguf as tg  # noqa: E402
+d = fresh("gguf")
+kvs = tg.KVS + [("u8", gguf.U8, 7), ("i8", gguf.I8, -7), ("u16", gguf.U16, 7),
+                ("i16", gguf.I16, -7), ("i32", gguf.I32, -7), ("b", gguf.BOOL, True),
+                ("u64", gguf.U64, 1 << 40), ("i64", gguf.I64, -1), ("f64", gguf.F64, 0.5),
+                ("empty", gguf.ARRAY, (gguf.U32, []))]
+x = rng.standard_normal((4, 64)).astype(np.float32)
+gguf.write(d / "blocks", kvs, [("blk.0.a.weight", "Q8_0", (4, 64), gguf.quant("Q8_0", x)),
+                               ("blk.1.a.weight", "Q4_0", (4, 64), gguf.quant("Q4_0", x)),
+                               ("blk.0.n.weight", "F32", (64,), x[0].tobytes()),
+                               ("k", "Q4_K", (1, 256), bytes(range(144))),
+                               ("iq", "IQ2_XXS", (256,), bytes(66)),
+                               ("h", "F16", (2, 3), np.ones(6, np.float16).tobytes()),
+                               ("s", "BF16", (), b"\x80\x3f")])
+gguf.write(d / "aligned64", tg.KVS + [("general.alignment", gguf.U32, 64)],
+           [("w", "F32", (3,), x[0, :3].tobytes()), ("v", "I32", (2,), bytes(8))],
+           alignment=64)
+gguf.write(d / "version2", tg.KVS[:1], [("w", "Q6_K", (256,), bytes(210))], version=2)
+gguf.write(d / "empty", [], [])
+for name, data, _ in tg.bad_files(None):
+    (d / name).write_bytes(data)
+print("gguf seeds written")
