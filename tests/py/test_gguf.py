@@ -306,3 +306,39 @@ def test_bad_gguf_refused(tmp_path, case):
         assert str(p) in r.err and says in r.err, (name, r.err)
     assert not (tmp_path / "o.gguf").exists()
     assert p.read_bytes() == before
+
+
+NODE_DIR = os.path.join(os.path.dirname(__file__), "..", "node")
+
+
+def test_independent_reader_sees_the_same_file(tmp_path, rng):
+    """Hugging Face's @huggingface/gguf (tests/node, installed by
+    tools/install-deps.sh) reads ladle's output: the same tensors, shapes,
+    types, offsets and metadata as the spec-written reader."""
+    import json
+    import shutil
+    import subprocess
+    if not shutil.which("node") or not os.path.isdir(os.path.join(NODE_DIR, "node_modules")):
+        pytest.skip("tests/node is not installed (npm ci --prefix tests/node)")
+    (a, b), _ = family(tmp_path, rng)
+    out = tmp_path / "o.gguf"
+    ladle("lerp", a, b, "--alpha", "0.5", "--quant", "q4_0", "-o", out)
+    js = json.loads(subprocess.run(["node", os.path.join(NODE_DIR, "read_gguf.mjs"), str(out)],
+                                   capture_output=True, text=True, check=True).stdout)
+    kvs, ts, order = gguf.read(out)
+    assert [t["name"] for t in js["tensorInfos"]] == order
+    for t in js["tensorInfos"]:
+        tname, shape, _ = ts[t["name"]]
+        assert gguf.GGML[t["dtype"]][0] == tname
+        assert tuple(int(d) for d in reversed(t["shape"])) == shape
+    meta = js["metadata"]
+    assert meta["version"] == 3 and int(meta["tensor_count"]) == len(order)
+    for key, vtype, v in kvs:
+        if vtype == gguf.ARRAY:
+            assert meta[key] == v[1], key
+        elif vtype == gguf.F32:
+            assert meta[key] == pytest.approx(v), key
+        elif vtype in (gguf.U64, gguf.I64):
+            assert int(meta[key]) == v, key
+        else:
+            assert meta[key] == v, key
