@@ -284,8 +284,8 @@ int cmd_greedy(int argc, char **argv)
                     .strict = g.strict, .minimize = g.search.minimize};
     char **final = NULL;
     rc = 1;
-    if (search_open(&g.s, "soup", &g.search, g.quiet, !lad_ends_with(g.out, ".safetensors"),
-                    g.out, &err) != 0) {
+    if (search_open(&g.s, "soup", &g.search, g.quiet, search_suffix(g.out, NULL), g.out,
+                    &err) != 0) {
         rc = report(&err);
         goto out;
     }

@@ -35,9 +35,9 @@ static const char HELP[] =
     "  -q, --quiet           no progress on stderr\n" SEARCH_HELP
     "  -h, --help            this help\n"
     "\n"
-    "Candidates are written as OUT is (NAME.safetensors: files, else folders);\n"
-    "without -o, as folders when the merge reads a folder. The evaluator also\n"
-    "gets {NAME} for each axis.\n";
+    "Candidates are written as OUT is (NAME.safetensors or NAME.gguf: files, else\n"
+    "folders); without -o, as the first model input is (GGUF, a folder, else\n"
+    "safetensors files). The evaluator also gets {NAME} for each axis.\n";
 
 #define MAX_AXES 8
 
@@ -156,14 +156,6 @@ static void print_json(const sweep_args *a, const candidate *c, size_t n, size_t
         puts(text);
     free(text);
     json_decref(doc);
-}
-
-static bool names_folder(char *const *merge)
-{
-    for (size_t i = 1; merge[i]; i++)
-        if (lad_is_dir(merge[i]))
-            return true;
-    return false;
 }
 
 /* Each candidate's arguments must be a merge ladle can run, without an
@@ -292,8 +284,8 @@ int cmd_sweep(int argc, char **argv)
         goto free_points;
     code = EXIT_USAGE;
 
-    bool folders = a.out ? !lad_ends_with(a.out, ".safetensors") : names_folder(c[0].merge);
-    if (search_open(&s, "sweep", &a.search, a.quiet, folders, a.out, &err) != 0) {
+    if (search_open(&s, "sweep", &a.search, a.quiet, search_suffix(a.out, c[0].merge), a.out,
+                    &err) != 0) {
         code = report(&err);
         search_close(&s);
         goto free_points;

@@ -94,7 +94,7 @@ char *recipe_of(char *const *merge)
 }
 
 /* Candidates of a run that was killed (SIGKILL, a crash, a power cut):
- * "cand-NNNN[.safetensors]" and the merge's hidden temporaries. They are
+ * "cand-NNNN[.safetensors|.gguf]" and the merge's hidden temporaries. They are
  * ladle's own, in ladle's work folder, and may be as large as a model. */
 static void remove_stale(search *s)
 {
@@ -120,14 +120,29 @@ static void remove_stale(search *s)
              n == 1 ? "" : "s", s->work);
 }
 
-int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bool folders,
+const char *search_suffix(const char *out, char *const *merge)
+{
+    if (out)
+        return lad_ends_with(out, ".safetensors") ? ".safetensors"
+               : lad_ends_with(out, ".gguf")      ? ".gguf"
+                                                  : "";
+    for (size_t i = 1; merge && merge[i]; i++) {
+        if (lad_ends_with(merge[i], ".gguf"))
+            return ".gguf";
+        if (lad_is_dir(merge[i]))
+            return "";
+    }
+    return ".safetensors";
+}
+
+int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, const char *suffix,
                 const char *out, lad_error *err)
 {
     memset(s, 0, sizeof *s);
     s->cmd = cmd;
     s->o = *o;
     s->quiet = quiet;
-    s->folders = folders;
+    s->suffix = suffix;
     if (s->o.jobs < 1)
         s->o.jobs = 1;
     if (!o->eval)
@@ -292,7 +307,7 @@ static int start_merge(pipeline *p, size_t i, lad_error *err)
     char *name = NULL;
     do {
         free(name);
-        name = lad_asprintf("%s/cand-%04d%s", s->work, s->seq++, s->folders ? "" : ".safetensors");
+        name = lad_asprintf("%s/cand-%04d%s", s->work, s->seq++, s->suffix);
     } while (name && lad_exists(name));
     const char *extra[] = {"-o", name, "-q", NULL};
     char **argv = name ? ladle_argv(s, p->c[i].merge, extra) : NULL;

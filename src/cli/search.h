@@ -60,7 +60,7 @@ typedef struct search {
     const char *cmd;    /* "soup" or "sweep", for messages */
     search_opts o;
     bool quiet;
-    bool folders;       /* candidates are Hugging Face folders, not files */
+    const char *suffix; /* candidates: ".safetensors", ".gguf", or "" (folders) */
     char *self;         /* this executable, to run merges */
     char *work;
     bool work_temp;     /* made by us: removed at the end */
@@ -73,8 +73,11 @@ typedef struct search {
 
 /* out: where the result goes (the default work folder is made beside it),
  * or NULL. Checks the options (--resume needs a log). */
-int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, bool folders,
+int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, const char *suffix,
                 const char *out, lad_error *err);
+/* What candidates are: as OUT is, or without OUT as the first model input
+ * (a GGUF file gives GGUF files, a folder folders, else safetensors). */
+const char *search_suffix(const char *out, char *const *merge);
 /* Scores every candidate that is not scored yet: from the log, else by
  * merging and evaluating it. Fails on the first failed merge or evaluation
  * (after letting the others running finish and be logged). */

@@ -342,3 +342,23 @@ def test_independent_reader_sees_the_same_file(tmp_path, rng):
             assert int(meta[key]) == v, key
         else:
             assert meta[key] == v, key
+
+
+def test_greedy_soup_and_sweep_candidates_are_gguf(tmp_path, rng):
+    """A search over GGUF models hands the evaluator GGUF candidates (what
+    llama.cpp loads), and the result equals the plain merge."""
+    (a, b), _ = family(tmp_path, rng)
+    ev = tmp_path / "ev.sh"
+    # anything but a GGUF file fails the evaluation, and so the search
+    ev.write_text('#!/bin/sh\ncase "$1" in *.gguf) head -c 4 "$1" | grep -q GGUF || exit 3; '
+                  'echo 1;; *) exit 3;; esac\n')
+    ev.chmod(0o755)
+    ladle("sweep", "--grid", "t=0.25,0.75", "--eval", f"{ev} {{model}}", "-o", tmp_path / "s.gguf",
+          "--", "lerp", a, b, "--alpha", "{t}")
+    ladle("lerp", a, b, "--alpha", "0.25", "-o", tmp_path / "l.gguf")
+    _, s, _ = gguf.read(tmp_path / "s.gguf")
+    _, l, _ = gguf.read(tmp_path / "l.gguf")
+    assert s == l  # every score ties at 1: the first point is the best
+    ladle("soup", "--greedy", "--eval", f"{ev} {{model}}", a, b, "--scores", "1,1", "-o",
+              tmp_path / "g.gguf")
+    assert os.path.exists(tmp_path / "g.gguf")
