@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "py"))
 sys.path.insert(0, HERE)
 import gguf  # noqa: E402
 import st  # noqa: E402
+from quant_error import layer, rel  # noqa: E402
 from timing import timed  # noqa: E402
 
 F32 = np.float32
@@ -41,10 +42,6 @@ LADLE = os.path.join(ROOT, "build", "ladle")
 SHAPES = {"attn_q": (4096, 4096), "attn_k": (4096, 4096), "attn_v": (4096, 4096),
           "attn_output": (4096, 4096), "ffn_gate": (11008, 4096), "ffn_up": (11008, 4096),
           "ffn_down": (4096, 11008), "attn_norm": (4096,), "ffn_norm": (4096,)}
-
-
-def rel(x, ref):
-    return float(np.sqrt(np.mean((x.astype(np.float64) - ref) ** 2) / np.mean(ref ** 2)))
 
 
 def main():
@@ -58,9 +55,7 @@ def main():
     tensors = [[], []]
     for short, shape in SHAPES.items():
         name = f"blk.0.{short}.weight"
-        base = (rng.standard_normal(shape) * 0.02).astype(F32)
-        base.reshape(-1)[rng.integers(0, base.size, base.size // 10000)] *= F32(20)
-        fts = [base + (rng.standard_normal(shape) * 0.002).astype(F32) for _ in range(2)]
+        fts = layer(rng, shape)
         orig[name] = (fts[0].astype(np.float64) + fts[1]) / 2
         deq = []
         for m, x in enumerate(fts):

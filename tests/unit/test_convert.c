@@ -5,23 +5,13 @@
  * The scalar reference itself is checked against numpy/PyTorch by
  * tests/py/test_dtype.py.
  */
+#include "expect.h"
 #include "ladle.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void expect(int ok, const char *what)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("FAIL: %s\n", what);
-    }
-}
 
 static void test_widen(lad_dtype t, const char *name)
 {

@@ -6,6 +6,7 @@
  * byte must match exactly. Plus hand-made blocks from the format's
  * description, and the type table.
  */
+#include "expect.h"
 #include "ladle.h"
 
 #include <math.h>
@@ -13,17 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
-
-static void expect(int ok, const char *what)
-{
-    if (ok) {
-        passed++;
-    } else {
-        failed++;
-        printf("FAIL: %s\n", what);
-    }
-}
 
 static uint32_t u32(const unsigned char *p)
 {
