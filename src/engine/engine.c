@@ -1046,7 +1046,7 @@ static int gguf_file_type(const lad_plan *p)
 }
 
 /* A GGUF output: the template's key-values, general.name from OUT's file
- * name, the recipe as ladle.recipe. */
+ * name, the recipe as ladle.recipe, the block count of a frankenmerge. */
 static int open_gguf(run *r, lad_writer *w, lad_error *err)
 {
     lad_plan *p = r->plan;
@@ -1066,8 +1066,8 @@ static int open_gguf(run *r, lad_writer *w, lad_error *err)
                                    pt->offset};
         }
         rc = lad_writer_add_gguf(w, tmpl->nfiles ? &tmpl->files[0] : NULL, name, recipe,
-                                 gguf_file_type(p), ts, p->n, &r->fds[0], &r->data_start[0],
-                                 err);
+                                 gguf_file_type(p), p->req.num_layers, ts, p->n, &r->fds[0],
+                                 &r->data_start[0], err);
     }
     free(ts);
     free(recipe);

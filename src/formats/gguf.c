@@ -501,11 +501,31 @@ static void put_kv_u32(outbuf *b, const char *key, uint32_t value)
     put_le(b, value, 4);
 }
 
+/* "ARCH.block_count", where general.architecture is ARCH; or NULL. */
+static char *block_count_key(const lad_file *f, const struct lad_gguf_meta *m, lad_error *err)
+{
+    for (size_t i = 0; m && i < m->nkv; i++) {
+        const gguf_kv *kv = &m->kv[i];
+        if (strcmp(kv->key, "general.architecture") || kv->type != T_STRING || kv->len < 8)
+            continue;
+        char *arch = calloc(1, (size_t)kv->len - 8 + sizeof ".block_count");
+        if (!arch || lad_file_read(f, arch, (size_t)kv->len - 8, kv->off + 8, err)) {
+            free(arch);
+            return NULL;
+        }
+        strcat(arch, ".block_count");
+        return arch;
+    }
+    return NULL;
+}
+
 int lad_writer_add_gguf(lad_writer *w, const lad_file *tmpl, const char *model_name,
-                        const char *recipe, int file_type, const lad_gguf_out *ts, size_t n,
-                        int *fd, uint64_t *data_start, lad_error *err)
+                        const char *recipe, int file_type, uint64_t block_count,
+                        const lad_gguf_out *ts, size_t n, int *fd, uint64_t *data_start,
+                        lad_error *err)
 {
     const struct lad_gguf_meta *m = tmpl ? tmpl->gguf : NULL;
+    char *blocks_key = block_count ? block_count_key(tmpl, m, err) : NULL;
     uint64_t align = lad_gguf_alignment(tmpl);
     outbuf b = {0};
     size_t nkv = 0;
@@ -528,6 +548,8 @@ int lad_writer_add_gguf(lad_writer *w, const lad_file *tmpl, const char *model_n
         } else if (!strcmp(kv->key, "general.file_type") && file_type >= 0) {
             put_kv_u32(&b, kv->key, (uint32_t)file_type);
             typed = true;
+        } else if (blocks_key && !strcmp(kv->key, blocks_key) && kv->type == T_U32) {
+            put_kv_u32(&b, kv->key, (uint32_t)block_count);
         } else {
             put_str(&b, kv->key);
             put_le(&b, kv->type, 4);
@@ -571,5 +593,6 @@ int lad_writer_add_gguf(lad_writer *w, const lad_file *tmpl, const char *model_n
         *data_start = b.len;
     }
     free(b.p);
+    free(blocks_key);
     return rc;
 }

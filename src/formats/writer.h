@@ -41,7 +41,8 @@ int lad_writer_add_file(lad_writer *w, const char *fname, const void *hdr, size_
                         uint64_t total, int *fd, lad_error *err);
 
 /* A GGUF output file (gguf.c): the template's key-values (when it is a
- * GGUF file) with general.name and ladle.recipe set, then the tensor
+ * GGUF file) with general.name and ladle.recipe set (general.file_type
+ * when file_type >= 0, ARCH.block_count when block_count > 0), then the tensor
  * infos; tensor i's data goes at *data_start + ts[i].offset, offsets
  * aligned to lad_gguf_alignment(template). */
 typedef struct lad_gguf_out {
@@ -52,8 +53,9 @@ typedef struct lad_gguf_out {
     uint64_t nbytes, offset;
 } lad_gguf_out;
 int lad_writer_add_gguf(lad_writer *w, const lad_file *tmpl, const char *model_name,
-                        const char *recipe, int file_type, const lad_gguf_out *ts, size_t n,
-                        int *fd, uint64_t *data_start, lad_error *err);
+                        const char *recipe, int file_type, uint64_t block_count,
+                        const lad_gguf_out *ts, size_t n, int *fd, uint64_t *data_start,
+                        lad_error *err);
 
 /* Small files of a folder output. */
 int lad_writer_add_bytes(lad_writer *w, const char *fname, const void *data, size_t len,

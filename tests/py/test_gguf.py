@@ -362,3 +362,24 @@ def test_greedy_soup_and_sweep_candidates_are_gguf(tmp_path, rng):
     ladle("soup", "--greedy", "--eval", f"{ev} {{model}}", a, b, "--scores", "1,1", "-o",
               tmp_path / "g.gguf")
     assert os.path.exists(tmp_path / "g.gguf")
+
+
+def test_recipes_on_gguf(tmp_path, rng):
+    """mergekit recipes take GGUF models: a slerp recipe equals the slerp
+    command, and a frankenmerge renumbers blk.N and sets ARCH.block_count."""
+    (a, b), v = family(tmp_path, rng, qtype="F32")
+    (tmp_path / "s.yml").write_text(f"models:\n  - model: {a}\n  - model: {b}\nmerge_method: slerp\n"
+                                    f"base_model: {a}\nparameters:\n  t: 0.3\n")
+    ladle("merge", tmp_path / "s.yml", "-o", tmp_path / "r.gguf")
+    ladle("slerp", a, b, "--t", "0.3", "-o", tmp_path / "c.gguf")
+    assert gguf.read(tmp_path / "r.gguf")[1] == gguf.read(tmp_path / "c.gguf")[1]
+    (tmp_path / "f.yml").write_text(
+        f"slices:\n  - sources:\n      - model: {a}\n        layer_range: [0, 3]\n"
+        f"  - sources:\n      - model: {b}\n        layer_range: [1, 4]\nmerge_method: passthrough\n")
+    ladle("merge", tmp_path / "f.yml", "-o", tmp_path / "f.gguf")
+    kvs, ts, _ = gguf.read(tmp_path / "f.gguf")
+    assert ("llama.block_count", gguf.U32, 6) in kvs
+    for out, (m, i) in enumerate([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (1, 3)]):
+        got = gguf.values(*ts[f"blk.{out}.attn_q.weight"])
+        assert np.array_equal(got, v[f"blk.{i}.attn_q.weight"][m]), out
+    assert np.array_equal(gguf.values(*ts["output.weight"]), v["output.weight"][1])
