@@ -285,8 +285,10 @@ def allocate(infos, kind):
 
 def save(state_dict, path, metadata=None, force=False, shard_size="5GB"):
     """Writes a state dict (torch tensors or numpy arrays), or a model from
-    ``ladle.load``, to path: NAME.safetensors, or a Hugging Face folder.
-    Atomic like every ladle output; metadata is a dict of strings."""
+    ``ladle.load``, to path: NAME.safetensors, a Hugging Face folder, or
+    NAME.gguf (a GGUF model's blocks are copied as stored, so only a .gguf
+    path takes one). Atomic like every ladle output; metadata is a dict of
+    strings."""
     from ._merge import parse_size
     keep, err = [], C.Error()
     if isinstance(state_dict, Model) or is_path(state_dict):

@@ -334,6 +334,15 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         pt->nelem = first->nelem;
         pt->out_dtype = packed ? LAD_U8 : first->dtype;
         pt->nbytes = first->nbytes;
+        if (first->q.ggml_type && !p->as_gguf)
+            return lad_fail(err, "%s: tensor '%s' is %s, GGUF blocks, which only a .gguf "
+                                 "output holds as stored; merge it (values come dequantised) "
+                                 "or write OUT.gguf",
+                            tmpl->ref, first->name, lad_tensor_type_name(first));
+        if (p->as_gguf && !(pt->ggml_type = first->q.ggml_type) &&
+            !lad_ggml_from_dtype(pt->out_dtype, &pt->ggml_type))
+            return lad_fail(err, "%s: tensor '%s' is %s, which a GGUF file cannot hold",
+                            tmpl->ref, first->name, lad_dtype_name(pt->out_dtype));
         p->bytes_in += pt->nbytes;
         p->bytes_out += pt->nbytes;
         return 0;
