@@ -16,6 +16,7 @@
  * ggml's reference writes on x86-64 without the undefined cast.
  */
 #include "ladle.h"
+#include "../methods/kernel.h"
 
 #include <math.h>
 #include <string.h>
@@ -246,7 +247,7 @@ static void deq_q6_k(const uint8_t *b, float *y)
         }
 }
 
-void lad_ggml_dequantize(uint32_t type, const void *blocks, float *out, size_t n)
+LAD_KERNEL static void dequantize_blocks(uint32_t type, const void *blocks, float *out, size_t n)
 {
     const uint8_t *b = blocks;
     uint32_t bs = lad_ggml_block_size(type), ts = lad_ggml_type_size(type);
@@ -267,6 +268,11 @@ void lad_ggml_dequantize(uint32_t type, const void *blocks, float *out, size_t n
     }
 }
 
+void lad_ggml_dequantize(uint32_t type, const void *blocks, float *out, size_t n)
+{
+    dequantize_blocks(type, blocks, out, n);
+}
+
 /* ------------------------------------------------------------ writing */
 
 static void put_half(uint8_t *p, float v)
@@ -276,15 +282,23 @@ static void put_half(uint8_t *p, float v)
     p[1] = (uint8_t)(h >> 8);
 }
 
-/* (int8_t)v for a finite v in range; 0 where ggml's cast is undefined. */
-static int code_of(float v)
+/* (int8_t)v for v in range; 0 where ggml's cast is undefined (NaN, Inf):
+ * written as selects so the loops vectorise. */
+static inline int code_of(float v)
 {
-    return isfinite(v) && v > -129.0f && v < 128.0f ? (int8_t)v : 0;
+    return v > -129.0f && v < 128.0f ? (int)v : 0;
+}
+
+/* roundf: halves away from zero (v - trunc(v) is exact). */
+static inline float round_away(float v)
+{
+    float t = truncf(v);
+    return fabsf(v - t) >= 0.5f ? t + copysignf(1.0f, v) : t;
 }
 
 /* quantize_row_q8_0_ref: d = amax / 127, codes round(x / d), half away
  * from zero. (amax as ggml's MAX macro folds it.) */
-static void q8_0(const float *x, uint8_t *b)
+static inline void q8_0(const float *x, uint8_t *b)
 {
     float amax = 0;
     for (int j = 0; j < 32; j++) {
@@ -295,13 +309,13 @@ static void q8_0(const float *x, uint8_t *b)
     put_half(b, d);
     for (int j = 0; j < 32; j++) {
         float x0 = x[j] * id;
-        b[2 + j] = (uint8_t)code_of(roundf(x0));
+        b[2 + j] = (uint8_t)(int8_t)code_of(round_away(x0));
     }
 }
 
 /* quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8, codes
  * min(15, trunc(x / d + 8.5)). */
-static void q4_0(const float *x, uint8_t *b)
+static inline void q4_0(const float *x, uint8_t *b)
 {
     float amax = 0, max = 0;
     for (int j = 0; j < 32; j++)
@@ -318,7 +332,9 @@ static void q4_0(const float *x, uint8_t *b)
     }
 }
 
-void lad_ggml_quantize(uint32_t type, const float *x, void *blocks, size_t n)
+/* The block loops, built for AVX2 as the kernels are (clang clones only
+ * static functions cleanly: the public ones call these). */
+LAD_KERNEL static void quantize_blocks(uint32_t type, const float *x, void *blocks, size_t n)
 {
     uint8_t *b = blocks;
     uint32_t ts = lad_ggml_type_size(type);
@@ -328,4 +344,9 @@ void lad_ggml_quantize(uint32_t type, const float *x, void *blocks, size_t n)
         else
             q4_0(x, b);
     }
+}
+
+void lad_ggml_quantize(uint32_t type, const float *x, void *blocks, size_t n)
+{
+    quantize_blocks(type, x, blocks, n);
 }
