@@ -200,6 +200,9 @@ bool lad_ggml_from_dtype(lad_dtype t, uint32_t *out);
 /* n values (a multiple of the block size) from whole blocks, and back. */
 void lad_ggml_dequantize(uint32_t type, const void *blocks, float *out, size_t n);
 void lad_ggml_quantize(uint32_t type, const float *x, void *blocks, size_t n);
+/* llama.cpp's general.file_type for a model mostly of this type (the types
+ * ladle writes), or -1. */
+int lad_ggml_file_type(uint32_t type);
 /* The lad_quant of a GGML block type, for a plan's re-quantised output. */
 const lad_quant *lad_ggml_quant(uint32_t type);
 

@@ -270,9 +270,9 @@ static int put_quantised(worker *w, const item *it, lad_error *err)
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
     if (q->scheme == LAD_Q_GGML) { /* whole blocks, their scales inside */
-        uint64_t ts = lad_ggml_type_size(q->ggml_type);
+        uint64_t bs = lad_ggml_block_size(q->ggml_type), ts = lad_ggml_type_size(q->ggml_type);
         lad_ggml_quantize(q->ggml_type, w->merged, w->out_raw, n);
-        return put(r, it, w->out_raw, n / 32 * ts, it->start / 32 * ts, err);
+        return put(r, it, w->out_raw, n / bs * ts, it->start / bs * ts, err);
     }
     if (q->scheme == LAD_Q_MXFP4) {
         lad_quant_encode_mxfp4(n, w->merged, w->out_raw, w->qscales);
@@ -1034,15 +1034,8 @@ static int gguf_file_type(const lad_plan *p)
     if (p->req.has_quant)
         t = p->req.quant;
     else if (!p->req.has_out_dtype || !lad_ggml_from_dtype(p->req.out_dtype, &t))
-        return p->gguf_fallback ? 7 : -1; /* mostly Q8_0 */
-    switch (t) {
-    case LAD_GGML_F32: return 0;
-    case LAD_GGML_F16: return 1;
-    case LAD_GGML_Q4_0: return 2;
-    case LAD_GGML_Q8_0: return 7;
-    case LAD_GGML_BF16: return 32;
-    default: return -1;
-    }
+        return p->gguf_fallback ? lad_ggml_file_type(LAD_GGML_Q8_0) : -1;
+    return lad_ggml_file_type(t);
 }
 
 /* A GGUF output: the template's key-values, general.name from OUT's file

@@ -169,8 +169,7 @@ static void gguf_output(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *firs
     const lad_merge_request *r = &p->req;
     uint64_t cols = pt->ndim ? pt->shape[pt->ndim - 1] : 1;
     uint32_t t = LAD_GGML_F32;
-    bool blocks_fit = pt->ndim >= 2 && cols % 32 == 0;
-    if (r->has_quant && (blocks_fit || !lad_ggml_is_block(r->quant)) && pt->ndim >= 2)
+    if (r->has_quant && pt->ndim >= 2 && cols % lad_ggml_block_size(r->quant) == 0)
         t = r->quant;
     else if (r->has_out_dtype)
         lad_ggml_from_dtype(r->out_dtype, &t);
@@ -187,7 +186,7 @@ static void gguf_output(lad_plan *p, lad_plan_tensor *pt, const lad_tensor *firs
     pt->oq = lad_ggml_quant(t);
     if (pt->oq) {
         pt->out_dtype = LAD_U8;
-        pt->nbytes = pt->nelem / 32 * lad_ggml_type_size(t);
+        pt->nbytes = pt->nelem / lad_ggml_block_size(t) * lad_ggml_type_size(t);
     } else {
         lad_ggml_dtype(t, &pt->out_dtype);
         pt->nbytes = pt->nelem * lad_dtype_bits(pt->out_dtype) / 8;

@@ -103,6 +103,18 @@ bool lad_ggml_from_dtype(lad_dtype t, uint32_t *out)
     return false;
 }
 
+int lad_ggml_file_type(uint32_t type)
+{
+    switch (type) { /* llama.cpp's llama_ftype: ALL_F32, MOSTLY_F16, ... */
+    case LAD_GGML_F32: return 0;
+    case LAD_GGML_F16: return 1;
+    case LAD_GGML_Q4_0: return 2;
+    case LAD_GGML_Q8_0: return 7;
+    case LAD_GGML_BF16: return 32;
+    default: return -1;
+    }
+}
+
 const lad_quant *lad_ggml_quant(uint32_t type)
 {
     static const lad_quant Q8_0 = {.scheme = LAD_Q_GGML, .ggml_type = LAD_GGML_Q8_0};
