@@ -402,7 +402,9 @@ extern const lad_method lad_method_iso_c;            /* Iso-C */
 bool lad_name_is_vocab(const char *name);
 extern const lad_method lad_method_tsv;              /* TSV-M */
 extern const lad_method lad_method_iso_cts;          /* Iso-CTS */
-enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_FRACTION, ISO_W0 }; /* their params (weights from W0) */
+extern const lad_method lad_method_wudi;             /* WUDI */
+/* their params (weights from W0): FRACTION Iso-CTS's, ITERS and LR WUDI's */
+enum { ISO_LAMBDA, ISO_MEAN_ONLY, ISO_FRACTION, ISO_ITERS, ISO_LR, ISO_W0 };
 extern const lad_method lad_method_consensus_ta;     /* consensus task arithmetic */
 enum { CONS_LAMBDA, CONS_TALL, CONS_K, CONS_W0 };    /* its params (weights from W0) */
 extern const lad_method lad_method_sce;              /* SCE */

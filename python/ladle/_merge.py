@@ -388,6 +388,16 @@ def iso_cts(base, models, common_space_fraction=0.8, weights=None, lambda_=1.0, 
                      ["--common-space-fraction", num(common_space_fraction)])
 
 
+def wudi(base, models, iter_num=300, lr=1e-5, weights=None, lambda_=1.0, exclude=None,
+         dtype=None, out=None, **opts):
+    """WUDI (``ladle wudi``): per 2-D weight matrix, iter_num steps of Adam
+    (learning rate lr) from the summed task vectors on the interference
+    sum_i |(X - tau_i) tau_i^T|^2 / |tau_i|^2; other tensors (and names
+    matching `exclude`) get the mean task vector. base + lambda_ * X."""
+    return _subspace("wudi", base, models, weights, lambda_, exclude, dtype, out, opts,
+                     ["--iter-num", str(int(iter_num)), "--lr", num(lr)])
+
+
 def consensus_ta(base, models, weights=None, lambda_=1.0, k=2, tall_lambda=0.6, dtype=None,
                  out=None, **opts):
     """Consensus task arithmetic (``ladle consensus-ta``): the summed task

@@ -332,6 +332,24 @@ static const char HELP_CTS[] =
     "                        the common subspace's share, in [0, 1] (default 0.8)\n"
     SUBSPACE_HELP COMMON_MERGE_HELP;
 
+static const char HELP_WUDI[] =
+    "usage: ladle wudi --base BASE M1 M2 ... [--iter-num N] [--lr R] [--lambda S]\n"
+    "                  [--weights w1,...] [--exclude REGEX] -o OUT [options]\n"
+    "\n"
+    "WUDI (Cheng et al. 2025), as FusionBench's wudi_merging: per 2-D weight matrix,\n"
+    "from X = sum of the task vectors tau_i = w_i (M_i - BASE), N steps of Adam\n"
+    "(torch's, learning rate R) on sum_i |(X - tau_i) tau_i^T|^2 / |tau_i|^2, the\n"
+    "interference X adds to the inputs each task's rows span; the gradient in closed\n"
+    "form, in float64. Embeddings, heads, other tensors and names --exclude matches\n"
+    "get the mean of the task vectors. out = BASE + S * X. Adam's steps are about R\n"
+    "each, whatever the weights' scale: the reference's R suits CLIP/LLM fine-tunes.\n"
+    "A step costs one m x n x n product per m x n matrix: --dry-run, then expect\n"
+    "minutes per large matrix on a CPU.\n"
+    "\n"
+    "      --iter-num N      Adam steps (default 300, as the reference)\n"
+    "      --lr R            Adam's learning rate (default 1e-5, as the reference)\n"
+    SUBSPACE_HELP COMMON_MERGE_HELP;
+
 static const char HELP_CONSENSUS[] =
     "usage: ladle consensus-ta --base BASE M1 M2 ... [--k K] [--tall-lambda L]\n"
     "                          [--lambda S] [--weights w1,...] -o OUT [options]\n"
@@ -390,6 +408,7 @@ const char *merge_help(const char *cmd)
         {"iso-c", HELP_ISO},
         {"tsv", HELP_TSV},
         {"iso-cts", HELP_CTS},
+        {"wudi", HELP_WUDI},
         {"consensus-ta", HELP_CONSENSUS},
     };
     for (size_t i = 0; i < sizeof HELPS / sizeof *HELPS; i++)

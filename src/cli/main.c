@@ -31,6 +31,7 @@ static const char USAGE[] =
     "  iso-c --base B M1 M2 ...         Iso-C: the summed task matrices, spectrum flattened\n"
     "  iso-cts --base B M1 M2 ...       Iso-CTS: a common and task-specific subspaces, flat\n"
     "  tsv --base B M1 M2 ...           TSV-M: each task's top singular vectors, orthogonalised\n"
+    "  wudi --base B M1 M2 ...          WUDI: the merge that least disturbs each task's inputs\n"
     "  consensus-ta --base B M1 M2 ...  task arithmetic where >= k tasks' TALL masks agree\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
@@ -58,7 +59,7 @@ static const struct {
     {"nearswap", cmd_merge}, {"nuslerp", cmd_merge}, {"multislerp", cmd_merge},
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
     {"arcee-fusion", cmd_merge}, {"iso-c", cmd_merge}, {"tsv", cmd_merge},
-    {"iso-cts", cmd_merge}, {"consensus-ta", cmd_merge},
+    {"iso-cts", cmd_merge}, {"wudi", cmd_merge}, {"consensus-ta", cmd_merge},
 };
 
 int main(int argc, char **argv)

@@ -32,6 +32,7 @@
 #include "util.h"
 #include "../formats/quant.h"
 #include "../formats/writer.h"
+#include "../linalg/linalg.h"
 #include "../methods/kernel.h"
 
 #include <errno.h>
@@ -1169,6 +1170,7 @@ static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_ru
         int nthreads = p->req.threads > 0 ? p->req.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (nthreads < 1)
             nthreads = 1;
+        lad_linalg_threads(nthreads);
         rc = run_items(&r, nthreads, err);
     }
     if (rc == 0 && w && p->as_dir) {

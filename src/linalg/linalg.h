@@ -33,6 +33,17 @@ void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t 
 void lad_gemm_tn(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,
                  const float *B, size_t ldb, float *C);
 
+/* C (m x n, leading dimension ldc) = alpha op(A) op(B) + beta C, row-major
+ * doubles: op(A) is m x k (A itself, or with ta its transpose, k x m, lda),
+ * op(B) k x n likewise. */
+void lad_dgemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double *A,
+               size_t lda, const double *B, size_t ldb, double beta, double *C, size_t ldc);
+
+/* The threads BLAS may use (the engine's -j: its workers are idle while a
+ * method's statistics are decomposed, so the two never run at once).
+ * OpenBLAS's setting where it is the BLAS in use, else nothing. */
+void lad_linalg_threads(int n);
+
 /* Which BLAS/LAPACK is in use (for --version and benchmarks). */
 const char *lad_linalg_impl(void);
 

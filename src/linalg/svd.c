@@ -6,12 +6,15 @@
  * the SVD At = W diag(S) Z^T gives A = Z diag(S) W^T, i.e. U = Z and Vt =
  * W^T, and W's columns (contiguous in column-major) are exactly Vt's rows.
  */
+#define _GNU_SOURCE /* RTLD_DEFAULT */
 #include "linalg.h"
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <lapacke.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,6 +175,22 @@ void lad_gemm_tn(size_t m, size_t n, size_t k, float alpha, const float *A, size
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)n, (int)k, alpha, A,
                 (int)lda, B, (int)ldb, 0, C, (int)n);
+}
+
+void lad_dgemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double *A,
+               size_t lda, const double *B, size_t ldb, double beta, double *C, size_t ldc)
+{
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+/* Looked up, not linked: Debian's generic libblas may be the reference BLAS,
+ * which has no such call. */
+void lad_linalg_threads(int n)
+{
+    void (*set)(int) = (void (*)(int))(uintptr_t)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set && n > 0)
+        set(n);
 }
 
 const char *lad_linalg_impl(void)

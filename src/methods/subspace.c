@@ -50,6 +50,23 @@
  * dropped, from the polar factors and from the common projection, which
  * makes the result unique.
  * Buffer: the T task vectors; T + 3 SVDs.
+ *
+ * WUDI (lad_method_wudi; Cheng et al., "Whoever Started the Interference
+ * Should End It: Guiding Data-Free Model Merging via Task Vectors", ICML
+ * 2025), as FusionBench's wudi_merging: from X = sum_t tau_t, ISO_ITERS
+ * steps of Adam (learning rate ISO_LR, betas 0.9 and 0.999, eps 1e-8, no
+ * weight decay: torch.optim.Adam's update, bias corrections included) on
+ *   L(X) = sum_t |(X - tau_t) tau_t^T|_F^2 / |tau_t|_F^2,
+ * whose gradient is 2 sum_t (X - tau_t) G_t / |tau_t|^2, G_t = tau_t^T tau_t,
+ * i.e. 2 (X A - B) with A = sum_t G_t / |tau_t|^2 (n x n) and B = sum_t
+ * tau_t G_t / |tau_t|^2, both computed once: a step is one m x n x n
+ * product, where the reference's autograd does 2 T m^2 n multiply-adds.
+ * (When n > 2 T m, the stacked task vectors are cheaper than A, and used:
+ * X A = ((X Tau^T) D) Tau, Tau the T m x n stack, D the 1 / |tau_t|^2.)
+ * In float64 throughout (the reference is float32), rounded once. A zero
+ * task vector is left out of L (its term is 0 / 0 in the reference, which
+ * then returns NaN). merged = X, not divided by T (as the reference).
+ * Buffer: the T task vectors.
  */
 #include "kernel.h"
 #include "../linalg/linalg.h"
@@ -359,6 +376,95 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     return why;
 }
 
+/* WUDI (see the top): X after the Adam steps, into the buffer's start. */
+static const char *wudi_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
+                                 size_t naccs)
+{
+    (void)pass;
+    (void)wide;
+    (void)accs;
+    (void)naccs;
+    sub_stats *st = k->stats;
+    if (!st->matrix)
+        return NULL;
+    const size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], T = ntv(k->op);
+    const size_t ne = (size_t)k->nelem, q = m < n ? m : n;
+    const long iters = (long)k->op->param[ISO_ITERS];
+    const double lr = k->op->param[ISO_LR], b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const bool gram = n <= 2 * T * m; /* A, else the stack */
+    double *X = calloc(ne, sizeof *X), *mo = calloc(ne, sizeof *mo);
+    double *ve = calloc(ne, sizeof *ve), *G = malloc(ne * sizeof *G);
+    double *B = calloc(ne, sizeof *B), *tau = malloc(ne * sizeof *tau);
+    double *C = malloc(q * q * sizeof *C), *inv = malloc(T * sizeof *inv);
+    double *A = gram ? calloc(n * n, sizeof *A) : NULL;
+    double *S = gram ? NULL : malloc(T * ne * sizeof *S);
+    double *P = gram ? NULL : malloc(m * T * m * sizeof *P);
+    const char *why = X && mo && ve && G && B && tau && C && inv && (gram ? A != NULL : S && P)
+                          ? NULL : "out of memory for its optimisation";
+    size_t live = 0; /* the nonzero task vectors, packed */
+    for (size_t t = 0; !why && t < T; t++) {
+        const float *src = st->buf + t * ne;
+        double nrm = 0;
+        for (size_t e = 0; e < ne; e++) {
+            tau[e] = src[e];
+            X[e] += tau[e];
+            nrm += tau[e] * tau[e];
+        }
+        if (nrm == 0)
+            continue;
+        double w = 1 / nrm;
+        if (m <= n) { /* C = tau tau^T (m x m); B += w C tau */
+            lad_dgemm(false, true, m, m, n, 1, tau, n, tau, n, 0, C, m);
+            lad_dgemm(false, false, m, n, m, w, C, m, tau, n, 1, B, n);
+            if (gram) /* A += w tau^T tau */
+                lad_dgemm(true, false, n, n, m, w, tau, n, tau, n, 1, A, n);
+        } else { /* C = tau^T tau (n x n); B += w tau C; A += w C */
+            lad_dgemm(true, false, n, n, m, 1, tau, n, tau, n, 0, C, n);
+            lad_dgemm(false, false, m, n, n, w, tau, n, C, n, 1, B, n);
+            for (size_t e = 0; gram && e < n * n; e++)
+                A[e] += w * C[e];
+        }
+        if (!gram)
+            memcpy(S + live * ne, tau, ne * sizeof *S);
+        inv[live++] = w;
+    }
+    for (long it = 1; !why && live > 0 && it <= iters; it++) {
+        memcpy(G, B, ne * sizeof *G); /* G = 2 (X A - B) */
+        if (gram) {
+            lad_dgemm(false, false, m, n, n, 2, X, n, A, n, -2, G, n);
+        } else {
+            const size_t tm = live * m; /* P = X Tau^T (m x Tm), block t times inv_t */
+            lad_dgemm(false, true, m, tm, n, 1, X, n, S, n, 0, P, tm);
+            for (size_t i = 0; i < m; i++)
+                for (size_t c = 0; c < tm; c++)
+                    P[i * tm + c] *= inv[c / m];
+            lad_dgemm(false, false, m, n, tm, 2, P, tm, S, n, -2, G, n);
+        }
+        /* torch.optim.Adam's step */
+        const double step = lr / (1 - pow(b1, (double)it)), bc2 = sqrt(1 - pow(b2, (double)it));
+        for (size_t e = 0; e < ne; e++) {
+            double g = G[e];
+            mo[e] += (g - mo[e]) * (1 - b1);
+            ve[e] = ve[e] * b2 + (1 - b2) * g * g;
+            X[e] -= step * mo[e] / (sqrt(ve[e]) / bc2 + eps);
+        }
+    }
+    for (size_t e = 0; !why && e < ne; e++)
+        st->buf[e] = (float)X[e];
+    free(X);
+    free(mo);
+    free(ve);
+    free(G);
+    free(B);
+    free(tau);
+    free(C);
+    free(inv);
+    free(A);
+    free(S);
+    free(P);
+    return why;
+}
+
 /* out = base + lambda merged: merged from the statistics (a matrix), or
  * the mean of the weighted task vectors. */
 #define SUB_KERNEL(NAME, T)                                                                   \
@@ -426,4 +532,17 @@ const lad_method lad_method_iso_cts = {
     .stats_f32 = tsv_stats_f32,
     .stats_f64 = tsv_stats_f64,
     .pass_end = cts_pass_end,
+};
+
+const lad_method lad_method_wudi = {
+    .name = "wudi",
+    .chunk_f32 = sub_f32,
+    .chunk_f64 = sub_f64,
+    .npasses = sub_npasses,
+    .stats_size = tsv_stats_size,
+    .stats_init = sub_stats_init,
+    .acc_size = sub_acc_size,
+    .stats_f32 = tsv_stats_f32,
+    .stats_f64 = tsv_stats_f64,
+    .pass_end = wudi_pass_end,
 };

@@ -94,7 +94,7 @@ int job_karcher(lad_job *j, lad_error *err);
 int job_sce(lad_job *j, lad_error *err);
 int job_ram(lad_job *j, lad_error *err);
 int job_fusion(lad_job *j, lad_error *err); /* arcee-fusion */
-int job_iso(lad_job *j, lad_error *err);    /* iso-c, iso-cts, tsv */
+int job_iso(lad_job *j, lad_error *err);    /* iso-c, iso-cts, tsv, wudi */
 int job_consensus(lad_job *j, lad_error *err); /* consensus-ta */
 
 /* Parses the job's arguments: the common options into j->o, the command's

@@ -9,6 +9,8 @@
  *   tsv --base BASE M1 ... (the same options)        TSV-M
  *   iso-cts --base BASE M1 ... [--common-space-fraction F] (and iso-c's)
  *                                                    Iso-CTS
+ *   wudi --base BASE M1 ... [--iter-num N] [--lr R] (and iso-c's)
+ *                                                    WUDI
  *   consensus-ta --base BASE M1 ... [--weights w,...] [--lambda S]
  *                [--tall-lambda L] [--k K]            consensus task arithmetic */
 #include "job.h"
@@ -21,20 +23,21 @@
 enum {
     OPT_BASE = 1100, OPT_TOPK, OPT_PLUS, OPT_R, OPT_ALPHA, OPT_EPSILON, OPT_FILTER_WISE,
     OPT_WEIGHTS, OPT_LAMBDA, OPT_EXCLUDE, OPT_FRACTION, OPT_TALL, OPT_K,
+    OPT_ITERS, OPT_LR,
 };
 #define MAX_EXCLUDE 16
 
 typedef struct base_args {
     const char *base;
-    double topk, r, alpha, epsilon, lambda, fraction, tall;
-    long k;
+    double topk, r, alpha, epsilon, lambda, fraction, tall, lr;
+    long k, iters;
     bool plus, filter_wise;
     double w[MAX_FINETUNES];
     int nw; /* -1: not given */
     const char *exclude[MAX_EXCLUDE];
     regex_t re[MAX_EXCLUDE];
     size_t nexclude, ncompiled, nft;
-    const lad_method *method;   /* iso-c, tsv */
+    const lad_method *method;   /* iso-c, iso-cts, tsv, wudi */
     lad_schedule sched;
 } base_args;
 
@@ -80,6 +83,12 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         return a->fraction >= 0 && a->fraction <= 1
                    ? 0
                    : lad_usage(err, "--common-space-fraction takes a number in [0, 1]");
+    case OPT_ITERS:
+        return job_int("--iter-num", arg, 0, 1000000, &a->iters, err);
+    case OPT_LR:
+        if (job_double("--lr", arg, &a->lr, err))
+            return -1;
+        return a->lr > 0 && isfinite(a->lr) ? 0 : lad_usage(err, "--lr must be above 0");
     case OPT_EXCLUDE:
         if (a->nexclude == MAX_EXCLUDE)
             return lad_usage(err, "at most %d --exclude", MAX_EXCLUDE);
@@ -216,6 +225,8 @@ static int iso_resolve(const char *tensor, const lad_place *place, const void *s
     op->method = a->method;
     op->param[ISO_LAMBDA] = a->lambda;
     op->param[ISO_FRACTION] = a->fraction;
+    op->param[ISO_ITERS] = (double)a->iters;
+    op->param[ISO_LR] = a->lr;
     op->param[ISO_MEAN_ONLY] = excluded;
     size_t n = a->nft;
     for (size_t i = 0; i < n; i++)
@@ -237,6 +248,13 @@ int job_iso(lad_job *j, lad_error *err)
                                           {"exclude", OPT_EXCLUDE, true},
                                           {"common-space-fraction", OPT_FRACTION, true},
                                           {0}};
+    static const lad_optdef wudi_opts[] = {{"base", OPT_BASE, true},
+                                           {"weights", OPT_WEIGHTS, true},
+                                           {"lambda", OPT_LAMBDA, true},
+                                           {"exclude", OPT_EXCLUDE, true},
+                                           {"iter-num", OPT_ITERS, true},
+                                           {"lr", OPT_LR, true},
+                                           {0}};
     base_args *a = job_state(j, sizeof *a);
     int rc;
     if (!a)
@@ -245,8 +263,10 @@ int job_iso(lad_job *j, lad_error *err)
     a->lambda = 1;
     a->nw = -1;
     a->fraction = 0.8;
-    bool cts = !strcmp(j->cmd, "iso-cts");
-    if ((rc = based(j, cts ? cts_opts : opts, a, 1, MAX_FINETUNES, err)) != 0)
+    a->iters = 300; /* FusionBench's iter_num and lr */
+    a->lr = 1e-5;
+    bool cts = !strcmp(j->cmd, "iso-cts"), wudi = !strcmp(j->cmd, "wudi");
+    if ((rc = based(j, cts ? cts_opts : wudi ? wudi_opts : opts, a, 1, MAX_FINETUNES, err)) != 0)
         return rc;
     a->nft = j->nmodels - 1;
     if (a->nw >= 0 && (size_t)a->nw != a->nft)
@@ -256,8 +276,11 @@ int job_iso(lad_job *j, lad_error *err)
             return lad_usage(err, "--exclude: '%s' is not a valid regular expression",
                              a->exclude[a->ncompiled]);
     bool tsv = !strcmp(j->cmd, "tsv");
-    j->label = tsv ? "tsv" : cts ? "iso_cts" : "iso_c";
-    a->method = tsv ? &lad_method_tsv : cts ? &lad_method_iso_cts : &lad_method_iso_c;
+    j->label = tsv ? "tsv" : cts ? "iso_cts" : wudi ? "wudi" : "iso_c";
+    a->method = tsv    ? &lad_method_tsv
+                : cts  ? &lad_method_iso_cts
+                : wudi ? &lad_method_wudi
+                       : &lad_method_iso_c;
     a->sched = (lad_schedule){.resolve = iso_resolve, .ctx = a};
     j->schedule = &a->sched;
     json_t *ex = json_array();
@@ -266,6 +289,10 @@ int job_iso(lad_job *j, lad_error *err)
     j->params = json_pack("{s:f, s:o}", "lambda", a->lambda, "exclude", ex);
     if (cts)
         json_object_set_new(j->params, "common_space_fraction", json_real(a->fraction));
+    if (wudi) {
+        json_object_set_new(j->params, "iter_num", json_integer((json_int_t)a->iters));
+        json_object_set_new(j->params, "lr", json_real(a->lr));
+    }
     return 0;
 }
 

@@ -97,6 +97,9 @@ static const method_spec SPECS[] = {
      {{"weight", PER_MODEL, 1}, L, {"tall_lambda", 0, 0.6}, {"k", 0, 2}}},
     {"iso_cts", K_ISO, 2, 0, true,
      {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}, {"common_space_fraction", 0, 0.8}}},
+    {"wudi", K_ISO, 3, 0, true,
+     {{"weight", PER_MODEL, 1}, L, {"subspace", BOOLEAN, 1}, {"iter_num", 0, 300},
+      {"lr", 0, 1e-5}}},
 };
 
 #undef W
@@ -1028,6 +1031,7 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
             return -1;
         op->method = s->sparsify == 1   ? &lad_method_tsv
                      : s->sparsify == 2 ? &lad_method_iso_cts
+                     : s->sparsify == 3 ? &lad_method_wudi
                                         : &lad_method_iso_c;
         op->param[ISO_LAMBDA] = lambda;
         if (s->sparsify == 2) {
@@ -1037,6 +1041,19 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
             if (!(f >= 0 && f <= 1))
                 return lad_fail(err, "common_space_fraction %g is outside [0, 1]", f);
             op->param[ISO_FRACTION] = f;
+        }
+        if (s->sparsify == 3) {
+            double iters, lr;
+            if (glob_param(&in, "iter_num", tensor, pl, &iters, err) ||
+                glob_param(&in, "lr", tensor, pl, &lr, err))
+                return -1;
+            if (!(iters >= 0 && iters <= 1e6) || iters != floor(iters))
+                return lad_fail(err, "wudi's iter_num is %g; it must be a whole number from 0 "
+                                     "to 1000000", iters);
+            if (!(lr > 0) || !isfinite(lr))
+                return lad_fail(err, "wudi's lr %g must be above 0", lr);
+            op->param[ISO_ITERS] = iters;
+            op->param[ISO_LR] = lr;
         }
         op->param[ISO_MEAN_ONLY] = subspace == 0 || lad_name_is_vocab(tensor);
         for (size_t i = 1; i < in.n; i++) /* input 0 is the base */

@@ -300,3 +300,83 @@ def test_consensus_ta(tmp_path, rng, k, tall):
     r = ladle("consensus-ta", "--base", paths[0], *paths[1:], "--k", "4", "-o",
               tmp_path / "x.safetensors", check=False)
     assert r.code == 2 and "at most the number of fine-tunes" in r.err
+
+
+def wudi_ref(b, xs, weights, lam, iters, lr, mean_only=False):
+    """WUDI from the paper's objective, as FusionBench's wudi_merging runs it:
+    torch autograd on sum_i |(X - tau_i) tau_i^T|^2 / |tau_i|^2 and
+    torch.optim.Adam, here in float64; zero task vectors left out (0 / 0)."""
+    import torch
+    b64 = b.astype(np.float64)
+    taus = [w * (x.astype(np.float64) - b64) for w, x in zip(weights, xs)]
+    if b.ndim != 2 or mean_only:
+        return b64 + lam * sum(taus) / len(taus)
+    tvs = torch.tensor(np.stack(taus))
+    X = torch.nn.Parameter(tvs.sum(0).clone())
+    live = [i for i in range(len(taus)) if float((tvs[i] ** 2).sum()) > 0]
+    tvs = tvs[live]
+    norms = (tvs.reshape(len(live), -1) ** 2).sum(-1)
+    opt = torch.optim.Adam([X], lr=lr)
+    for _ in range(iters if live else 0):
+        prod = torch.matmul(X.unsqueeze(0) - tvs, tvs.transpose(1, 2))
+        loss = ((prod ** 2) / norms[:, None, None]).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return b64 + lam * X.detach().numpy()
+
+
+@pytest.mark.parametrize("iters,lr", [(300, 1e-5), (60, 3e-4)])
+def test_wudi(tmp_path, rng, iters, lr):
+    # square, tall, wide (n > 2 T m: the stacked form), a zero task vector,
+    # a rank-1 one, a vector, an excluded head
+    shapes = {"model.layers.0.q.weight": (12, 12), "model.layers.0.down.weight": (20, 6),
+              "model.layers.0.up.weight": (2, 30), "zero.weight": (5, 7),
+              "lowrank.weight": (9, 9), "model.norm.weight": (12,), "lm_head.weight": (14, 12)}
+    b = {n: (rng.standard_normal(s) * 0.1).astype(F32) for n, s in shapes.items()}
+    xs = []
+    for t in range(3):
+        x = {}
+        for n, s in shapes.items():
+            d = rng.standard_normal(s) * 0.01
+            if n == "zero.weight" and t == 1:
+                d = np.zeros(s)
+            if n == "lowrank.weight" and t == 0:
+                d = np.outer(rng.standard_normal(9), rng.standard_normal(9)) * 0.01
+            x[n] = (b[n] + d).astype(F32)
+        xs.append(x)
+    pb = write(tmp_path, "b", list(b.items()))
+    ps = [write(tmp_path, f"x{t}", list(x.items())) for t, x in enumerate(xs)]
+    w = [1.0, 0.6, 1.2]
+    ladle("wudi", "--base", pb, *ps, "--weights", "1,0.6,1.2", "--lambda", "0.8",
+          "--iter-num", str(iters), "--lr", str(lr), "-o", tmp_path / "o.safetensors", "-q")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in b:
+        want = wudi_ref(b[n], [x[n] for x in xs], w, 0.8, iters, lr, n == "lm_head.weight")
+        scale = max(np.max(np.abs(x[n] - b[n])) for x in xs)
+        check(got[n][1], want, scale, n)
+        if b[n].ndim == 2 and n != "lm_head.weight":  # the optimisation moved it
+            tas = b[n] + 0.8 * sum(wi * (x[n] - b[n]) for wi, x in zip(w, xs))
+            assert np.max(np.abs(got[n][1] - tas)) > 1e-3 * scale, n
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: wudi\nbase_model: {pb}\n"
+        f"parameters: {{lambda: 0.8, iter_num: {iters}, lr: {lr}}}\nmodels:\n" +
+        "".join(f"  - model: {p}\n    parameters: {{weight: {x}}}\n" for p, x in zip(ps, w)))
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
+    r, _ = st.load(str(tmp_path / "r.safetensors"))
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in b)
+
+
+def test_wudi_refusals(tmp_path, rng):
+    b = write(tmp_path, "b", [("w", np.ones((3, 3)))])
+    m = write(tmp_path, "m", [("w", np.ones((3, 3)) * 2)])
+    for args, msg in ((["--lr", "0"], "--lr must be above 0"), (["--iter-num", "-1"], "--iter-num"),
+                      (["--lr", "nan"], "--lr")):
+        r = ladle("wudi", "--base", b, m, *args, "-o", tmp_path / "x.safetensors", check=False)
+        assert r.code == 2 and msg in r.err, (args, r.err)
+    (tmp_path / "r.yml").write_text(f"merge_method: wudi\nbase_model: {b}\n"
+                                    "parameters: {iter_num: 2.5}\n"
+                                    f"models:\n  - model: {m}\n")
+    r = ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "x.safetensors", check=False)
+    assert r.code == 1 and "iter_num" in r.err
+    assert not (tmp_path / "x.safetensors").exists()
