@@ -6,11 +6,13 @@ CC      ?= cc
 # -fno-trapping-math: ladle never reads floating-point exception flags, so
 # GCC may turn a float compare-and-select into a vector blend (it changes
 # no result; without it the merge kernels stay scalar).
+# -fno-math-errno: ladle never reads errno after a math call, so sqrt can be
+# a vector instruction (the same correctly rounded result).
 # CFLAGS is the user's (optimisation, sanitizers); REQ_CFLAGS always apply.
 CFLAGS  ?= -O3 -g
 # -fPIC: the same objects make libladle.a and libladle.so.
 REQ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
-              -ffp-contract=off -fno-trapping-math -fPIC -Iinclude -Isrc/core -MMD -MP
+              -ffp-contract=off -fno-trapping-math -fno-math-errno -fPIC -Iinclude -Isrc/core -MMD -MP
 LDLIBS  += -ljansson -lyaml -llapacke -llapack -lblas -lpthread -lm
 BUILD   ?= build
 # make install: PREFIX, DESTDIR and LIBDIR as usual.

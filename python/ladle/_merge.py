@@ -466,6 +466,19 @@ def ties(base, models, weights=None, density=1.0, lambda_=1.0, majority="sum", n
     return _gta("ties", base, models, weights, flags, dtype, out, opts)
 
 
+def consensus_ties(base, models, weights=None, k=2, tall_lambda=0.6, density=1.0, lambda_=1.0,
+                   majority="sum", normalize=None, trim_scope="tensor", rescale=None, dtype=None,
+                   out=None, **opts):
+    """Consensus TIES (``ladle consensus-ties``): the TIES vector, kept where
+    at least k tasks' TALL masks (|tau_i| > tall_lambda |ties - tau_i|) hold.
+    The paper's setting: density=0.2, trim_scope="model", normalize=False."""
+    flags = [("--k", str(int(k))), ("--tall-lambda", tall_lambda), ("--density", density),
+             ("--lambda", lambda_), ("--majority", majority),
+             ("--normalize" if normalize else "--no-normalize", normalize is not None),
+             ("--trim-scope", trim_scope), ("--rescale", _rescale(rescale))]
+    return _gta("consensus-ties", base, models, weights, flags, dtype, out, opts)
+
+
 def dare(base, models, weights=None, density=0.5, lambda_=1.0, sign_consensus=False, seed=0,
          rescale=True, normalize=None, majority="sum", normalize_magnitude=False, dtype=None,
          out=None, **opts):

@@ -165,6 +165,23 @@ static const char HELP_TIES[] =
     "      --rescale M       l1: scale each trimmed task vector back to its L1 norm,\n"
     "                        per tensor (mergekit's rescale: true); none (default)\n" COMMON_MERGE_HELP;
 
+static const char HELP_CONSENSUS_TIES[] =
+    "usage: ladle consensus-ties --base BASE --add W:MODEL ... [--k K] [--tall-lambda L]\n"
+    "                            -o OUT [ties options]\n"
+    "\n"
+    "Consensus TIES (Wang et al. 2024): TIES as `ladle ties` computes it, then per\n"
+    "element task i's TALL mask holds where |tau_i| > L |mixed - tau_i| (tau_i the\n"
+    "weighted task vector before trimming, mixed the TIES vector); mixed is kept where\n"
+    "at least K masks hold and dropped elsewhere; out = BASE + S * kept. The paper's\n"
+    "setting: --density 0.2 --trim-scope model --no-normalize.\n"
+    "\n" GTA_COMMON_HELP
+    "      --k K             how many tasks' masks must agree (default 2; 0: plain TIES)\n"
+    "      --tall-lambda L   the TALL masks' lambda (default 0.6, as FusionBench)\n"
+    "      --density D       fraction of each task vector kept (default 1: no trimming)\n"
+    "      --majority M      sum (default) or count\n"
+    "      --trim-scope S    tensor (default) or model, as `ladle ties`\n"
+    "      --rescale M       l1 or none (default), as `ladle ties`\n" COMMON_MERGE_HELP;
+
 static const char HELP_DARE[] =
     "usage: ladle dare --base BASE --add W:MODEL ... --density D -o OUT [options]\n"
     "\n"
@@ -394,6 +411,7 @@ const char *merge_help(const char *cmd)
         {"stock", HELP_STOCK},
         {"merge", HELP_MERGE},
         {"ties", HELP_TIES},
+        {"consensus-ties", HELP_CONSENSUS_TIES},
         {"dare", HELP_DARE},
         {"breadcrumbs", HELP_BREADCRUMBS},
         {"della", HELP_DELLA},

@@ -33,6 +33,8 @@ static const char USAGE[] =
     "  tsv --base B M1 M2 ...           TSV-M: each task's top singular vectors, orthogonalised\n"
     "  wudi --base B M1 M2 ...          WUDI: the merge that least disturbs each task's inputs\n"
     "  consensus-ta --base B M1 M2 ...  task arithmetic where >= k tasks' TALL masks agree\n"
+    "  consensus-ties --base B --add W:M ...\n"
+    "                                   TIES where >= k tasks' TALL masks agree\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
     "  lora apply BASE ADAPTER... -o OUT\n"
@@ -60,6 +62,7 @@ static const struct {
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
     {"arcee-fusion", cmd_merge}, {"iso-c", cmd_merge}, {"tsv", cmd_merge},
     {"iso-cts", cmd_merge}, {"wudi", cmd_merge}, {"consensus-ta", cmd_merge},
+    {"consensus-ties", cmd_merge},
 };
 
 int main(int argc, char **argv)

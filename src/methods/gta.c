@@ -41,6 +41,14 @@
  * + 2 eps (r - 1) / (R - 1); the draw is DARE's hash; survivors are
  * rescaled by 1/p, as the DELLA paper does (mergekit now matches L1 norms).
  *
+ * With GTA_TALL_K = K > 0 (consensus TIES: Wang et al., "Localizing Task
+ * Information for Improved Model Merging and Compression", ICML 2024, as
+ * their code's consensus with use_ties): per element, task i's TALL mask
+ * holds where |tau_i| > GTA_TALL_LAMBDA |mixed - tau_i|, tau_i = w_i d_i
+ * before sparsification and mixed the merged vector before lambda (their
+ * TALL masks compare each task with the vector being masked); mixed is
+ * kept where at least K masks hold, else 0.
+ *
  * Differences from mergekit, deliberate: density 0 drops the task vector
  * instead of failing; Breadcrumbs with int(gamma * n) == 0 keeps the top
  * int(density * n) instead of nothing (mergekit's indices[n_bot:-0] slice).
@@ -420,13 +428,12 @@ GTA_MAGNITUDE(magnitude_f32, float, key_f32)
 GTA_MAGNITUDE(magnitude_f64, double, key_f64)
 
 /* The combination, from each task vector's wd: sign election (or not),
- * the disjoint sum, the division by the contributing weights, lambda.
+ * the disjoint sum, the division by the contributing weights: mixed.
  * A function with clones of its own, for the same reason as above. */
 #define GTA_COMBINE(NAME, T)                                                                    \
-    LAD_KERNEL static void NAME(                                    \
-        const lad_op *op, const T *restrict wd, size_t m, size_t n, int cons, T wsum, T lambda, \
-        const T *restrict b, T *restrict out, T *restrict sum, T *restrict mixed,               \
-        T *restrict div, T *restrict elected)                                                   \
+    LAD_KERNEL static void NAME(                                                                \
+        const lad_op *op, const T *restrict wd, size_t m, size_t n, int cons, T wsum,           \
+        T *restrict sum, T *restrict mixed, T *restrict div, T *restrict elected)               \
     {                                                                                           \
         for (size_t e = 0; e < n; e++)                                                          \
             mixed[e] = 0;                                                                       \
@@ -467,12 +474,42 @@ GTA_MAGNITUDE(magnitude_f64, double, key_f64)
         if (op->param[GTA_NORMALIZE] != 0)                                                      \
             for (size_t e = 0; e < n; e++)                                                      \
                 mixed[e] /= div[e];                                                             \
-        for (size_t e = 0; e < n; e++)                                                          \
-            out[e] = b[e] + lambda * mixed[e];                                                  \
     }
 
 GTA_COMBINE(combine_f32, float)
 GTA_COMBINE(combine_f64, double)
+
+/* out = base + lambda mixed, mixed kept where at least K TALL masks hold
+ * (K = 0: everywhere); count: n of scratch. */
+#define GTA_OUTPUT(NAME, T)                                                                     \
+    LAD_KERNEL static void NAME(const lad_op *op, const T *const *in, const T *restrict sc,     \
+                                size_t m, size_t n, T lambda, const T *restrict mixed,         \
+                                T *restrict count, T *restrict out)                             \
+    {                                                                                           \
+        const T *restrict b = in[0];                                                            \
+        const T need = (T)op->param[GTA_TALL_K], tall = (T)op->param[GTA_TALL_LAMBDA];          \
+        if (need == 0) {                                                                        \
+            for (size_t e = 0; e < n; e++)                                                      \
+                out[e] = b[e] + lambda * mixed[e];                                              \
+            return;                                                                             \
+        }                                                                                       \
+        for (size_t e = 0; e < n; e++)                                                          \
+            count[e] = 0;                                                                       \
+        for (size_t i = 0; i < m; i++) {                                                        \
+            const T w = (T)op->param[GTA_TV(i, GTA_WEIGHT)], s = sc ? sc[i] : (T)1;             \
+            const T *restrict x = in[i + 1];                                                    \
+            for (size_t e = 0; e < n; e++) {                                                    \
+                T tau = (x[e] - b[e]) * s * w, rest = mixed[e] - tau;                           \
+                count[e] += (tau < 0 ? -tau : tau) > tall * (rest < 0 ? -rest : rest)           \
+                                ? (T)1 : (T)0;                                                  \
+            }                                                                                   \
+        }                                                                                       \
+        for (size_t e = 0; e < n; e++)                                                          \
+            out[e] = b[e] + lambda * (count[e] >= need ? mixed[e] : (T)0);                      \
+    }
+
+GTA_OUTPUT(output_f32, float)
+GTA_OUTPUT(output_f64, double)
 
 /* Each task vector's sparsified values for the chunk, in wd (m x n): with
  * weighted, d_i * r_i * w_i (r_i the L1 factor or 1), else d_i. fac and
@@ -561,7 +598,7 @@ GTA_COMBINE(combine_f64, double)
 GTA_SPARSIFY(sparsify_f32, float, key_f32, scalef, l1rf, true, magnitude_f32)
 GTA_SPARSIFY(sparsify_f64, double, key_f64, scale, l1r, false, magnitude_f64)
 
-#define GTA_KERNEL(NAME, T, SPARSIFY, COMBINE)                                                  \
+#define GTA_KERNEL(NAME, T, SPARSIFY, COMBINE, OUTPUT, SCALE)                                   \
     LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,        \
                                 size_t n)                                                       \
     {                                                                                           \
@@ -578,11 +615,13 @@ GTA_SPARSIFY(sparsify_f64, double, key_f64, scale, l1r, false, magnitude_f64)
         if (fabs((double)wsum) < 1e-8)                                                          \
             wsum = 1;                                                                           \
         SPARSIFY(k, in, n, wd, fac, row, true);                                                 \
-        COMBINE(op, wd, m, n, cons, wsum, lambda, in[0], out, sum, mixed, div, elected);         \
+        COMBINE(op, wd, m, n, cons, wsum, sum, mixed, div, elected);                            \
+        const gta_stats *st = k->stats;                                                         \
+        OUTPUT(op, in, st ? st->SCALE : NULL, m, n, lambda, mixed, sum, out);                   \
     }
 
-GTA_KERNEL(gta_f32, float, sparsify_f32, combine_f32)
-GTA_KERNEL(gta_f64, double, sparsify_f64, combine_f64)
+GTA_KERNEL(gta_f32, float, sparsify_f32, combine_f32, output_f32, scalef)
+GTA_KERNEL(gta_f64, double, sparsify_f64, combine_f64, output_f64, scale)
 
 static uint64_t della_row_length(const lad_op *op, int ndim, const uint64_t *shape)
 {

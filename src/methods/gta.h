@@ -21,7 +21,9 @@ enum gta_param {
     GTA_SEED,       /* random drop: the seed */
     GTA_NORM_MAG,   /* 1: scale each task vector to the mean norm (per tensor) */
     GTA_SCOPE,      /* 0: select per tensor; 1: over the whole model (TIES paper) */
-    GTA_TV0 = 8,    /* then per task vector i, GTA_PER_TV values: */
+    GTA_TALL_K,     /* consensus: keep where >= K TALL masks hold (0: no mask) */
+    GTA_TALL_LAMBDA, /* the TALL masks' lambda */
+    GTA_TV0 = 10,   /* then per task vector i, GTA_PER_TV values: */
     GTA_PER_TV = 4,
 };
 enum gta_tv_param { GTA_WEIGHT, GTA_DENSITY, GTA_GAMMA, GTA_EPSILON };

@@ -376,6 +376,20 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     return why;
 }
 
+/* One step of torch.optim.Adam (betas 0.9, 0.999; eps 1e-8) on X with
+ * gradient G: step = lr / (1 - b1^t), bc2 = sqrt(1 - b2^t). */
+LAD_KERNEL static void adam_step(double *restrict X, double *restrict mo, double *restrict ve,
+                                 const double *restrict G, size_t n, double step, double bc2)
+{
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    for (size_t e = 0; e < n; e++) {
+        double g = G[e];
+        mo[e] += (g - mo[e]) * (1 - b1);
+        ve[e] = ve[e] * b2 + (1 - b2) * g * g;
+        X[e] -= step * mo[e] / (sqrt(ve[e]) / bc2 + eps);
+    }
+}
+
 /* WUDI (see the top): X after the Adam steps, into the buffer's start. */
 static const char *wudi_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                                  size_t naccs)
@@ -390,7 +404,7 @@ static const char *wudi_pass_end(const lad_kctx *k, int pass, bool wide, void *c
     const size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], T = ntv(k->op);
     const size_t ne = (size_t)k->nelem, q = m < n ? m : n;
     const long iters = (long)k->op->param[ISO_ITERS];
-    const double lr = k->op->param[ISO_LR], b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const double lr = k->op->param[ISO_LR];
     const bool gram = n <= 2 * T * m; /* A, else the stack */
     double *X = calloc(ne, sizeof *X), *mo = calloc(ne, sizeof *mo);
     double *ve = calloc(ne, sizeof *ve), *G = malloc(ne * sizeof *G);
@@ -440,14 +454,8 @@ static const char *wudi_pass_end(const lad_kctx *k, int pass, bool wide, void *c
                     P[i * tm + c] *= inv[c / m];
             lad_dgemm(false, false, m, n, tm, 2, P, tm, S, n, -2, G, n);
         }
-        /* torch.optim.Adam's step */
-        const double step = lr / (1 - pow(b1, (double)it)), bc2 = sqrt(1 - pow(b2, (double)it));
-        for (size_t e = 0; e < ne; e++) {
-            double g = G[e];
-            mo[e] += (g - mo[e]) * (1 - b1);
-            ve[e] = ve[e] * b2 + (1 - b2) * g * g;
-            X[e] -= step * mo[e] / (sqrt(ve[e]) / bc2 + eps);
-        }
+        adam_step(X, mo, ve, G, ne, lr / (1 - pow(0.9, (double)it)),
+                  sqrt(1 - pow(0.999, (double)it)));
     }
     for (size_t e = 0; !why && e < ne; e++)
         st->buf[e] = (float)X[e];

@@ -211,6 +211,7 @@ static const struct {
     {"karcher", job_karcher}, {"sce", job_sce}, {"ram", job_ram},
     {"arcee-fusion", job_fusion}, {"iso-c", job_iso}, {"tsv", job_iso},
     {"iso-cts", job_iso}, {"wudi", job_iso}, {"consensus-ta", job_consensus},
+    {"consensus-ties", job_gta},
 };
 
 /* "ladle ARGS..." as a shell would read it back. */
@@ -273,7 +274,7 @@ int lad_job_parse(int argc, char *const *argv, lad_job **out, lad_error *err)
         return lad_usage(err, "'%s' is not a merge command (lerp, soup, task, ckpt, slerp, "
                               "nuslerp, multislerp, karcher, nearswap, ties, dare, breadcrumbs, "
                               "della, stock, sce, ram, arcee-fusion, iso-c, iso-cts, tsv, "
-                              "wudi, consensus-ta, merge, lora)",
+                              "wudi, consensus-ta, consensus-ties, merge, lora)",
                          argv[0]);
     lad_job *j = calloc(1, sizeof *j);
     if (!j)

@@ -10,6 +10,7 @@
  *   breadcrumbs_ties  outliers     sum        no         none
  *   della             della        sum        yes        p
  *   della_linear      della        -          no         p
+ *   consensus_ties    magnitude    sum        yes        none   + TALL mask (--k, --tall-lambda)
  *
  * --rescale p (1/p, the papers; random drops only), l1 (mergekit's L1
  * norm matching) or none; --no-rescale is none.
@@ -23,7 +24,7 @@
 enum {
     OPT_BASE = 1100, OPT_ADD, OPT_DENSITY, OPT_LAMBDA, OPT_NORMALIZE, OPT_NO_NORMALIZE,
     OPT_MAJORITY, OPT_TRIM_SCOPE, OPT_SIGN_CONSENSUS, OPT_SEED, OPT_NO_RESCALE, OPT_GAMMA,
-    OPT_TIES, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR, OPT_RESCALE,
+    OPT_TIES, OPT_NORMALIZE_MAGNITUDE, OPT_EPSILON, OPT_LINEAR, OPT_RESCALE, OPT_K, OPT_TALL,
 };
 
 typedef struct gta_args {
@@ -38,6 +39,9 @@ typedef struct gta_args {
     int rescale; /* enum gta_rescale, or -1: the method's default */
     bool sign_consensus, ties, normalize_magnitude, model_scope, linear;
     unsigned long long seed;
+    long k;           /* consensus-ties: how many TALL masks must hold */
+    double tall;      /* and their lambda */
+    bool consensus_mask, have_tall;
     /* resolved once parsed */
     int sparsify;
     bool use_consensus, use_normalize;
@@ -119,6 +123,14 @@ static int take(lad_job *j, void *args, int id, const char *arg, lad_error *err)
         else
             return lad_usage(err, "--rescale takes p, l1 or none, not '%s'", arg);
         return 0;
+    case OPT_K:
+        a->have_tall = true;
+        return job_int("--k", arg, 0, GTA_MAX_TV, &a->k, err);
+    case OPT_TALL:
+        a->have_tall = true;
+        if (job_double("--tall-lambda", arg, &a->tall, err))
+            return -1;
+        return a->tall >= 0 ? 0 : lad_usage(err, "--tall-lambda must be at least 0");
     case OPT_SEED:
         if (job_int("--seed", arg, 0, 0x7fffffffffffffffL, &n, err))
             return -1;
@@ -148,6 +160,8 @@ static int build(const double *v, lad_op *op, const void *ctx, lad_error *err)
     op->param[GTA_SEED] = (double)a->seed;
     op->param[GTA_NORM_MAG] = a->normalize_magnitude;
     op->param[GTA_SCOPE] = a->model_scope;
+    op->param[GTA_TALL_K] = a->consensus_mask ? (double)a->k : 0;
+    op->param[GTA_TALL_LAMBDA] = a->tall;
     for (int i = 0; i < a->nadd; i++) {
         op->param[GTA_TV(i, GTA_WEIGHT)] = v[P_WEIGHT1 + i];
         op->param[GTA_TV(i, GTA_DENSITY)] = v[P_DENSITY];
@@ -166,6 +180,7 @@ static const char *variant(gta_args *a, const char *cmd)
     const char *name = cmd;
     if (a->sparsify == GTA_MAGNITUDE) {
         a->use_normalize = true;
+        name = a->consensus_mask ? "consensus_ties" : "ties";
     } else if (a->sparsify == GTA_RANDOM) {
         a->use_consensus = a->sign_consensus;
         name = a->use_consensus ? "dare_ties" : "dare_linear";
@@ -204,6 +219,10 @@ static json_t *params_json(const gta_args *a, json_t *adds)
     if (a->sparsify == GTA_MAGNITUDE || a->sparsify == GTA_OUTLIERS)
         json_object_set_new(params, "trim_scope",
                             json_string(a->model_scope ? "model" : "tensor"));
+    if (a->consensus_mask) {
+        json_object_set_new(params, "k", json_integer((json_int_t)a->k));
+        json_object_set_new(params, "tall_lambda", json_real(a->tall));
+    }
     return params;
 }
 
@@ -227,18 +246,21 @@ int job_gta(lad_job *j, lad_error *err)
         {"normalize-magnitude", OPT_NORMALIZE_MAGNITUDE, false},
         {"epsilon", OPT_EPSILON, true},
         {"linear", OPT_LINEAR, false},
+        {"k", OPT_K, true},
+        {"tall-lambda", OPT_TALL, true},
         {0}};
     static const struct {
         const char *cmd;
         int sparsify;
     } KINDS[] = {{"ties", GTA_MAGNITUDE}, {"dare", GTA_RANDOM}, {"breadcrumbs", GTA_OUTLIERS},
-                 {"della", GTA_DELLA}};
+                 {"della", GTA_DELLA}, {"consensus-ties", GTA_MAGNITUDE}};
     gta_args *a = job_state(j, sizeof *a);
     if (!a)
         return lad_fail(err, "out of memory");
     *a = (gta_args){.lambda = {{1}, 1}, .gamma = {{0.01}, 1}, .density = {{1}, 1},
                     .epsilon = {{0.15}, 1}, .consensus = GTA_SUM, .normalize = -1,
-                    .rescale = -1};
+                    .rescale = -1, .k = 2, .tall = 0.6 /* FusionBench's */};
+    a->consensus_mask = !strcmp(j->cmd, "consensus-ties");
     for (size_t k = 0; k < sizeof KINDS / sizeof *KINDS; k++)
         if (!strcmp(j->cmd, KINDS[k].cmd))
             a->sparsify = KINDS[k].sparsify;
@@ -253,6 +275,10 @@ int job_gta(lad_job *j, lad_error *err)
         rc = lad_usage(err, "--base BASE is required");
     else if (a->nadd == 0)
         rc = lad_usage(err, "at least one --add W:MODEL is required");
+    else if (a->have_tall && !a->consensus_mask)
+        rc = lad_usage(err, "--k and --tall-lambda are consensus-ties' options");
+    else if (a->consensus_mask && a->k > a->nadd)
+        rc = lad_usage(err, "--k %ld: at most the number of fine-tunes (%d)", a->k, a->nadd);
     else if (!a->have_density && a->sparsify == GTA_RANDOM)
         rc = lad_usage(err, "--density D is required");
     else if (a->rescale == GTA_RESCALE_P && a->sparsify != GTA_RANDOM && a->sparsify != GTA_DELLA)

@@ -68,6 +68,8 @@ static const method_spec SPECS[] = {
     {"slerp", K_SLERP, 0, 0, true, {{"t", REQUIRED, 0}}},
     {"task_arithmetic", K_GTA, GTA_DENSE, GTA_NO_CONSENSUS, true, {W, L, N(0), R(0), I8}},
     {"ties", K_GTA, GTA_MAGNITUDE, GTA_SUM, true, {W, D, L, N(1), R(0), I8}},
+    {"consensus_ties", K_GTA, GTA_MAGNITUDE, GTA_SUM, true,
+     {W, D, L, N(1), R(0), I8, {"tall_lambda", 0, 0.6}, {"k", 0, 2}}},
     {"dare_ties", K_GTA, GTA_RANDOM, GTA_SUM, true, {W, D, L, N(0), R(1), I8}},
     {"dare_linear", K_GTA, GTA_RANDOM, GTA_NO_CONSENSUS, true, {W, D, L, N(0), R(1), I8}},
     {"breadcrumbs", K_GTA, GTA_OUTLIERS, GTA_NO_CONSENSUS, true,
@@ -1167,6 +1169,21 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     op->param[GTA_CONSENSUS] = s->consensus;
     op->param[GTA_NORMALIZE] = normalize;
     op->param[GTA_RESCALE] = rescale;
+    op->param[GTA_TALL_K] = 0;
+    if (find_param(s, "k")) {
+        double k, tall;
+        if (glob_param(&in, "k", tensor, pl, &k, err) ||
+            glob_param(&in, "tall_lambda", tensor, pl, &tall, err))
+            return -1;
+        if (!(k >= 0 && k <= (double)(in.n - 1)) || k != floor(k))
+            return lad_fail(err, "%s's k is %g; it must be a whole number from 0 to the number "
+                                 "of models besides the base (%zu)",
+                            s->name, k, in.n - 1);
+        if (!(tall >= 0))
+            return lad_fail(err, "tall_lambda %g must be at least 0", tall);
+        op->param[GTA_TALL_K] = k;
+        op->param[GTA_TALL_LAMBDA] = tall;
+    }
     for (size_t i = 1; i < in.n; i++) { /* input 0 is the base */
         size_t tv = i - 1;
         op->param[GTA_TV(tv, GTA_DENSITY)] = 1;

@@ -79,7 +79,7 @@ def della_factor(name, i, seed, d, density, eps, rescale):
 
 
 def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normalize=False,
-            lam=1.0, gamma=0.01, seed=0, rescale=True, epsilon=0.15):
+            lam=1.0, gamma=0.01, seed=0, rescale=True, epsilon=0.15, tall_k=0, tall=0.6):
     b = base
     wds = []
     densities = density if isinstance(density, (list, tuple)) else [density] * len(xs)
@@ -139,6 +139,11 @@ def gta_ref(name, base, xs, weights, kind, density=1.0, consensus="sum", normali
             div = F32(1)
     if normalize:
         mixed = (mixed / div).astype(F32)
+    if tall_k:  # consensus TIES: TALL masks against the merged vector (Wang et al. 2024)
+        count = sum((np.abs(t) > F32(tall) * np.abs((mixed - t).astype(F32))).astype(np.int32)
+                    for t in (((x - b).astype(F32) * F32(w)).astype(F32)
+                              for x, w in zip(xs, weights)))
+        mixed = np.where(count >= tall_k, mixed, F32(0)).astype(F32)
     return (b + F32(lam) * mixed).astype(F32)
 
 
@@ -484,3 +489,66 @@ def test_rescale_refusals(tmp_path, rng):
         r = ladle(extra[0], "--base", base, "--add", f"1:{fts[0]}", *extra[1:], "-o",
                   tmp_path / "x.safetensors", check=False)
         assert r.code == 2 and msg in r.err, r.err
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+@pytest.mark.parametrize("k,tall", [(2, 0.6), (1, 0.3), (3, 1.0)])
+def test_consensus_ties(tmp_path, rng, dtype, k, tall):
+    base, fts = write_family(tmp_path, rng, dtype)
+    weights = [1.0, 0.6, 0.3]
+    out = tmp_path / "o.safetensors"
+    run("consensus-ties", base, fts, weights, out, "--density", "0.4", "--lambda", "0.8",
+        "--k", k, "--tall-lambda", tall)
+    check(out, base, fts, weights, dtype, kind="magnitude", density=0.4, consensus="sum",
+          normalize=True, lam=0.8, tall_k=k, tall=tall)
+    # with k >= 2 the mask removes something, so this is not TIES
+    ties = tmp_path / "t.safetensors"
+    run("ties", base, fts, weights, ties, "--density", "0.4", "--lambda", "0.8")
+    got, t = st.load(out)[0], st.load(ties)[0]
+    assert k < 2 or any(got[n][1].tobytes() != t[n][1].tobytes() for n in got)
+    # the recipe: the same bytes
+    (tmp_path / "r.yml").write_text(
+        f"merge_method: consensus_ties\nbase_model: {base}\n"
+        f"parameters: {{lambda: 0.8, density: 0.4, k: {k}, tall_lambda: {tall}}}\nmodels:\n"
+        + "".join(f"  - model: {p}\n    parameters: {{weight: {w}}}\n"
+                  for p, w in zip(fts, weights)))
+    ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "r.safetensors", "-q")
+    r = st.load(tmp_path / "r.safetensors")[0]
+    assert all(r[n][1].tobytes() == got[n][1].tobytes() for n in got)
+
+
+def test_consensus_ties_paper_setting_and_errors(tmp_path, rng):
+    """The TALL paper's consensus TIES: whole-model trim to 20%, disjoint sum."""
+    base, fts = write_family(tmp_path, rng, "F32")
+    out = tmp_path / "o.safetensors"
+    run("consensus-ties", base, fts, [1, 1, 1], out, "--density", "0.2", "--trim-scope",
+        "model", "--no-normalize")
+    B, _ = st.load(base)
+    X = [st.load(f)[0] for f in fts]
+    names = [n for n, (d, _) in B.items() if d == "F32"]
+    flat_b = np.concatenate([B[n][1].ravel() for n in names])
+    flat_x = [np.concatenate([x[n][1].ravel() for n in names]) for x in X]
+    want = gta_ref("model", flat_b, flat_x, [1, 1, 1], kind="magnitude", density=0.2,
+                   consensus="sum", normalize=False, tall_k=2, tall=0.6)
+    got = st.load(out)[0]
+    assert np.array_equal(np.concatenate([got[n][1].ravel() for n in names]), want)
+    # k = 0 is TIES itself
+    run("consensus-ties", base, fts, [1, 1, 1], tmp_path / "k0.safetensors", "--k", "0",
+        "--density", "0.5")
+    run("ties", base, fts, [1, 1, 1], tmp_path / "t.safetensors", "--density", "0.5")
+    a, b = st.load(tmp_path / "k0.safetensors")[0], st.load(tmp_path / "t.safetensors")[0]
+    assert all(a[n][1].tobytes() == b[n][1].tobytes() for n in a)
+    for extra, msg in ((["--k", "4"], "at most the number of fine-tunes"),
+                       (["--tall-lambda", "-1"], "at least 0")):
+        r = ladle("consensus-ties", "--base", base, *sum((["--add", f"1:{f}"] for f in fts), []),
+                  *extra, "-o", tmp_path / "x.safetensors", check=False)
+        assert r.code == 2 and msg in r.err, r.err
+    r = ladle("ties", "--base", base, "--add", f"1:{fts[0]}", "--k", "1", "-o",
+              tmp_path / "x.safetensors", check=False)
+    assert r.code == 2 and "consensus-ties' options" in r.err
+    (tmp_path / "r.yml").write_text(f"merge_method: consensus_ties\nbase_model: {base}\n"
+                                    f"parameters: {{k: 5}}\nmodels:\n  - model: {fts[0]}\n"
+                                    "    parameters: {weight: 1}\n")
+    r = ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "x.safetensors", check=False)
+    assert r.code == 1 and "k is 5" in r.err
+    assert not (tmp_path / "x.safetensors").exists()

@@ -71,6 +71,11 @@ EQUIVALENT = {
     "nuslerp": ["nuslerp", f"{M}/ft1", f"{M}/ft2", "--t", "0.6", "--base", f"{M}/base",
                 "--per-row", "--dtype", "bf16"],
     "nearswap": ["nearswap", f"{M}/base", f"{M}/ft1", "--t", "0.0001", "--dtype", "bf16"],
+    "consensus_ties": ["consensus-ties", "--base", f"{M}/base", "--add", f"1:{M}/ft1", "--add",
+                       f"1:{M}/ft2", "--add", f"1:{M}/ft3", "--density", "0.2",
+                       "--no-normalize", "--dtype", "bf16"],
+    "wudi": ["wudi", "--base", f"{M}/base", f"{M}/ft1", f"{M}/ft2", f"{M}/ft3", "--dtype",
+             "bf16"],
 }
 
 
@@ -289,7 +294,7 @@ BAD = [
      "        layer_range: [0, 1.5]\n", "5:26", "whole layer numbers"),
     # found by fuzzing: 63 models plus a separate base wrote past the op's parameters
     ("merge_method: ties\nbase_model: models/base\nmodels:\n"
-     + "  - model: models/ft1\n" * 63, "4:3", "at most 62 models besides the base"),
+     + "  - model: models/ft1\n" * 63, "4:3", "at most 61 models besides the base"),
     # found by fuzzing: converting 6.7e29 to a layer index was undefined
     ("merge_method: passthrough\nslices:\n  - sources:\n      - model: models/ft1\n"
      "        layer_range: [0, 666666666666666666666666666610]\n", "5:26",
