@@ -785,6 +785,43 @@ int lad_lora_extract(const lad_extract_request *req, lad_extract_stats *stats, l
 int lad_lora_extract_argv(int argc, char *const *argv, lad_progress_fn progress, void *ctx,
                           bool *quiet, lad_extract_stats *stats, lad_error *err);
 
+/* ---------------------------------------------------------------- TALL masks */
+
+/* TALL-mask compression (engine/masks.c): T fine-tunes of a base as their
+ * summed task vector and one bit-packed mask per task. */
+typedef struct lad_masks_request {
+    const lad_model *base;
+    const lad_model *const *tasks;
+    size_t ntasks;
+    double tall_lambda;          /* m_t = |tau_t| > tall_lambda |tau_MTL - tau_t| */
+    bool has_dtype;              /* the merged vector's dtype (default F32) */
+    lad_dtype dtype;
+    const char *output;          /* a .safetensors file */
+    bool force;
+    lad_progress_fn progress;    /* or NULL */
+    void *progress_ctx;
+} lad_masks_request;
+
+typedef struct lad_masks_stats {
+    size_t tensors;
+    uint64_t elements, bytes;
+    double kept_fraction;        /* of the T x elements mask bits, how many are set */
+} lad_masks_stats;
+
+int lad_masks_write(const lad_masks_request *req, lad_masks_stats *stats, lad_error *err);
+
+/* One task's model from a masks file: base + m_task * tau_MTL. */
+typedef struct lad_masks_apply_request {
+    const lad_model *base, *masks;
+    const char *task;            /* its index (0-based) or its label in the file */
+    bool has_dtype;              /* the output's dtype (default: the base's) */
+    lad_dtype dtype;
+    const char *output;          /* a .safetensors file */
+    bool force;
+} lad_masks_apply_request;
+
+int lad_masks_apply(const lad_masks_apply_request *req, lad_error *err);
+
 typedef struct lad_diff_tensor {
     const char *name;
     uint64_t n;

@@ -78,5 +78,6 @@ int cmd_merge(int argc, char **argv); /* every merge command: lerp, soup, ..., m
 int cmd_greedy(int argc, char **argv); /* soup --greedy */
 int cmd_sweep(int argc, char **argv);
 int cmd_lora(int argc, char **argv); /* lora apply (a merge), lora extract */
+int cmd_masks(int argc, char **argv); /* masks, masks apply */
 
 #endif

@@ -36,6 +36,9 @@ static const char USAGE[] =
     "  consensus-ties --base B --add W:M ...\n"
     "                                   TIES where >= k tasks' TALL masks agree\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
+    "  masks --base B M1 M2 ... -o F    TALL-mask compression: one task vector + T bit masks\n"
+    "  masks apply --base B F --task I -o OUT\n"
+    "                                   one task's model back from its mask\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
     "  lora apply BASE ADAPTER... -o OUT\n"
     "                                   merge PEFT LoRA adapters into their base\n"
@@ -62,7 +65,7 @@ static const struct {
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
     {"arcee-fusion", cmd_merge}, {"iso-c", cmd_merge}, {"tsv", cmd_merge},
     {"iso-cts", cmd_merge}, {"wudi", cmd_merge}, {"consensus-ta", cmd_merge},
-    {"consensus-ties", cmd_merge},
+    {"consensus-ties", cmd_merge}, {"masks", cmd_masks},
 };
 
 int main(int argc, char **argv)
