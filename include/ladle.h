@@ -828,10 +828,18 @@ typedef struct lad_diff_tensor {
     double aa, bb, ab;         /* |a|^2, |b|^2, a.b in fp64 */
     uint64_t both_nonzero;     /* elements where a and b are both non-zero */
     uint64_t conflicts;        /* ... and of opposite signs */
+    /* with subspace, for a 2-D tensor (not an embedding or head): */
+    bool subspace;
+    double erank_a, erank_b;   /* effective ranks, exp(entropy of S / sum S) */
+    uint64_t k_a, k_b;         /* singular directions holding 90% of |.|_F^2 */
+    double overlap_u, overlap_v; /* |U_a^T U_b|_F^2 / min(k_a, k_b) over those, and V's */
+    double chance_u, chance_v; /* the same for random subspaces: max(k_a, k_b) / dim */
 } lad_diff_tensor;
 
-/* Streams every float tensor the models share (shapes must match). */
-int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base,
+/* Streams every float tensor the models share (shapes must match). With
+ * subspace (and a base), each 2-D task vector is also decomposed (LAPACK's
+ * SVD, the matrix held whole): the diagnostics of the subspace methods. */
+int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base, bool subspace,
              lad_diff_tensor **out, size_t *n, lad_error *err);
 
 /* ---------------------------------------------------------------- evaluation */

@@ -1,4 +1,4 @@
-/* ladle diff A B [--base BASE] [--json]: will averaging these work? */
+/* ladle diff A B [--base BASE] [--subspace] [--json]: will averaging these work? */
 #include "cli.h"
 
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 static const char HELP[] =
-    "usage: ladle diff A B [--base BASE] [--json]\n"
+    "usage: ladle diff A B [--base BASE [--subspace]] [--json]\n"
     "\n"
     "Diagnoses two models before a merge: per tensor and overall, the norms of their\n"
     "task vectors (A - BASE, B - BASE; the weights themselves without --base), their\n"
@@ -15,15 +15,21 @@ static const char HELP[] =
     "ratio of the larger norm to the smaller; then a recommendation.\n"
     "\n"
     "      --base BASE       the model both were fine-tuned from\n"
+    "      --subspace        also, per 2-D task vector (not embeddings or heads; each\n"
+    "                        decomposed whole with LAPACK's SVD): each one's effective\n"
+    "                        rank, the directions holding 90%% of its energy (k), and the\n"
+    "                        overlap of the two top-k subspaces (1: one holds the other;\n"
+    "                        chance: what unrelated ones give); high overlap is what\n"
+    "                        TSV, Iso-C and Iso-CTS separate or flatten\n"
     "      --json            print the same as JSON\n"
     "  -h, --help            this help\n";
 
 typedef struct diff_args {
     const char *base;
-    bool json;
+    bool json, subspace;
 } diff_args;
 
-enum { OPT_BASE = 1000, OPT_JSON };
+enum { OPT_BASE = 1000, OPT_JSON, OPT_SUBSPACE };
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
@@ -33,6 +39,8 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
         a->base = arg;
     else if (id == OPT_JSON)
         a->json = true;
+    else if (id == OPT_SUBSPACE)
+        a->subspace = true;
     return 0;
 }
 
@@ -72,7 +80,8 @@ static const char *recommend(double conflict, double nratio, double cos, char *b
 int cmd_diff(int argc, char **argv)
 {
     static const lad_optdef defs[] = {
-        {"base", OPT_BASE, true}, {"json", OPT_JSON, false}, {"help", 'h', false}, {0}};
+        {"base", OPT_BASE, true}, {"json", OPT_JSON, false}, {"subspace", OPT_SUBSPACE, false},
+        {"help", 'h', false}, {0}};
     diff_args a = {0};
     char *const *pos;
     int npos, code;
@@ -81,6 +90,10 @@ int cmd_diff(int argc, char **argv)
     if (npos != 2) {
         free((void *)pos);
         return usage_error("diff", "expected two models A B");
+    }
+    if (a.subspace && !a.base) {
+        free((void *)pos);
+        return usage_error("diff", "--subspace compares task vectors: give --base");
     }
     lad_error err = {0};
     lad_model *m[3] = {0};
@@ -91,15 +104,17 @@ int cmd_diff(int argc, char **argv)
             rc = report(&err);
     lad_diff_tensor *d = NULL;
     size_t n = 0;
-    if (rc == 0 && lad_diff(m[0], m[1], m[2], &d, &n, &err) != 0)
+    if (rc == 0 && lad_diff(m[0], m[1], m[2], a.subspace, &d, &n, &err) != 0)
         rc = report(&err);
     if (rc == 0) {
         double aa = 0, bb = 0, ab = 0;
         uint64_t both = 0, conf = 0;
         json_t *rows = json_array();
         if (!a.json)
-            printf("%-60s %12s %12s %8s %9s %7s\n", "tensor", "|a|", "|b|", "cosine",
-                   "conflict", "ratio");
+            printf("%-60s %12s %12s %8s %9s %7s%s\n", "tensor", "|a|", "|b|", "cosine",
+                   "conflict", "ratio",
+                   a.subspace ? "  erank_a erank_b   k_a   k_b overlap  chance" : "");
+        double ovl = 0, wsum = 0; /* the overlap, weighted by the tensors' k */
         for (size_t i = 0; i < n; i++) {
             aa += d[i].aa;
             bb += d[i].bb;
@@ -108,15 +123,37 @@ int cmd_diff(int argc, char **argv)
             conf += d[i].conflicts;
             double c = d[i].both_nonzero ? (double)d[i].conflicts / (double)d[i].both_nonzero : 0;
             double cs = cosine(d[i].aa, d[i].bb, d[i].ab), r = ratio(d[i].aa, d[i].bb);
-            if (a.json)
-                json_array_append_new(rows, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "name",
-                                                      d[i].name, "norm_a", sqrt(d[i].aa),
-                                                      "norm_b", sqrt(d[i].bb), "cosine", cs,
-                                                      "sign_conflict", c, "norm_ratio",
-                                                      isfinite(r) ? r : -1));
-            else
+            double o = (d[i].overlap_u + d[i].overlap_v) / 2;
+            double ch = (d[i].chance_u + d[i].chance_v) / 2;
+            if (d[i].subspace) {
+                double wt = (double)(d[i].k_a < d[i].k_b ? d[i].k_a : d[i].k_b);
+                ovl += wt * o;
+                wsum += wt;
+            }
+            if (a.json) {
+                json_t *row = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "name", d[i].name,
+                                        "norm_a", sqrt(d[i].aa), "norm_b", sqrt(d[i].bb),
+                                        "cosine", cs, "sign_conflict", c, "norm_ratio",
+                                        isfinite(r) ? r : -1);
+                if (d[i].subspace)
+                    json_object_set_new(
+                        row, "subspace",
+                        json_pack("{s:f, s:f, s:I, s:I, s:f, s:f, s:f, s:f}", "erank_a",
+                                  d[i].erank_a, "erank_b", d[i].erank_b, "k_a",
+                                  (json_int_t)d[i].k_a, "k_b", (json_int_t)d[i].k_b,
+                                  "overlap_u", d[i].overlap_u, "overlap_v", d[i].overlap_v,
+                                  "chance_u", d[i].chance_u, "chance_v", d[i].chance_v));
+                json_array_append_new(rows, row);
+            } else if (d[i].subspace) {
+                printf("%-60s %12.5g %12.5g %8.4f %8.1f%% %7.2f  %7.1f %7.1f %5llu %5llu %7.3f "
+                       "%7.3f\n",
+                       d[i].name, sqrt(d[i].aa), sqrt(d[i].bb), cs, 100 * c, r, d[i].erank_a,
+                       d[i].erank_b, (unsigned long long)d[i].k_a,
+                       (unsigned long long)d[i].k_b, o, ch);
+            } else {
                 printf("%-60s %12.5g %12.5g %8.4f %8.1f%% %7.2f\n", d[i].name, sqrt(d[i].aa),
                        sqrt(d[i].bb), cs, 100 * c, r);
+            }
         }
         double c = both ? (double)conf / (double)both : 0, cs = cosine(aa, bb, ab);
         double r = ratio(aa, bb);
@@ -128,6 +165,9 @@ int cmd_diff(int argc, char **argv)
                                      "overall", "norm_a", sqrt(aa), "norm_b", sqrt(bb), "cosine",
                                      cs, "sign_conflict", c, "norm_ratio", isfinite(r) ? r : -1,
                                      "recommendation", advice);
+            if (a.subspace && wsum > 0)
+                json_object_set_new(json_object_get(root, "overall"), "subspace_overlap",
+                                    json_real(ovl / wsum));
             json_dumpf(root, stdout, JSON_INDENT(2));
             fputc('\n', stdout);
             json_decref(root);
@@ -136,6 +176,8 @@ int cmd_diff(int argc, char **argv)
             printf("\noverall: |a| %.5g, |b| %.5g, cosine %.4f, sign conflicts %.1f%%, norm "
                    "ratio %.2f\nrecommendation: %s\n",
                    sqrt(aa), sqrt(bb), cs, 100 * c, r, advice);
+            if (a.subspace && wsum > 0)
+                printf("subspace overlap (weighted by k): %.3f\n", ovl / wsum);
         }
     }
     free(d);
