@@ -822,6 +822,13 @@ typedef struct lad_masks_apply_request {
 
 int lad_masks_apply(const lad_masks_apply_request *req, lad_error *err);
 
+/* Either from `ladle masks` / `ladle masks apply`'s arguments (argv[0] is
+ * "masks", argv[1] "apply" for the second): opens the models, runs, closes
+ * them. Returns 0, 1 for --help (nothing done), or -1 with err. progress is
+ * not called with -q; *quiet says whether it was given. */
+int lad_masks_argv(int argc, char *const *argv, lad_progress_fn progress, void *ctx, bool *quiet,
+                   lad_masks_stats *stats, lad_error *err);
+
 typedef struct lad_diff_tensor {
     const char *name;
     uint64_t n;

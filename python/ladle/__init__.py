@@ -17,7 +17,7 @@ ladle.LadleError (a ValueError) with the library's message.
 from ._capi import LadleError, __version__
 from ._merge import (arcee_fusion, breadcrumbs, checkpoint_soup, consensus_ta, consensus_ties, dare, della,
                      iso_c, iso_cts, karcher, linear_interpolate, lora_apply, lora_extract, merge_recipe, model_stock,
-                     multislerp, nearswap, nuslerp, ram, sce, slerp, ties, tsv, uniform_soup, wudi)
+                     multislerp, nearswap, nuslerp, ram, sce, slerp, tall_masks, tall_masks_apply, ties, tsv, uniform_soup, wudi)
 from ._merge import run as run_args
 from ._models import Bits, Model, bf16_to_f32, f32_to_bf16, load, save
 from ._search import GreedySoupResult, alpha_sweep, greedy_soup, lambda_sweep
@@ -28,4 +28,5 @@ __all__ = ["LadleError", "__version__", "load", "save", "Model", "Bits", "bf16_t
            "model_stock", "ties", "dare", "della", "breadcrumbs", "merge_recipe", "TaskVector",
            "greedy_soup", "GreedySoupResult", "alpha_sweep", "lambda_sweep", "run_args",
            "lora_apply", "nuslerp", "nearswap", "multislerp", "karcher",
-           "sce", "ram", "arcee_fusion", "lora_extract", "iso_c", "iso_cts", "tsv", "wudi", "consensus_ta", "consensus_ties"]
+           "sce", "ram", "arcee_fusion", "lora_extract", "iso_c", "iso_cts", "tsv", "wudi",
+           "consensus_ta", "consensus_ties", "tall_masks", "tall_masks_apply"]

@@ -103,6 +103,11 @@ class ExtractStats(Structure):
                 ("rel_error", c_double), ("seconds", c_double)]
 
 
+class MasksStats(Structure):
+    _fields_ = [("tensors", c_size_t), ("elements", c_uint64), ("bytes", c_uint64),
+                ("kept_fraction", c_double)]
+
+
 PROGRESS_FN = CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, c_double, c_bool)
 OPEN_FN = CFUNCTYPE(c_int, c_void_p, c_char_p, POINTER(c_void_p), POINTER(Error))
 SOUP_SCORER = CFUNCTYPE(c_int, c_void_p, POINTER(POINTER(c_size_t)), POINTER(c_size_t),
@@ -148,6 +153,8 @@ load_f32 = _fn("lad_load_f32", None, c_int, c_void_p, c_void_p, c_size_t)
 store_f32 = _fn("lad_store_f32", None, c_int, c_void_p, c_void_p, c_size_t)
 lora_extract_argv = _fn("lad_lora_extract_argv", c_int, c_int, POINTER(c_char_p), PROGRESS_FN,
                         c_void_p, POINTER(c_bool), POINTER(ExtractStats), E)
+masks_argv = _fn("lad_masks_argv", c_int, c_int, POINTER(c_char_p), PROGRESS_FN, c_void_p,
+                 POINTER(c_bool), POINTER(MasksStats), E)
 libc_free = ctypes.CDLL(None).free
 libc_free.argtypes = [c_void_p]
 libc_free.restype = None

@@ -572,6 +572,56 @@ def lora_extract(base, fine_tuned, out, rank=128, sv_epsilon=0.0, embed_lora=Fal
             "relative_error": stats.rel_error, "seconds": stats.seconds}
 
 
+def _masks(args, verbose, progress):
+    if progress is None and verbose:
+        progress = _Progress()
+    call = _Call(None, progress)
+    argv = (ctypes.c_char_p * len(args))(*[a.encode() for a in args])
+    err, stats, quiet = C.Error(), C.MasksStats(), ctypes.c_bool()
+    rc = C.masks_argv(len(args), argv, call.progress_cb, None, ctypes.byref(quiet),
+                      ctypes.byref(stats), ctypes.byref(err))
+    if rc != 0:
+        call.fail(err)
+    return stats
+
+
+def tall_masks(base, models, out, tall_lambda=0.6, dtype=None, force=False, verbose=False,
+               progress=None):
+    """TALL-mask compression (``ladle masks``): the fine-tunes `models` of
+    `base` (paths) as their summed task vector and one bit-packed TALL mask
+    per task, in the .safetensors file `out`. Returns a dict: the path, the
+    tensors, the bytes written and the fraction of mask bits set."""
+    for m in [base, *models]:
+        if not is_path(m):
+            raise LadleError("tall_masks: models are paths (model files or folders)")
+    args = ["masks", "--base", os.fsdecode(base), *map(os.fsdecode, models), "-o",
+            os.fsdecode(out), "--tall-lambda", num(tall_lambda)]
+    if dtype is not None:
+        args += ["--dtype", dtype_arg(dtype)]
+    if force:
+        args.append("--force")
+    st = _masks(args, verbose, progress)
+    return {"path": os.fspath(out), "tensors": st.tensors, "bytes": st.bytes,
+            "kept_fraction": st.kept_fraction}
+
+
+def tall_masks_apply(base, masks, task, out, dtype=None, force=False):
+    """One task's model back from a masks file (``ladle masks apply``):
+    base + mask_task * tau_MTL, written to the .safetensors file `out`.
+    task: its index (0 = the first fine-tune) or its label in the file."""
+    for m in (base, masks):
+        if not is_path(m):
+            raise LadleError("tall_masks_apply: base and masks are paths")
+    args = ["masks", "apply", "--base", os.fsdecode(base), os.fsdecode(masks), "--task",
+            str(task), "-o", os.fsdecode(out)]
+    if dtype is not None:
+        args += ["--dtype", dtype_arg(dtype)]
+    if force:
+        args.append("--force")
+    _masks(args, False, None)
+    return os.fspath(out)
+
+
 def merge_recipe(recipe, out=None, dtype=None, variables=None, **opts):
     """Runs a mergekit YAML recipe (``ladle merge``): a path, or the recipe
     as a dict (model paths in it as mergekit takes them)."""
