@@ -24,6 +24,18 @@ typedef struct lad_svd_opts {
 int lad_svd(const float *A, size_t m, size_t n, size_t rank, const lad_svd_opts *o, float *U,
             float *S, float *Vt, lad_error *err);
 
+/* The thin SVD of the row-major m x n float64 matrix A (not modified) with
+ * LAPACK's dgesdd, q = min(m, n): U (m x q), S (q, descending), Vt (q x n),
+ * row-major. Returns 0, or -1 with err. */
+int lad_dsvd(const double *A, size_t m, size_t n, double *U, double *S, double *Vt,
+             lad_error *err);
+
+/* The polar factor of the row-major r x c float64 matrix A, in place:
+ * A = W diag(S) Z^T -> W_k Z_k^T over the k singular values above
+ * tol_rel * S_max (the partial isometry: unique when A's columns or rows
+ * are dependent). Returns 0, or -1 with err. */
+int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, lad_error *err);
+
 /* C (m x n) = alpha A B, row-major, A m x k (leading dimension lda), B
  * k x n (ldb), C contiguous. */
 void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,

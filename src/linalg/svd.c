@@ -150,17 +150,71 @@ static int svd_randomized(const float *A, size_t m, size_t n, size_t k,
     return rc;
 }
 
+static int too_big(size_t m, size_t n, lad_error *err)
+{
+    if (m > INT_MAX / 2 || n > INT_MAX / 2 || m * n > (size_t)INT_MAX)
+        return lad_fail(err, "a %zu x %zu matrix is too large for LAPACK's 32-bit indexes", m,
+                        n);
+    return 0;
+}
+
 int lad_svd(const float *A, size_t m, size_t n, size_t rank, const lad_svd_opts *o, float *U,
             float *S, float *Vt, lad_error *err)
 {
     size_t q = m < n ? m : n, k = rank < q ? rank : q;
     if (m == 0 || n == 0 || k == 0)
         return lad_fail(err, "an SVD of a %zu x %zu matrix to rank %zu", m, n, rank);
-    if (m > INT_MAX / 2 || n > INT_MAX / 2 || m * n > (size_t)INT_MAX)
-        return lad_fail(err, "a %zu x %zu matrix is too large for LAPACK's 32-bit indexes", m,
-                        n);
+    if (too_big(m, n, err))
+        return -1;
     return o->exact ? svd_exact(A, m, n, k, U, S, Vt, err)
                     : svd_randomized(A, m, n, k, o, U, S, Vt, err);
+}
+
+/* A row-major is A^T column-major (n x m): A^T = W S Z^T gives A = Z S W^T,
+ * and dgesdd's Z^T (q x m, column-major) and W (n x q, column-major) are, as
+ * memory, exactly U (m x q) and Vt (q x n) row-major. */
+int lad_dsvd(const double *A, size_t m, size_t n, double *U, double *S, double *Vt,
+             lad_error *err)
+{
+    if (m == 0 || n == 0)
+        return lad_fail(err, "an SVD of a %zu x %zu matrix", m, n);
+    if (too_big(m, n, err))
+        return -1;
+    size_t q = m < n ? m : n;
+    double *at = malloc(m * n * sizeof *at);
+    if (!at)
+        return lad_fail(err, "out of memory for an SVD of %zu x %zu", m, n);
+    memcpy(at, A, m * n * sizeof *at);
+    lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)n, (lapack_int)m, at,
+                                     (lapack_int)n, S, Vt, (lapack_int)n, U, (lapack_int)q);
+    free(at);
+    if (info < 0)
+        return lad_fail(err, "LAPACK's dgesdd rejected argument %d", (int)-info);
+    if (info > 0)
+        return lad_fail(err, "LAPACK's SVD did not converge (%d superdiagonals)", (int)info);
+    return 0;
+}
+
+int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, lad_error *err)
+{
+    size_t q = r < c ? r : c;
+    double *W = malloc(r * q * sizeof *W + 1), *S = malloc(q * sizeof *S + 1);
+    double *Zt = malloc(q * c * sizeof *Zt + 1);
+    int rc = W && S && Zt ? lad_dsvd(A, r, c, W, S, Zt, err)
+                          : lad_fail(err, "out of memory for a %zu x %zu SVD", r, c);
+    if (rc == 0) {
+        size_t k = 0;
+        while (k < q && S[k] > tol_rel * S[0])
+            k++;
+        if (k)
+            lad_dgemm(false, false, r, c, k, 1, W, q, Zt, c, 0, A, c);
+        else
+            memset(A, 0, r * c * sizeof *A);
+    }
+    free(W);
+    free(S);
+    free(Zt);
+    return rc;
 }
 
 void lad_gemm(size_t m, size_t n, size_t k, float alpha, const float *A, size_t lda,

@@ -7,10 +7,10 @@
  * then the T weights from ISO_W0, each scaling its task vector tau_t =
  * w_t (x_t - base) first; out = base + lambda merged.
  *
- * Both work the same way: one statistics pass copies what the SVDs need
+ * They all work the same way: one statistics pass copies what the SVDs need
  * into the statistics buffer (fp32; each work item its own elements, no
- * reduction), pass_end decomposes and leaves merged at the buffer's start,
- * the merge pass adds it. One matrix at a time is held.
+ * reduction), pass_end decomposes (in float64) and leaves merged at the
+ * buffer's start, the merge pass adds it. One matrix at a time is held.
  *
  * Iso-C (lad_method_iso_c; Marczak et al., "No Task Left Behind: Isotropic
  * Model Merging with Common and Task-Specific Subspaces", ICML 2025), as
@@ -148,6 +148,39 @@ SUB_STATS(iso_stats_f64, double, true)
 SUB_STATS(tsv_stats_f32, float, false)
 SUB_STATS(tsv_stats_f64, double, false)
 
+/* The decompositions run in float64 (dgesdd): the task vectors come in
+ * fp32, as every method computes them, and merged goes back to fp32 once.
+ * In fp32 the singular vectors near a cut (TSV's q / T, Iso-CTS's common
+ * space) and the polar factors of nearly dependent stacks carry errors of
+ * eps / gap, past 1e-5 of the task vectors on ordinary inputs. */
+
+/* A float matrix as doubles; NULL when out of memory. */
+static double *widen(const float *x, size_t n)
+{
+    double *d = malloc(n * sizeof *d + 1);
+    for (size_t i = 0; d && i < n; i++)
+        d[i] = x[i];
+    return d;
+}
+
+static void narrow(const double *d, float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)d[i];
+}
+
+/* The rank rule for a spectrum S (descending, q values) of an m x n
+ * matrix: how many are above max(m, n) eps32 S_max (the input is fp32:
+ * below that, its rounding). */
+static size_t nonzero(const double *S, size_t q, size_t m, size_t n)
+{
+    double tol = (double)(m > n ? m : n) * FLT_EPSILON * (q ? S[0] : 0);
+    size_t r = 0;
+    while (r < q && S[r] > tol)
+        r++;
+    return r;
+}
+
 static const char *iso_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                                 size_t naccs)
 {
@@ -160,29 +193,27 @@ static const char *iso_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         return NULL;
     size_t rows = (size_t)k->shape[0], cols = (size_t)k->shape[1];
     size_t q = rows < cols ? rows : cols;
-    float *U = malloc(rows * q * sizeof *U + 1), *S = malloc(q * sizeof *S + 1);
-    float *Vt = malloc(q * cols * sizeof *Vt + 1);
+    double *M = widen(st->buf, rows * cols), *U = malloc(rows * q * sizeof *U + 1);
+    double *S = malloc(q * sizeof *S + 1), *Vt = malloc(q * cols * sizeof *Vt + 1);
     lad_error err = {0};
     const char *why = NULL;
-    lad_svd_opts exact = {.exact = true};
-    if (!U || !S || !Vt)
+    if (!M || !U || !S || !Vt)
         why = "out of memory for its SVD";
-    else if (lad_svd(st->buf, rows, cols, q, &exact, U, S, Vt, &err))
+    else if (lad_dsvd(M, rows, cols, U, S, Vt, &err))
         why = "its SVD failed (LAPACK did not converge)";
     if (!why) {
         double mean = 0;
         for (size_t i = 0; i < q; i++)
             mean += S[i];
         mean /= (double)q;
-        float tol = (float)(rows > cols ? rows : cols) * FLT_EPSILON * S[0];
-        size_t r = 0;
-        while (r < q && S[r] > tol)
-            r++;
+        size_t r = nonzero(S, q, rows, cols);
         if (r == 0) /* M = 0 */
-            memset(st->buf, 0, rows * cols * sizeof *st->buf);
+            memset(M, 0, rows * cols * sizeof *M);
         else /* merged = mean(S) U_r V_r^T */
-            lad_gemm(rows, cols, r, (float)mean, U, q, Vt, cols, st->buf);
+            lad_dgemm(false, false, rows, cols, r, mean, U, q, Vt, cols, 0, M, cols);
+        narrow(M, st->buf, rows * cols);
     }
+    free(M);
     free(U);
     free(S);
     free(Vt);
@@ -190,40 +221,24 @@ static const char *iso_pass_end(const lad_kctx *k, int pass, bool wide, void *co
 }
 
 /* Singular triplet j of an SVD (U m x q, Vt q x n, row-major) into column
- * col of Ucat (m x q) and row col of Vcat (q x n). */
-static void place(float *Ucat, float *Vcat, size_t m, size_t n, size_t q, const float *U,
-                  const float *Vt, size_t j, size_t col)
+ * col of Ucat (m x ld) and row col of Vcat (ld x n). */
+static void place(double *Ucat, double *Vcat, size_t m, size_t n, size_t q, size_t ld,
+                  const double *U, const double *Vt, size_t j, size_t col)
 {
     for (size_t i = 0; i < m; i++)
-        Ucat[i * q + col] = U[i * q + j];
+        Ucat[i * ld + col] = U[i * q + j];
     memcpy(Vcat + col * n, Vt + j * n, n * sizeof *Vcat);
 }
 
-/* The polar factor of the row-major r x c matrix A, in place: A = W S Z^T
- * -> W Z^T over its nonzero singular values (the partial isometry: unique
- * also when A's columns or rows are dependent). */
-static int polar(float *A, size_t r, size_t c, lad_error *err)
+/* The polar factor of A (r x c), in place. A here is unit vectors side by
+ * side: exactly dependent ones (zero padding, a task's vectors twice) leave
+ * singular values at LAPACK's noise, while unrelated subspaces can come
+ * within 1e-4 of dependent: the cut is sqrt(max(r, c)) eps32 S_max, not the
+ * rank rule the spectra use (which would drop real directions of these,
+ * each of weight 1 in the factor). */
+static int polar(double *A, size_t r, size_t c, lad_error *err)
 {
-    size_t q = r < c ? r : c;
-    float *W = malloc(r * q * sizeof *W + 1), *S = malloc(q * sizeof *S + 1);
-    float *Zt = malloc(q * c * sizeof *Zt + 1);
-    lad_svd_opts exact = {.exact = true};
-    int rc = W && S && Zt ? lad_svd(A, r, c, q, &exact, W, S, Zt, err)
-                          : lad_fail(err, "out of memory");
-    if (rc == 0) {
-        float tol = (float)(r > c ? r : c) * FLT_EPSILON * S[0];
-        size_t k = 0;
-        while (k < q && S[k] > tol)
-            k++;
-        if (k)
-            lad_gemm(r, c, k, 1.0f, W, q, Zt, c, A);
-        else
-            memset(A, 0, r * c * sizeof *A);
-    }
-    free(W);
-    free(S);
-    free(Zt);
-    return rc;
+    return lad_dpolar(A, r, c, sqrt((double)(r > c ? r : c)) * FLT_EPSILON, err);
 }
 
 static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
@@ -238,25 +253,26 @@ static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         return NULL;
     size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], q = m < n ? m : n;
     /* k as FusionBench computes it: int(q * (1 / T)) in doubles */
-    size_t T = ntv(k->op), kk = (size_t)((double)q * (1.0 / (double)T));
-    float *Ucat = calloc(m * q + 1, sizeof *Ucat), *Scat = calloc(q + 1, sizeof *Scat);
-    float *Vcat = calloc(q * n + 1, sizeof *Vcat); /* rows: V's columns, i.e. Vt's rows */
-    float *U = malloc(m * q * sizeof *U + 1), *S = malloc(q * sizeof *S + 1);
-    float *Vt = malloc(q * n * sizeof *Vt + 1);
+    size_t T = ntv(k->op), kk = (size_t)((double)q * (1.0 / (double)T)), ne = m * n;
+    double *Ucat = calloc(m * q + 1, sizeof *Ucat), *Scat = calloc(q + 1, sizeof *Scat);
+    double *Vcat = calloc(q * n + 1, sizeof *Vcat); /* rows: V's columns, i.e. Vt's rows */
+    double *U = malloc(m * q * sizeof *U + 1), *S = malloc(q * sizeof *S + 1);
+    double *Vt = malloc(q * n * sizeof *Vt + 1), *tau = malloc(ne * sizeof *tau + 1);
     lad_error err = {0};
     const char *why = NULL;
-    lad_svd_opts exact = {.exact = true};
-    if (!Ucat || !Scat || !Vcat || !U || !S || !Vt)
+    if (!Ucat || !Scat || !Vcat || !U || !S || !Vt || !tau)
         why = "out of memory for its SVDs";
     for (size_t t = 0; !why && kk > 0 && t < T; t++) {
-        if (lad_svd(st->buf + t * k->nelem, m, n, q, &exact, U, S, Vt, &err)) {
+        for (size_t e = 0; e < ne; e++)
+            tau[e] = st->buf[t * ne + e];
+        if (lad_dsvd(tau, m, n, U, S, Vt, &err)) {
             why = "an SVD failed (LAPACK did not converge)";
             break;
         }
-        float tol = (float)(m > n ? m : n) * FLT_EPSILON * S[0];
-        for (size_t j = 0; j < kk && S[j] > tol; j++) { /* zero ones dropped */
+        size_t r = nonzero(S, q, m, n); /* zero ones dropped */
+        for (size_t j = 0; j < kk && j < r; j++) {
             Scat[t * kk + j] = S[j];
-            place(Ucat, Vcat, m, n, q, U, Vt, j, t * kk + j);
+            place(Ucat, Vcat, m, n, q, q, U, Vt, j, t * kk + j);
         }
     }
     if (!why && kk > 0 && (polar(Ucat, m, q, &err) || polar(Vcat, q, n, &err)))
@@ -265,10 +281,12 @@ static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         for (size_t i = 0; i < m; i++)
             for (size_t j = 0; j < q; j++)
                 Ucat[i * q + j] *= Scat[j];
-        if (kk > 0)
-            lad_gemm(m, n, q, 1.0f, Ucat, q, Vcat, n, st->buf);
-        else /* more tasks than the rank: nothing kept */
-            memset(st->buf, 0, m * n * sizeof *st->buf);
+        if (kk > 0) {
+            lad_dgemm(false, false, m, n, q, 1, Ucat, q, Vcat, n, 0, tau, n);
+            narrow(tau, st->buf, ne);
+        } else { /* more tasks than the rank: nothing kept */
+            memset(st->buf, 0, ne * sizeof *st->buf);
+        }
     }
     free(Ucat);
     free(Scat);
@@ -276,6 +294,7 @@ static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     free(U);
     free(S);
     free(Vt);
+    free(tau);
     return why;
 }
 
@@ -301,66 +320,62 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
                "common_space_fraction";
     size_t ts = (size_t)per, cs = q - ts, nper = ts / T;
     /* the kept triplets, side by side: Ukeep (m x q), Vkeep (q x n) */
-    float *Ukeep = calloc(m * q + 1, sizeof *Ukeep), *Vkeep = calloc(q * n + 1, sizeof *Vkeep);
-    float *U = malloc(m * q * sizeof *U + 1), *S = malloc(q * sizeof *S + 1);
-    float *Vt = malloc(q * n * sizeof *Vt + 1), *M = calloc(ne + 1, sizeof *M);
-    float *Uc = malloc(m * (cs + 1) * sizeof *Uc), *P = malloc((cs + 1) * n * sizeof *P);
-    float *proj = malloc(ne * sizeof *proj + 1);
+    double *Ukeep = calloc(m * q + 1, sizeof *Ukeep), *Vkeep = calloc(q * n + 1, sizeof *Vkeep);
+    double *U = malloc(m * q * sizeof *U + 1), *S = malloc(q * sizeof *S + 1);
+    double *Vt = malloc(q * n * sizeof *Vt + 1), *M = calloc(ne + 1, sizeof *M);
+    double *w = malloc(ne * sizeof *w + 1), *P = malloc((cs + 1) * n * sizeof *P);
     lad_error err = {0};
-    lad_svd_opts exact = {.exact = true};
-    const char *why = Ukeep && Vkeep && U && S && Vt && M && Uc && P && proj
+    const char *why = Ukeep && Vkeep && U && S && Vt && M && w && P
                           ? NULL : "out of memory for its SVDs";
-    double sum = 0;
-    size_t r = 0;
+    double sum = 0, tol = 0;
+    size_t r = 0, cr = 0;
     for (size_t t = 0; !why && t < T; t++) /* M = sum_t tau_t */
         for (size_t e = 0; e < ne; e++)
             M[e] += st->buf[t * ne + e];
-    if (!why && lad_svd(M, m, n, q, &exact, U, S, Vt, &err))
+    if (!why && lad_dsvd(M, m, n, U, S, Vt, &err))
         why = "an SVD failed (LAPACK did not converge)";
     /* the common subspace: M's top cs (its nonzero ones: the others are
-     * arbitrary, and would project arbitrary parts out of the tasks) */
-    float tol = !why ? (float)(m > n ? m : n) * FLT_EPSILON * S[0] : 0;
-    size_t cr = 0;
+     * arbitrary, and would project arbitrary parts out of the tasks); Uc =
+     * Ukeep's first cr columns */
+    if (!why) /* the rank rule's cut; a residual's values are zero by M's scale */
+        tol = (double)(m > n ? m : n) * FLT_EPSILON * S[0];
     for (size_t j = 0; !why && j < cs; j++) {
         sum += S[j];
         if (!(S[j] > tol))
             continue;
-        place(Ukeep, Vkeep, m, n, q, U, Vt, j, r++);
+        place(Ukeep, Vkeep, m, n, q, q, U, Vt, j, r++);
         cr++;
     }
-    for (size_t i = 0; !why && i < m; i++) /* Uc: the kept common columns, m x cr */
-        for (size_t j = 0; j < cr; j++)
-            Uc[i * cs + j] = Ukeep[i * q + j];
     for (size_t t = 0; !why && nper > 0 && t < T; t++) {
-        float *w = M; /* tau_t - Uc (Uc^T tau_t) */
-        memcpy(w, st->buf + t * ne, ne * sizeof *w);
+        /* w = tau_t - Uc (Uc^T tau_t) */
+        for (size_t e = 0; e < ne; e++)
+            w[e] = st->buf[t * ne + e];
         if (cr > 0) {
-            lad_gemm_tn(cr, n, m, 1.0f, Uc, cs, w, n, P);
-            lad_gemm(m, n, cr, 1.0f, Uc, cs, P, n, proj);
-            for (size_t e = 0; e < ne; e++)
-                w[e] -= proj[e];
+            lad_dgemm(true, false, cr, n, m, 1, Ukeep, q, w, n, 0, P, n);
+            lad_dgemm(false, false, m, n, cr, -1, Ukeep, q, P, n, 1, w, n);
         }
-        if (lad_svd(w, m, n, q, &exact, U, S, Vt, &err)) {
+        if (lad_dsvd(w, m, n, U, S, Vt, &err)) {
             why = "an SVD failed (LAPACK did not converge)";
             break;
         }
-        /* (zero by M's scale: a residual's own largest value may be noise) */
         for (size_t j = 0; j < nper; j++) {
             sum += S[j];
             if (!(S[j] > tol))
                 continue;
-            place(Ukeep, Vkeep, m, n, q, U, Vt, j, r++);
+            place(Ukeep, Vkeep, m, n, q, q, U, Vt, j, r++);
         }
     }
     if (!why && r > 0) {
-        /* the kept columns only: U_r (m x r, stride q) packed, V_r (r x n) */
-        float *Ur = U; /* (m x q >= m x r) */
+        /* the kept columns only: U_r (m x r) packed, V_r (r x n) */
+        double *Ur = U; /* (m x q >= m x r) */
         for (size_t i = 0; i < m; i++)
-            memcpy(Ur + i * r, Ukeep + i * q, r * sizeof *Ur);
+            memmove(Ur + i * r, Ukeep + i * q, r * sizeof *Ur);
         if (polar(Ur, m, r, &err) || polar(Vkeep, r, n, &err))
             why = "an SVD failed (LAPACK did not converge)";
-        else
-            lad_gemm(m, n, r, (float)(sum / (double)q), Ur, r, Vkeep, n, st->buf);
+        else {
+            lad_dgemm(false, false, m, n, r, sum / (double)q, Ur, r, Vkeep, n, 0, w, n);
+            narrow(w, st->buf, ne);
+        }
     } else if (!why) {
         memset(st->buf, 0, ne * sizeof *st->buf);
     }
@@ -370,9 +385,8 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     free(S);
     free(Vt);
     free(M);
-    free(Uc);
+    free(w);
     free(P);
-    free(proj);
     return why;
 }
 

@@ -115,9 +115,10 @@ def test_iso_c_refusals(tmp_path, rng):
 
 
 def polar(A):
-    """W Z^T over the nonzero singular values (unique for dependent columns)."""
+    """W Z^T over the nonzero singular values (unique for dependent columns:
+    above sqrt(max(m, n)) eps32 S_max, LAPACK's noise for exact dependence)."""
     W, S, Zt = np.linalg.svd(A, full_matrices=False)
-    k = int((S > max(A.shape) * EPS32 * S[0]).sum()) if S.size else 0
+    k = int((S > np.sqrt(max(A.shape)) * EPS32 * S[0]).sum()) if S.size else 0
     return W[:, :k] @ Zt[:k]
 
 
@@ -380,3 +381,23 @@ def test_wudi_refusals(tmp_path, rng):
     r = ladle("merge", tmp_path / "r.yml", "-o", tmp_path / "x.safetensors", check=False)
     assert r.code == 1 and "iter_num" in r.err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("cmd", ["tsv", "iso-cts"])
+def test_duplicate_tasks_and_unrelated_subspaces(tmp_path, rng, cmd):
+    """Two identical fine-tunes stack the same singular vectors twice (exactly
+    dependent: dropped from the polar factors); four unrelated full-rank
+    ones give a stack close to dependent (kept: each is a real direction)."""
+    m, n = 48, 48
+    b = (rng.standard_normal((m, n)) * 0.1).astype(F32)
+    same = (b + rng.standard_normal((m, n)) * 0.02).astype(F32)
+    other = (b + rng.standard_normal((m, n)) * 0.02).astype(F32)
+    fam = {"dup": [same, same, other]}
+    fam["far"] = [(b + rng.standard_normal((m, n)) * 0.02).astype(F32) for _ in range(4)]
+    for name, xs in fam.items():
+        pb = write(tmp_path, "b", [("w", b)])
+        ps = [write(tmp_path, f"{name}{t}", [("w", x)]) for t, x in enumerate(xs)]
+        ladle(cmd, "--base", pb, *ps, "-o", tmp_path / f"{name}.safetensors", "-q")
+        got = st.load(str(tmp_path / f"{name}.safetensors"))[0]["w"][1]
+        want = (tsv_ref if cmd == "tsv" else iso_cts_ref)(b, xs)
+        check(got, want, max(np.max(np.abs(x - b)) for x in xs), (cmd, name))
