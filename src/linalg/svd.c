@@ -195,25 +195,69 @@ int lad_dsvd(const double *A, size_t m, size_t n, double *U, double *S, double *
     return 0;
 }
 
+/* Through the smaller Gram matrix, A^T A = V diag(l) V^T (or A A^T =
+ * W diag(l) W^T): the polar factor is A V diag(l^-1/2) V^T (or W diag(l^-1/2)
+ * W^T A) over the kept l, half the work of an SVD. Its error is eps64 over
+ * the smallest kept l / l_max; the callers' A are unit vectors side by side,
+ * whose kept singular values stay far from eps64^(1/2) S_max. */
 int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, lad_error *err)
 {
-    size_t q = r < c ? r : c;
-    double *W = malloc(r * q * sizeof *W + 1), *S = malloc(q * sizeof *S + 1);
-    double *Zt = malloc(q * c * sizeof *Zt + 1);
-    int rc = W && S && Zt ? lad_dsvd(A, r, c, W, S, Zt, err)
-                          : lad_fail(err, "out of memory for a %zu x %zu SVD", r, c);
-    if (rc == 0) {
-        size_t k = 0;
-        while (k < q && S[k] > tol_rel * S[0])
-            k++;
-        if (k)
-            lad_dgemm(false, false, r, c, k, 1, W, q, Zt, c, 0, A, c);
-        else
-            memset(A, 0, r * c * sizeof *A);
+    if (r == 0 || c == 0)
+        return 0;
+    if (too_big(r, c, err))
+        return -1;
+    bool cols = c <= r; /* the Gram of the columns (c x c), else of the rows */
+    size_t g = cols ? c : r;
+    double *G = malloc(g * g * sizeof *G), *l = malloc(g * sizeof *l);
+    double *T = malloc(g * g * sizeof *T), *out = malloc(r * c * sizeof *out);
+    if (!G || !l || !T || !out) {
+        free(G);
+        free(l);
+        free(T);
+        free(out);
+        return lad_fail(err, "out of memory for a %zu x %zu polar factor", r, c);
     }
-    free(W);
-    free(S);
-    free(Zt);
+    /* row-major G = A^T A (cols) or A A^T: column-major the same (symmetric) */
+    cblas_dsyrk(CblasRowMajor, CblasUpper, cols ? CblasTrans : CblasNoTrans, (int)g,
+                (int)(cols ? r : c), 1, A, (int)c, 0, G, (int)g);
+    /* row-major upper = column-major lower */
+    lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', (lapack_int)g, G,
+                                     (lapack_int)g, l);
+    int rc = info == 0 ? 0 : lad_fail(err, "LAPACK's dsyevd failed (info %d)", (int)info);
+    if (rc == 0) {
+        /* eigenvalues ascending; eigenvector j is column j, column-major: as
+         * row-major memory, row j. T (g x g) = sum over kept j of
+         * v_j v_j^T / sqrt(l_j). */
+        double lmax = l[g - 1] > 0 ? l[g - 1] : 0, cut = tol_rel * tol_rel * lmax;
+        size_t first = 0;
+        while (first < g && !(l[first] > cut))
+            first++;
+        for (size_t j = first; j < g; j++) {
+            double f = 1 / sqrt(sqrt(l[j])); /* half of l^-1/2 on each side */
+            for (size_t i = 0; i < g; i++)
+                G[j * g + i] *= f;
+        }
+        /* T = Vk^T Vk over the kept rows j (scaled) */
+        if (first < g)
+            cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)g, (int)(g - first), 1,
+                        G + first * g, (int)g, 0, T, (int)g);
+        else
+            memset(T, 0, g * g * sizeof *T);
+        for (size_t i = 0; i < g; i++) /* the lower triangle from the upper */
+            for (size_t j = 0; j < i; j++)
+                T[i * g + j] = T[j * g + i];
+        if (cols) /* P = A T */
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)c, (int)c, 1, A,
+                        (int)c, T, (int)g, 0, out, (int)c);
+        else /* P = T A */
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)c, (int)r, 1, T,
+                        (int)g, A, (int)c, 0, out, (int)c);
+        memcpy(A, out, r * c * sizeof *A);
+    }
+    free(G);
+    free(l);
+    free(T);
+    free(out);
     return rc;
 }
 
