@@ -109,10 +109,7 @@ def layer(d, shape, T, rng):
     """One matrix and T fine-tunes, each delta of full rank with singular
     values decaying smoothly (0.05 e^(-3 i / q)): TSV's cut at q / T then
     falls between distinct singular values (inside a flat noise bulk the
-    kept vectors are arbitrary in any precision, and fp32 and fp64 differ),
-    and the summed deltas' smallest singular values stay above LAPACK's rank
-    rule, max(m, n) eps S_max, below which ladle counts a direction as zero
-    (FusionBench keeps it, and Iso-C gives it the mean singular value)."""
+    kept vectors are arbitrary in any precision, and fp32 and fp64 differ)."""
     m, n = shape
     base = (rng.standard_normal((m, n)) * 0.02).astype(np.float32)
     paths = [d / "base.safetensors"]

@@ -18,8 +18,8 @@
  * value replaced by their mean: merged = mean(S) U V^T. Where M is
  * rank-deficient, the singular vectors of its zero singular values are
  * arbitrary (FusionBench's output then depends on the SVD routine); ladle
- * takes U V^T over the nonzero ones only (above max(m, n) * 2^-23 * S_max,
- * LAPACK's rank rule), M's polar factor, which is unique; mean(S) is still
+ * takes U V^T over the nonzero ones only (above sqrt(max(m, n)) 2^-23 S_max,
+ * see nonzero()), M's polar factor, which is unique; mean(S) is still
  * over all min(m, n) values. Buffer: M.
  *
  * TSV-M (lad_method_tsv; Gargiulo et al., "Task Singular Vectors: Reducing
@@ -169,12 +169,15 @@ static void narrow(const double *d, float *x, size_t n)
         x[i] = (float)d[i];
 }
 
-/* The rank rule for a spectrum S (descending, q values) of an m x n
- * matrix: how many are above max(m, n) eps32 S_max (the input is fp32:
- * below that, its rounding). */
+/* How many of a spectrum S (descending, q values) of an m x n matrix are
+ * not zero: above sqrt(max(m, n)) eps32 S_max, the backward error of the
+ * fp32 sums that made the matrix (exactly dependent data leaves values far
+ * below). numpy's rank rule, max(m, n) eps S_max, is for unknown noise: on
+ * a 2048 x 2048 sum of four full-rank task vectors it called two real
+ * directions zero (their weight in Iso-C: the mean singular value). */
 static size_t nonzero(const double *S, size_t q, size_t m, size_t n)
 {
-    double tol = (double)(m > n ? m : n) * FLT_EPSILON * (q ? S[0] : 0);
+    double tol = sqrt((double)(m > n ? m : n)) * FLT_EPSILON * (q ? S[0] : 0);
     size_t r = 0;
     while (r < q && S[r] > tol)
         r++;
@@ -233,9 +236,9 @@ static void place(double *Ucat, double *Vcat, size_t m, size_t n, size_t q, size
 /* The polar factor of A (r x c), in place. A here is unit vectors side by
  * side: exactly dependent ones (zero padding, a task's vectors twice) leave
  * singular values at LAPACK's noise, while unrelated subspaces can come
- * within 1e-4 of dependent: the cut is sqrt(max(r, c)) eps32 S_max, not the
- * rank rule the spectra use (which would drop real directions of these,
- * each of weight 1 in the factor). */
+ * within 1e-4 of dependent: the cut is nonzero()'s, sqrt(max(r, c)) eps32
+ * S_max (numpy's rank rule would drop real directions of these, each of
+ * weight 1 in the factor). */
 static int polar(double *A, size_t r, size_t c, lad_error *err)
 {
     return lad_dpolar(A, r, c, sqrt((double)(r > c ? r : c)) * FLT_EPSILON, err);
@@ -337,8 +340,8 @@ static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     /* the common subspace: M's top cs (its nonzero ones: the others are
      * arbitrary, and would project arbitrary parts out of the tasks); Uc =
      * Ukeep's first cr columns */
-    if (!why) /* the rank rule's cut; a residual's values are zero by M's scale */
-        tol = (double)(m > n ? m : n) * FLT_EPSILON * S[0];
+    if (!why) /* nonzero()'s cut; a residual's values are zero by M's scale */
+        tol = sqrt((double)(m > n ? m : n)) * FLT_EPSILON * S[0];
     for (size_t j = 0; !why && j < cs; j++) {
         sum += S[j];
         if (!(S[j] > tol))

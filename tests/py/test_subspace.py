@@ -24,7 +24,7 @@ def iso_c_ref(b, xs, weights=None, lam=1.0, mean_only=False):
     else:
         M = sum(taus)
         U, S, Vt = np.linalg.svd(M, full_matrices=False)
-        r = int((S > max(M.shape) * EPS32 * (S[0] if S.size else 0)).sum())
+        r = int((S > np.sqrt(max(M.shape)) * EPS32 * (S[0] if S.size else 0)).sum())
         merged = S.mean() * (U[:, :r] @ Vt[:r]) if r else np.zeros_like(M)
     return b64 + lam * merged
 
@@ -136,7 +136,7 @@ def tsv_ref(b, xs, weights=None, lam=1.0, mean_only=False):
     Ucat, Scat, Vcat = np.zeros((m, q)), np.zeros(q), np.zeros((q, n))
     for t, tau in enumerate(taus):
         U, S, Vt = np.linalg.svd(tau, full_matrices=False)
-        tol = max(m, n) * EPS32 * (S[0] if S.size else 0)
+        tol = np.sqrt(max(m, n)) * EPS32 * (S[0] if S.size else 0)
         for j in range(k):
             if S[j] > tol:
                 Ucat[:, t * k + j], Scat[t * k + j], Vcat[t * k + j] = U[:, j], S[j], Vt[j]
@@ -193,7 +193,7 @@ def iso_cts_ref(b, xs, weights=None, lam=1.0, frac=0.8, mean_only=False):
     cs = q - round((q - cs) / T) * T
     nper = int((q - cs) / T)
     U, S, Vt = np.linalg.svd(sum(taus), full_matrices=False)
-    tol = max(m, n) * EPS32 * S[0]
+    tol = np.sqrt(max(m, n)) * EPS32 * S[0]
     Uc = U[:, :cs][:, S[:cs] > tol]  # the nonzero common directions only
     us, vs, svals = [], [], list(S[:cs])
     us += [U[:, j] for j in range(cs) if S[j] > tol]
