@@ -6,6 +6,7 @@
 #   the Python package: pip, venv, setuptools and wheel (installed offline)
 #   fuzz:  clang's libFuzzer runtime (libclang-rt-14-dev)
 #   demo:  scikit-learn (the digits dataset of the model-soup example)
+#   charts: rsvg-convert (librsvg2-bin) renders the --plot SVGs in the tests
 #   GGUF:  Node.js and npm, for an independent GGUF reader (tests/node:
 #          @huggingface/gguf from the npm registry, pinned by its lock file)
 set -euo pipefail
@@ -16,7 +17,8 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
     gcc clang libclang-rt-14-dev make libc6-dev libjansson-dev libyaml-dev pkg-config \
     liblapacke-dev libopenblas-dev \
     python3 python3-numpy python3-pytest python3-torch python3-yaml python3-sklearn time \
-    python3-pip python3-venv python3-setuptools python3-wheel python3-jinja2 >/dev/null
+    python3-pip python3-venv python3-setuptools python3-wheel python3-jinja2 \
+    librsvg2-bin >/dev/null
 command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
     --no-install-recommends nodejs npm >/dev/null
 npm ci --prefix "$(dirname "$0")/../tests/node" --no-audit --no-fund --loglevel=error >/dev/null

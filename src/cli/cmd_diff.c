@@ -1,12 +1,13 @@
-/* ladle diff A B [--base BASE] [--subspace] [--json]: will averaging these work? */
+/* ladle diff A B [--base BASE] [--subspace] [--json] [--plot F.svg]: will averaging these work? */
 #include "cli.h"
+#include "plot.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static const char HELP[] =
-    "usage: ladle diff A B [--base BASE [--subspace]] [--json]\n"
+    "usage: ladle diff A B [--base BASE [--subspace]] [--json] [--plot FILE.svg]\n"
     "\n"
     "Diagnoses two models before a merge: per tensor and overall, the norms of their\n"
     "task vectors (A - BASE, B - BASE; the weights themselves without --base), their\n"
@@ -22,14 +23,16 @@ static const char HELP[] =
     "                        chance: what unrelated ones give); high overlap is what\n"
     "                        TSV, Iso-C and Iso-CTS separate or flatten\n"
     "      --json            print the same as JSON\n"
+    "      --plot FILE.svg   draw the per-tensor profile: cosine, sign conflicts (and\n"
+    "                        with --subspace the subspace overlap against chance)\n"
     "  -h, --help            this help\n";
 
 typedef struct diff_args {
-    const char *base;
+    const char *base, *plot;
     bool json, subspace;
 } diff_args;
 
-enum { OPT_BASE = 1000, OPT_JSON, OPT_SUBSPACE };
+enum { OPT_BASE = 1000, OPT_JSON, OPT_SUBSPACE, OPT_PLOT };
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
@@ -41,6 +44,8 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
         a->json = true;
     else if (id == OPT_SUBSPACE)
         a->subspace = true;
+    else if (id == OPT_PLOT)
+        a->plot = arg;
     return 0;
 }
 
@@ -53,6 +58,48 @@ static double ratio(double aa, double bb)
 {
     double x = sqrt(aa), y = sqrt(bb), lo = x < y ? x : y, hi = x < y ? y : x;
     return lo > 0 ? hi / lo : INFINITY;
+}
+
+/* --plot: the per-tensor profile, in the models' tensor order. */
+static int plot_diff(const diff_args *a, const char *const *refs, const lad_diff_tensor *d,
+                     size_t n, lad_error *err)
+{
+    double *v = malloc(6 * n * sizeof *v + 1);
+    const char **names = calloc(n + 1, sizeof *names);
+    if (!v || !names) {
+        free(v);
+        free(names);
+        return lad_fail(err, "out of memory");
+    }
+    double *x = v, *cs = v + n, *conf = v + 2 * n, *ovl = v + 3 * n, *ch = v + 4 * n;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (double)i;
+        names[i] = d[i].name;
+        cs[i] = cosine(d[i].aa, d[i].bb, d[i].ab);
+        conf[i] = d[i].both_nonzero ? 100.0 * (double)d[i].conflicts / (double)d[i].both_nonzero
+                                    : NAN;
+        ovl[i] = d[i].subspace ? (d[i].overlap_u + d[i].overlap_v) / 2 : NAN;
+        ch[i] = d[i].subspace ? (d[i].chance_u + d[i].chance_v) / 2 : NAN;
+    }
+    plot_series s[4] = {
+        {.name = "cosine", .x = x, .y = cs, .n = n, .labels = names},
+        {.name = "sign conflicts, %", .x = x, .y = conf, .n = n, .labels = names},
+        {.name = "top-k subspace overlap", .x = x, .y = ovl, .n = n, .labels = names},
+        {.name = "chance", .x = x, .y = ch, .n = n, .labels = names}};
+    plot_panel p[3] = {
+        {.xlabel = "tensor", .ylabel = "cosine", .series = &s[0], .nseries = 1, .xticks = names,
+         .nxticks = n, .ymin = -1, .ymax = 1},
+        {.xlabel = "tensor", .ylabel = "sign conflicts, %", .series = &s[1], .nseries = 1,
+         .xticks = names, .nxticks = n, .ymin = 0, .ymax = 100},
+        {.xlabel = "tensor", .ylabel = "overlap", .series = &s[2], .nseries = 2, .xticks = names,
+         .nxticks = n, .ymin = 0, .ymax = 1}};
+    char title[512];
+    snprintf(title, sizeof title, "ladle diff %s %s%s%s", refs[0], refs[1],
+             a->base ? " --base " : "", a->base ? a->base : "");
+    int rc = plot_lines(a->plot, title, p, a->subspace ? 3 : 2, err);
+    free(v);
+    free(names);
+    return rc;
 }
 
 /* The plain advice the figures support. */
@@ -81,7 +128,7 @@ int cmd_diff(int argc, char **argv)
 {
     static const lad_optdef defs[] = {
         {"base", OPT_BASE, true}, {"json", OPT_JSON, false}, {"subspace", OPT_SUBSPACE, false},
-        {"help", 'h', false}, {0}};
+        {"plot", OPT_PLOT, true}, {"help", 'h', false}, {0}};
     diff_args a = {0};
     char *const *pos;
     int npos, code;
@@ -95,6 +142,11 @@ int cmd_diff(int argc, char **argv)
         free((void *)pos);
         return usage_error("diff", "--subspace compares task vectors: give --base");
     }
+    lad_error perr = {0};
+    if (a.plot && plot_check(a.plot, &perr) != 0) {
+        free((void *)pos);
+        return usage_error("diff", "%s", perr.msg);
+    }
     lad_error err = {0};
     lad_model *m[3] = {0};
     const char *refs[3] = {pos[0], pos[1], a.base};
@@ -105,6 +157,8 @@ int cmd_diff(int argc, char **argv)
     lad_diff_tensor *d = NULL;
     size_t n = 0;
     if (rc == 0 && lad_diff(m[0], m[1], m[2], a.subspace, &d, &n, &err) != 0)
+        rc = report(&err);
+    if (rc == 0 && a.plot && plot_diff(&a, refs, d, n, &err) != 0)
         rc = report(&err);
     if (rc == 0) {
         double aa = 0, bb = 0, ab = 0;

@@ -10,6 +10,7 @@
  * last accepted candidate, so the two are bit-identical.
  */
 #include "cli.h"
+#include "plot.h"
 #include "search.h"
 
 #include <stdio.h>
@@ -19,7 +20,7 @@
 #define GREEDY_MAX 64
 
 enum { OPT_GREEDY = 1200, OPT_SCORES, OPT_STRICT, OPT_JSON, OPT_DTYPE, OPT_SHARD_SIZE,
-       OPT_FORCE, OPT_SET, OPT_PASS };
+       OPT_FORCE, OPT_SET, OPT_PLOT, OPT_PASS };
 
 /* Options that shape the soup, passed on to every candidate's merge. */
 static const char *const PASSED[] = {"tokenizer-source", "chat-template", "pad-to-multiple-of",
@@ -28,7 +29,7 @@ static const char *const PASSED[] = {"tokenizer-source", "chat-template", "pad-t
 
 typedef struct greedy_args {
     search_opts search;
-    const char *out, *dtype, *threads, *shard_size;
+    const char *out, *dtype, *threads, *shard_size, *plot;
     bool force, quiet, strict, json;
     double scores[GREEDY_MAX]; /* --scores */
     int nscores;               /* -1: not given */
@@ -74,6 +75,9 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_JSON:
         g->json = true;
+        return 0;
+    case OPT_PLOT:
+        g->plot = arg;
         return 0;
     }
     if (id >= OPT_PASS && id < OPT_PASS + (int)NPASSED) {
@@ -192,6 +196,47 @@ static void print_table(const greedy_args *g, const lad_greedy *r)
     printf("\nheld-out score %.10g -> %s\n", r->best, g->out);
 }
 
+/* --plot: in rank order, the soup's score as each ingredient is tried
+ * (accepted filled, rejected hollow, the final soup starred) and each
+ * ingredient's own score. */
+static int plot_greedy(const greedy_args *g, const lad_greedy *r, lad_error *err)
+{
+    size_t n = r->n;
+    double *x = malloc(3 * n * sizeof *x + 1), *soup = x ? x + n : NULL, *own = x ? x + 2 * n : NULL;
+    unsigned char *mk = malloc(n + 1);
+    const char **names = calloc(n + 1, sizeof *names);
+    int rc = x && mk && names ? 0 : lad_fail(err, "out of memory");
+    size_t last = 0;
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+        size_t i = r->rank[k];
+        const char *slash = strrchr(g->models[i], '/');
+        names[k] = slash && slash[1] ? slash + 1 : g->models[i];
+        x[k] = (double)k;
+        soup[k] = r->soup_score[k];
+        own[k] = r->own[i];
+        mk[k] = r->accepted[k] ? PLOT_POINT : PLOT_REJECTED;
+        if (r->accepted[k])
+            last = k;
+    }
+    if (rc == 0) {
+        mk[last] = PLOT_BEST;
+        plot_series s[2] = {{.name = "soup with it tried (hollow: rejected)", .x = x, .y = soup,
+                             .n = n, .mark = mk, .labels = names},
+                            {.name = "ingredient alone", .x = x, .y = own, .n = n,
+                             .labels = names}};
+        plot_panel p = {.xlabel = "ingredients, best first", .ylabel = "score", .series = s,
+                        .nseries = 2, .xticks = names, .nxticks = n};
+        char title[256];
+        snprintf(title, sizeof title, "ladle soup --greedy: %zu of %zu ingredients, score %.6g",
+                 r->nsoup, n, r->best);
+        rc = plot_lines(g->plot, title, &p, 1, err);
+    }
+    free(x);
+    free(mk);
+    free(names);
+    return rc;
+}
+
 static void print_json(const greedy_args *g, const lad_greedy *r)
 {
     json_t *rows = json_array(), *soup = json_array();
@@ -242,7 +287,7 @@ int cmd_greedy(int argc, char **argv)
         {"shard-size", OPT_SHARD_SIZE, true}, {"force", OPT_FORCE, false},
         {"quiet", 'q', false},          {"set", OPT_SET, true},       {"help", 'h', false},
         {"greedy", OPT_GREEDY, false},  {"scores", OPT_SCORES, true},
-        {"strict", OPT_STRICT, false},  {"json", OPT_JSON, false}};
+        {"strict", OPT_STRICT, false},  {"json", OPT_JSON, false},    {"plot", OPT_PLOT, true}};
     enum { NOWN = sizeof own / sizeof *own };
     lad_optdef defs[NOWN + 16 + NPASSED];
     memcpy(defs, own, sizeof own);
@@ -259,6 +304,7 @@ int cmd_greedy(int argc, char **argv)
     g.models = (const char *const *)pos;
     g.nmodels = (size_t)n;
     rc = EXIT_USAGE;
+    lad_error perr = {0};
     if (!g.search.eval)
         usage_error("soup", "--greedy needs an evaluator: --eval 'CMD {model}'");
     else if (!g.out)
@@ -272,6 +318,8 @@ int cmd_greedy(int argc, char **argv)
     else if (lad_exists(g.out) && !g.force)
         usage_error("soup", "%s already exists (--force to replace it once the soup is chosen)",
                     g.out);
+    else if (g.plot && plot_check(g.plot, &perr) != 0)
+        usage_error("soup", "%s", perr.msg);
     else
         rc = check_soup(&g);
     if (rc) {
@@ -300,6 +348,10 @@ int cmd_greedy(int argc, char **argv)
         goto out;
     }
     if (search_write(&g.s, final, g.out, g.force, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
+    if (g.plot && plot_greedy(&g, &r, &err) != 0) {
         rc = report(&err);
         goto out;
     }

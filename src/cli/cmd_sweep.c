@@ -6,6 +6,7 @@
  * the point's value. Prints the table sorted by parameter with the best
  * marked, and writes the best merge to OUT if given.
  */
+#include "plot.h"
 #include "search.h"
 #include "../core/util.h"
 
@@ -32,6 +33,9 @@ static const char HELP[] =
     "  -o, --output OUT      write the best point's merge to OUT\n"
     "      --force           replace OUT if it exists\n"
     "      --json            print the table as JSON\n"
+    "      --plot FILE.svg   also draw it: the score against the axis (one axis), a\n"
+    "                        heat map (two), or the best score at each value of each\n"
+    "                        axis (more); plain SVG, any browser shows it\n"
     "  -q, --quiet           no progress on stderr\n" SEARCH_HELP
     "  -h, --help            this help\n"
     "\n"
@@ -45,11 +49,11 @@ typedef struct sweep_args {
     search_opts search;
     lad_axis ax[MAX_AXES];
     size_t nax;
-    const char *out;
+    const char *out, *plot;
     bool force, quiet, json;
 } sweep_args;
 
-enum { OPT_SWEEP_JSON = 1300, OPT_SWEEP_FORCE };
+enum { OPT_SWEEP_JSON = 1300, OPT_SWEEP_FORCE, OPT_SWEEP_PLOT };
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
 {
@@ -79,6 +83,9 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
         return 0;
     case OPT_SWEEP_FORCE:
         a->force = true;
+        return 0;
+    case OPT_SWEEP_PLOT:
+        a->plot = arg;
         return 0;
     }
     return 0;
@@ -158,6 +165,66 @@ static void print_json(const sweep_args *a, const candidate *c, size_t n, size_t
     json_decref(doc);
 }
 
+/* The chart of --plot (see the help). */
+static int plot_sweep(const sweep_args *a, const candidate *c, size_t n, size_t best,
+                      const size_t *coord, lad_error *err)
+{
+    char title[256];
+    snprintf(title, sizeof title, "ladle sweep: best %s, score %.6g", c[best].label,
+             c[best].score);
+    if (a->nax == 2) {
+        const lad_axis *x = &a->ax[0], *y = &a->ax[1];
+        double *z = malloc(n * sizeof *z + 1);
+        if (!z)
+            return lad_fail(err, "out of memory");
+        for (size_t p = 0; p < n; p++) /* row = y index, column = x index */
+            z[coord[p * 2 + 1] * x->n + coord[p * 2]] = c[p].score;
+        size_t b = coord[best * 2 + 1] * x->n + coord[best * 2];
+        int rc = plot_heatmap(a->plot, title, x->name, (const char *const *)x->text, x->n,
+                              y->name, (const char *const *)y->text, y->n, z, b, err);
+        free(z);
+        return rc;
+    }
+    /* per axis: the best score at each of its values (the score, for one axis) */
+    plot_panel panels[MAX_AXES];
+    plot_series series[MAX_AXES];
+    double *buf = malloc(3 * n * sizeof *buf + 1);
+    unsigned char *marks = malloc(n + 1);
+    if (!buf || !marks) {
+        free(buf);
+        free(marks);
+        return lad_fail(err, "out of memory");
+    }
+    double *xs = buf, *ys = buf + n;
+    size_t used = 0;
+    for (size_t k = 0; k < a->nax; k++) {
+        const lad_axis *ax = &a->ax[k];
+        double *x = xs + used, *y = ys + used;
+        unsigned char *mk = marks + used;
+        for (size_t i = 0; i < ax->n; i++) {
+            x[i] = ax->v[i];
+            y[i] = NAN;
+            mk[i] = PLOT_POINT;
+        }
+        for (size_t p = 0; p < n; p++) {
+            size_t i = coord[p * a->nax + k];
+            if (isnan(y[i]) || lad_better(c[p].score, y[i], a->search.minimize))
+                y[i] = c[p].score;
+        }
+        mk[coord[best * a->nax + k]] = PLOT_BEST;
+        series[k] = (plot_series){.name = a->nax == 1 ? "score" : "best score", .x = x, .y = y,
+                                  .n = ax->n, .mark = mk,
+                                  .labels = (const char *const *)ax->text};
+        panels[k] = (plot_panel){.xlabel = ax->name, .ylabel = "score", .series = &series[k],
+                                 .nseries = 1};
+        used += ax->n;
+    }
+    int rc = plot_lines(a->plot, title, panels, a->nax, err);
+    free(buf);
+    free(marks);
+    return rc;
+}
+
 /* Each candidate's arguments must be a merge ladle can run, without an
  * output of its own: checked on the first point before anything runs. */
 static int check_merge(char *const *merge, int n)
@@ -180,13 +247,15 @@ static int check_merge(char *const *merge, int n)
 
 int cmd_sweep(int argc, char **argv)
 {
-    lad_optdef defs[NSEARCH_OPTIONS + 7];
+    lad_optdef defs[NSEARCH_OPTIONS + 8];
     static const lad_optdef own[] = {
         {"grid", 'g', true},    {"output", 'o', true},        {"force", OPT_SWEEP_FORCE, false},
-        {"json", OPT_SWEEP_JSON, false}, {"quiet", 'q', false}, {"help", 'h', false}};
+        {"json", OPT_SWEEP_JSON, false}, {"quiet", 'q', false}, {"help", 'h', false},
+        {"plot", OPT_SWEEP_PLOT, true}};
+    enum { NOWN = sizeof own / sizeof *own };
     memcpy(defs, own, sizeof own);
-    memcpy(defs + 6, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
-    memset(&defs[6 + NSEARCH_OPTIONS], 0, sizeof *defs);
+    memcpy(defs + NOWN, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
+    memset(&defs[NOWN + NSEARCH_OPTIONS], 0, sizeof *defs);
     sweep_args a;
     memset(&a, 0, sizeof a);
     char *const *pos = NULL;
@@ -216,6 +285,13 @@ int cmd_sweep(int argc, char **argv)
         goto done;
     }
 
+    if (a.plot) {
+        lad_error perr = {0};
+        if (plot_check(a.plot, &perr) != 0) {
+            usage_error("sweep", "%s", perr.msg);
+            goto done;
+        }
+    }
     size_t npoints = 1;
     for (size_t k = 0; k < a.nax; k++)
         if ((npoints *= a.ax[k].n) > LAD_GRID_MAX_POINTS) {
@@ -300,6 +376,10 @@ int cmd_sweep(int argc, char **argv)
         if (lad_better(c[p].score, c[best].score, a.search.minimize))
             best = p;
     if (a.out && search_write(&s, c[best].merge, a.out, a.force, &err) != 0) {
+        code = report(&err);
+        goto free_points;
+    }
+    if (a.plot && plot_sweep(&a, c, npoints, best, coord, &err) != 0) {
         code = report(&err);
         goto free_points;
     }

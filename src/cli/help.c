@@ -58,7 +58,9 @@ static const char HELP_SOUP[] =
     "      --scores S        the ingredients' own scores, comma-separated, in the\n"
     "                        order given (default: evaluate each with CMD)\n"
     "      --strict          add an ingredient only if the score improves\n"
-    "      --json            print the greedy soup's table as JSON\n" SEARCH_HELP
+    "      --json            print the greedy soup's table as JSON\n"
+    "      --plot FILE.svg   draw the search: the soup's score as each ingredient is\n"
+    "                        tried (rejected ones hollow), and each one's own score\n" SEARCH_HELP
     COMMON_MERGE_HELP;
 
 static const char HELP_CKPT[] =
