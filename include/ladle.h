@@ -646,6 +646,11 @@ typedef struct lad_merge_request {
     bool has_quant;
     uint32_t quant;
     uint64_t shard_size;       /* 0 = never shard */
+    /* Part `part` (0-based) of `nparts` (0: the whole merge) of a folder
+     * output: only the shards lad_plan_part assigns it, staged and moved
+     * into OUT; the last part to finish (or lad_parts_publish) adds the
+     * index, config, tokenizer and card (engine/parts.c). */
+    uint32_t part, nparts;
     int threads;
     bool force;
     lad_progress_fn progress;  /* or NULL */
@@ -659,6 +664,7 @@ typedef struct lad_plan lad_plan;
 int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err);
 void lad_plan_free(lad_plan *p);
 size_t lad_plan_ntensors(const lad_plan *p);
+uint32_t lad_plan_nparts(const lad_plan *p); /* --part's N, or 0 */
 /* Tensor i's place in the model's stacks, as schedules see it. */
 lad_place lad_plan_tensor_place(const lad_plan *p, size_t i);
 /* The template model's stacks (lad_structure). */
@@ -683,7 +689,25 @@ typedef struct lad_run_stats {
     uint64_t nonfinite;
     size_t nonfinite_tensors;
     const char *first_nonfinite; /* the first such tensor's name */
+    /* a merge in parts (--part): this part's shards, and whether the model
+     * was complete after them (and this process published it) */
+    size_t part_shards;
+    bool part_complete, part_published;
 } lad_run_stats;
+
+/* The state of a merge in parts in OUT (engine/parts.c). */
+typedef struct lad_parts_status {
+    uint32_t parts;
+    bool complete, published;  /* every shard in; this call published it */
+    size_t missing;            /* shards not yet in OUT */
+    char missing_text[1024];   /* which, and their parts */
+} lad_parts_status;
+
+/* `ladle index OUT`: publishes a merge in parts whose shards are all in
+ * OUT (the index, config, tokenizer and card every part staged), or says
+ * which are missing (st->missing); staging NULL: found in OUT. */
+int lad_parts_publish(const char *out, const char *staging, lad_parts_status *st,
+                      lad_error *err);
 
 /* Streams the plan to the output; the output appears complete or not at all. */
 int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err);

@@ -20,6 +20,9 @@ enum { EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
     "      --shard-size S    largest shard of a folder output, e.g. 2GB, 500MB; 0 = never\n"  \
     "                        shard (default 5GB, decimal units as transformers uses them)\n"  \
     "      --force           replace OUT if it exists\n"                                     \
+    "      --part I/N        write only part I of N of a folder output's shards (parts\n"   \
+    "                        balanced by bytes; N processes or machines, e.g. a Slurm\n"    \
+    "                        array job); the last to finish completes OUT (ladle index)\n" \
     "      --set P:NAME=V    for tensors whose name contains P (or P1|P2), use V for the\n"   \
     "                        parameter NAME; V may be a gradient a,b,c (repeatable; the\n"   \
     "                        first match wins). Parameters given as a,b,c are gradients\n"   \
@@ -79,5 +82,6 @@ int cmd_greedy(int argc, char **argv); /* soup --greedy */
 int cmd_sweep(int argc, char **argv);
 int cmd_lora(int argc, char **argv); /* lora apply (a merge), lora extract */
 int cmd_masks(int argc, char **argv); /* masks, masks apply */
+int cmd_index(int argc, char **argv); /* index: a merge in parts completed */
 
 #endif

@@ -92,9 +92,19 @@ static int run(const char *cmd, lad_job *job)
             size_t n = lad_plan_ntensors(plan);
             lad_format_bytes(st.bytes_read, rd, sizeof rd);
             lad_format_bytes(st.bytes_written, wr, sizeof wr);
-            note(quiet, "%s: wrote %s to %s (%zu tensor%s in %zu file%s) from %s read, in %.2fs",
-                 lad_job_command(job), wr, out, n, n == 1 ? "" : "s", st.nshards,
-                 st.nshards == 1 ? "" : "s", rd, st.seconds);
+            if (lad_plan_nparts(plan))
+                note(quiet, "%s: this part wrote %zu of %s's %zu shard%s in %.2fs; %s",
+                     lad_job_command(job), st.part_shards, out, st.nshards,
+                     st.nshards == 1 ? "" : "s", st.seconds,
+                     st.part_published ? "every shard is in: the model is complete"
+                     : st.part_complete ? "every shard is in: another part is publishing it"
+                                        : "the other parts' shards are still to come (the "
+                                          "last part, or `ladle index`, completes it)");
+            else
+                note(quiet,
+                     "%s: wrote %s to %s (%zu tensor%s in %zu file%s) from %s read, in %.2fs",
+                     lad_job_command(job), wr, out, n, n == 1 ? "" : "s", st.nshards,
+                     st.nshards == 1 ? "" : "s", rd, st.seconds);
         }
     }
     lad_plan_free(plan);

@@ -37,6 +37,7 @@ static const char USAGE[] =
     "                                   TIES where >= k tasks' TALL masks agree\n"
     "  diff A B [--base B]              will averaging work? norms, cosine, sign conflicts\n"
     "  masks --base B M1 M2 ... -o F    TALL-mask compression: one task vector + T bit masks\n"
+    "  index OUT                        complete a merge written in parts (--part I/N)\n"
     "  masks apply --base B F --task I -o OUT\n"
     "                                   one task's model back from its mask\n"
     "  merge CONFIG.yml [--dry-run]     run a mergekit YAML recipe\n"
@@ -65,7 +66,7 @@ static const struct {
     {"karcher", cmd_merge}, {"sce", cmd_merge}, {"ram", cmd_merge},
     {"arcee-fusion", cmd_merge}, {"iso-c", cmd_merge}, {"tsv", cmd_merge},
     {"iso-cts", cmd_merge}, {"wudi", cmd_merge}, {"consensus-ta", cmd_merge},
-    {"consensus-ties", cmd_merge}, {"masks", cmd_masks},
+    {"consensus-ties", cmd_merge}, {"masks", cmd_masks}, {"index", cmd_index},
 };
 
 int main(int argc, char **argv)

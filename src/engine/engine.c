@@ -67,8 +67,9 @@ typedef struct run {
     size_t *first_item;     /* per tensor, and [n] = nitems */
     uint32_t *keys;         /* per tensor: hash of its name */
     atomic_uint_least64_t *nonfinite; /* per tensor: NaN/Inf results */
-    int *fds;               /* per shard */
+    int *fds;               /* per shard (-1: another part's) */
     uint64_t *data_start;   /* per shard */
+    uint64_t *file_bytes;   /* per shard: its file's size */
     unsigned char *const *mem; /* a memory output: per tensor, where it goes */
     atomic_uint_least64_t done_bytes;
 
@@ -818,6 +819,10 @@ static int run_all(run *r, pool *pl, lad_error *err)
             return run_model_scope(r, pl, u, err);
     }
     while (t < n) {
+        if (!lad_plan_in_part(r->plan, t)) { /* (no items: nothing to run) */
+            t++;
+            continue;
+        }
         if (npasses(&r->plan->t[t]) > 0 || needs_amax(&r->plan->t[t])) {
             if (run_tensor_with_stats(r, pl, t, err) != 0)
                 return -1;
@@ -887,6 +892,8 @@ static int make_items(run *r, lad_error *err)
                                  "dequantised",
                             pt->name, (unsigned long long)step, MAX_QUANT_ITEM);
         r->first_item[i] = total;
+        if (!lad_plan_in_part(r->plan, i))
+            continue; /* another part's shard: no work here */
         total += (size_t)((size + step - 1) / step);
         uint64_t largest = size < step ? size : step;
         r->max_item = largest > r->max_item ? largest : r->max_item;
@@ -908,7 +915,7 @@ static int make_items(run *r, lad_error *err)
         const lad_plan_tensor *pt = &r->plan->t[i];
         uint64_t size = pt->kind == LAD_MERGE ? pt->nelem : pt->nbytes;
         uint64_t step = item_step(pt);
-        for (uint64_t s = 0, idx = 0; s < size; s += step, idx++)
+        for (uint64_t s = 0, idx = 0; lad_plan_in_part(r->plan, i) && s < size; s += step, idx++)
             r->items[k++] = (item){i, s, size - s < step ? size - s : step, (size_t)idx};
     }
     r->nitems = total;
@@ -1113,37 +1120,60 @@ static int open_outputs(run *r, lad_writer *w, lad_error *err)
             ts[n++] = (lad_out_tensor){q->scales->name, pt->scale_dtype, q->scales->ndim,
                                        q->scales->shape, pt->scale_nbytes};
         }
-        rc = lad_writer_add_safetensors(w, sh->fname, ts, n, meta, &r->fds[s],
-                                        &r->data_start[s], err);
+        uint64_t data = 0;
+        for (size_t i = 0; i < n; i++)
+            data += ts[i].nbytes;
+        if (!p->req.nparts || p->shard_part[s] == p->req.part) {
+            rc = lad_writer_add_safetensors(w, sh->fname, ts, n, meta, &r->fds[s],
+                                            &r->data_start[s], err);
+            r->file_bytes[s] = r->data_start[s] + data;
+        } else { /* another part's: only its size, for the manifest */
+            size_t hlen;
+            char *hdr = lad_safetensors_header(ts, n, meta, &hlen);
+            rc = hdr ? 0 : lad_fail(err, "out of memory");
+            r->fds[s] = -1;
+            r->file_bytes[s] = hlen + data;
+            free(hdr);
+        }
         free(ts);
     }
     json_decref(meta);
     return rc;
 }
 
-/* Runs the plan into the writer's files, or into memory (w NULL). */
-static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_run_stats *stats,
-                   lad_error *err);
 
 int lad_plan_execute(lad_plan *p, lad_run_stats *stats, lad_error *err)
 {
     if (!p->req.output)
         return lad_fail(err, "this plan has no output file: run it with lad_plan_execute_memory");
+    if (p->req.nparts) {
+        lad_parts_status st;
+        lad_run_stats own;
+        int rc = lad_part_execute(p, stats ? stats : &own, &st, err);
+        if (rc == 0 && stats) {
+            stats->part_complete = st.complete;
+            stats->part_published = st.published;
+            stats->part_shards = 0;
+            for (size_t s = 0; s < p->nshards; s++)
+                stats->part_shards += p->shard_part[s] == p->req.part;
+        }
+        return rc;
+    }
     lad_writer *w = NULL;
     if (lad_writer_begin(p->req.output, p->as_dir, p->req.force, &w, err) != 0)
         return -1;
-    return execute(p, w, NULL, stats, err);
+    return lad_engine_execute(p, w, NULL, stats, err);
 }
 
 int lad_plan_execute_memory(lad_plan *p, void *const *dst, lad_run_stats *stats, lad_error *err)
 {
     if (p->req.output)
         return lad_fail(err, "this plan writes %s, not memory", p->req.output);
-    return execute(p, NULL, (unsigned char *const *)dst, stats, err);
+    return lad_engine_execute(p, NULL, (unsigned char *const *)dst, stats, err);
 }
 
-static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_run_stats *stats,
-                   lad_error *err)
+int lad_engine_execute(lad_plan *p, lad_writer *w, unsigned char *const *mem,
+                       lad_run_stats *stats, lad_error *err)
 {
     if (p->req.nmodels > MAX_INPUTS) {
         if (w)
@@ -1156,8 +1186,9 @@ static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_ru
     pthread_cond_init(&r.idle, NULL);
     r.fds = calloc(p->nshards, sizeof *r.fds);
     r.data_start = calloc(p->nshards, sizeof *r.data_start);
+    r.file_bytes = calloc(p->nshards + 1, sizeof *r.file_bytes);
     double t0 = now();
-    int rc = (!r.fds || !r.data_start) ? lad_fail(err, "out of memory") : 0;
+    int rc = (!r.fds || !r.data_start || !r.file_bytes) ? lad_fail(err, "out of memory") : 0;
     if (rc == 0 && w)
         rc = open_outputs(&r, w, err);
     if (rc == 0)
@@ -1173,6 +1204,8 @@ static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_ru
         lad_linalg_threads(nthreads);
         rc = run_items(&r, nthreads, err);
     }
+    if (rc == 0 && w && p->req.nparts)
+        rc = lad_part_manifest(p, w, r.file_bytes, err);
     if (rc == 0 && w && p->as_dir) {
         lad_hf_extras x;
         if ((rc = lad_plan_extras(p, &x, err)) == 0) {
@@ -1211,6 +1244,7 @@ static int execute(lad_plan *p, lad_writer *w, unsigned char *const *mem, lad_ru
     free(r.nonfinite);
     free(r.fds);
     free(r.data_start);
+    free(r.file_bytes);
     pthread_cond_destroy(&r.go);
     pthread_cond_destroy(&r.idle);
     pthread_mutex_destroy(&r.lock);

@@ -576,6 +576,55 @@ static int layout_shards(lad_plan *p, lad_error *err)
     return 0;
 }
 
+/* --part: shard s goes to the part whose share of the output's bytes holds
+ * the shard's middle byte, so parts are contiguous runs of shards balanced
+ * by bytes, and every process computes the same assignment from the plan. */
+static int assign_parts(lad_plan *p, lad_error *err)
+{
+    uint32_t n = p->req.nparts;
+    if (!n)
+        return 0;
+    if (!p->as_dir || p->as_gguf)
+        return lad_usage(err, "--part writes some of a Hugging Face folder's shards: give a "
+                              "folder output (-o NAME, not a .safetensors or .gguf file)");
+    for (size_t i = 0; i < p->n; i++) {
+        const lad_op *op = p->t[i].op;
+        if (p->t[i].kind == LAD_MERGE && op && op->method->model_scope &&
+            op->method->model_scope(op))
+            return lad_usage(err, "--part: trimming over the whole model (--trim-scope model) "
+                                  "needs every tensor's statistics in one process; merge it "
+                                  "on one machine");
+    }
+    if (!(p->shard_part = calloc(p->nshards + 1, sizeof *p->shard_part)))
+        return lad_fail(err, "out of memory");
+    uint64_t total = 0, at = 0;
+    for (size_t s = 0; s < p->nshards; s++)
+        total += p->shards[s].data_bytes;
+    for (size_t s = 0; s < p->nshards; s++) {
+        long double mid = (long double)at + (long double)p->shards[s].data_bytes / 2;
+        uint32_t part = total ? (uint32_t)(mid * n / (long double)total) : 0;
+        p->shard_part[s] = part < n ? part : n - 1;
+        at += p->shards[s].data_bytes;
+    }
+    size_t mine = 0;
+    for (size_t s = 0; s < p->nshards; s++)
+        mine += p->shard_part[s] == p->req.part;
+    if (mine == 0)
+        return lad_plan_warn(p, lad_asprintf("part %u of %u has none of the output's %zu "
+                                             "shards to write (a smaller --shard-size makes "
+                                             "more)",
+                                             p->req.part + 1, n, p->nshards),
+                             err);
+    return 0;
+}
+
+uint32_t lad_plan_nparts(const lad_plan *p) { return p->req.nparts; }
+
+bool lad_plan_in_part(const lad_plan *p, size_t tensor)
+{
+    return !p->req.nparts || p->shard_part[p->t[tensor].shard] == p->req.part;
+}
+
 static json_t *build_recipe(const lad_plan *p)
 {
     const lad_merge_request *r = &p->req;
@@ -668,6 +717,8 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         rc = check_output_path(p, err);
     if (rc == 0)
         rc = layout_shards(p, err);
+    if (rc == 0)
+        rc = assign_parts(p, err);
     if (rc == 0 && !(p->recipe = build_recipe(p)))
         rc = lad_fail(err, "out of memory");
     if (rc) {
@@ -685,6 +736,7 @@ void lad_plan_free(lad_plan *p)
     for (size_t s = 0; s < p->nshards; s++)
         free(p->shards[s].fname);
     free(p->shards);
+    free(p->shard_part);
     free(p->t);
     free(p->inptrs);
     free(p->ops);

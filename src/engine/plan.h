@@ -13,6 +13,19 @@ typedef struct lad_shard {
     uint64_t data_bytes;
 } lad_shard;
 
+/* Is tensor i written by this part (always, without --part)? (plan.c) */
+bool lad_plan_in_part(const lad_plan *p, size_t i);
+struct lad_writer;
+/* Runs the plan into the writer's files (committing or aborting w), or
+ * into memory (w NULL) (engine.c). */
+int lad_engine_execute(lad_plan *p, struct lad_writer *w, unsigned char *const *mem,
+                       lad_run_stats *stats, lad_error *err);
+/* --part (parts.c): the part's merge, staged and moved into OUT; and its
+ * staging folder's manifest, from every shard's file size. */
+int lad_part_execute(lad_plan *p, lad_run_stats *stats, lad_parts_status *st, lad_error *err);
+int lad_part_manifest(const lad_plan *p, struct lad_writer *w, const uint64_t *file_bytes,
+                      lad_error *err);
+
 struct lad_plan {
     lad_merge_request req;  /* the caller keeps the models open */
     lad_plan_tensor *t;
@@ -21,6 +34,7 @@ struct lad_plan {
     size_t max_in;          /* inputs per tensor at most */
     lad_shard *shards;
     size_t nshards;
+    uint32_t *shard_part;   /* with req.nparts: the part that writes each shard */
     bool as_dir;            /* a Hugging Face folder, not one file */
     bool as_gguf;           /* one GGUF file (OUT ends in .gguf) */
     size_t gguf_fallback;   /* tensors written Q8_0: their type is one ladle cannot write */

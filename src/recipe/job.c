@@ -8,7 +8,7 @@
 
 enum {
     OPT_DTYPE = 1000, OPT_SHARD_SIZE, OPT_FORCE, OPT_SET, OPT_LAYERS, OPT_DRY_RUN, OPT_TAKE,
-    OPT_TOKENIZER, OPT_CHAT_TEMPLATE, OPT_PAD, OPT_QUANT,
+    OPT_TOKENIZER, OPT_CHAT_TEMPLATE, OPT_PAD, OPT_QUANT, OPT_PART,
 };
 
 static const lad_optdef COMMON[] = {
@@ -19,6 +19,7 @@ static const lad_optdef COMMON[] = {
     {"take-unmergeable", OPT_TAKE, true}, {"tokenizer-source", OPT_TOKENIZER, true},
     {"chat-template", OPT_CHAT_TEMPLATE, true},
     {"pad-to-multiple-of", OPT_PAD, true}, {"quant", OPT_QUANT, true},
+    {"part", OPT_PART, true},
 };
 #define NCOMMON (sizeof COMMON / sizeof *COMMON)
 
@@ -80,6 +81,17 @@ static int take_common(lad_job *j, int id, const char *arg, lad_error *err)
     case OPT_FORCE:
         o->force = true;
         return 0;
+    case OPT_PART: {
+        unsigned i, n;
+        char tail;
+        if (sscanf(arg, "%u/%u%c", &i, &n, &tail) != 2 || n < 1 || n > 4096 || i < 1 || i > n)
+            return lad_usage(err, "--part takes I/N with 1 <= I <= N <= 4096 (e.g. 2/8: the "
+                                  "second of 8), not '%s'",
+                             arg);
+        o->part = i - 1;
+        o->nparts = n;
+        return 0;
+    }
     case OPT_SET:
         if (o->nsets == JOB_MAX_SETS)
             return lad_usage(err, "at most %d --set", JOB_MAX_SETS);
@@ -225,6 +237,14 @@ static char *command_line(int argc, char *const *argv)
         return NULL;
     o += sprintf(o, "ladle");
     for (int i = 0; i < argc; i++) {
+        /* --part is where a shard was merged, not what it holds: left out,
+         * so every part writes the bytes the whole merge would */
+        if (!strcmp(argv[i], "--part")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(argv[i], "--part=", 7))
+            continue;
         bool plain = argv[i][0] != 0;
         for (const char *c = argv[i]; *c; c++)
             plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -389,6 +409,8 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .has_quant = j->o.has_quant,
         .quant = j->o.quant,
         .shard_size = j->o.shard_size,
+        .part = j->o.part,
+        .nparts = j->o.nparts,
         .threads = j->o.threads,
         .force = j->o.force,
         .take_unmergeable = take,

@@ -34,6 +34,7 @@ typedef struct job_opts {
     uint32_t quant;
     int threads;
     uint64_t shard_size;
+    uint32_t part, nparts;       /* --part I/N: part = I - 1 (nparts 0: none) */
     bool force, quiet;
 } job_opts;
 
