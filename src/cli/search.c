@@ -135,6 +135,37 @@ const char *search_suffix(const char *out, char *const *merge)
     return ".safetensors";
 }
 
+/* The evaluator's program (its command's first word, when that is a plain
+ * word: not an assignment, a quote or other shell syntax), if it is not to
+ * be found: checked before the search starts, not after its first merge. */
+static bool program_missing(const char *eval, char *name, size_t len)
+{
+    while (*eval == ' ' || *eval == '\t')
+        eval++;
+    size_t n = strcspn(eval, " \t\n");
+    if (n == 0 || n >= len || strcspn(eval, "=$`'\"(){};|&<>\\*?[~") < n)
+        return false;
+    memcpy(name, eval, n);
+    name[n] = 0;
+    if (strchr(name, '/'))
+        return access(name, X_OK) != 0;
+    static const char *const BUILTIN[] = {"exec", "env", "time", "nice", "command", "eval",
+                                          "echo", "true", "false", "test", "exit", "kill"};
+    for (size_t i = 0; i < sizeof BUILTIN / sizeof *BUILTIN; i++)
+        if (!strcmp(name, BUILTIN[i]))
+            return false;
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; p && *p;) {
+        size_t k = strcspn(p, ":");
+        char full[PATH_MAX];
+        if (k > 0 && (size_t)snprintf(full, sizeof full, "%.*s/%s", (int)k, p, name) < sizeof full &&
+            access(full, X_OK) == 0)
+            return false;
+        p += k + (p[k] == ':');
+    }
+    return true;
+}
+
 int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, const char *suffix,
                 const char *out, lad_error *err)
 {
@@ -147,6 +178,15 @@ int search_open(search *s, const char *cmd, const search_opts *o, bool quiet, co
         s->o.jobs = 1;
     if (!o->eval)
         return lad_fail(err, "%s: no evaluator given (--eval 'CMD {model}')", cmd);
+    char prog[256];
+    if (program_missing(o->eval, prog, sizeof prog)) {
+        bool slurm = !strcmp(prog, "srun") || !strcmp(prog, "sbatch") || !strcmp(prog, "salloc");
+        return lad_usage(err, "%s: --eval runs '%s', which is not %s%s", cmd, prog,
+                         strchr(prog, '/') ? "an executable file" : "on PATH",
+                         slurm ? " (it is Slurm's: run ladle where Slurm's commands are, a "
+                                 "login or compute node of the cluster)"
+                               : "");
+    }
     if (o->resume && !o->work && !o->log)
         return lad_fail(err, "%s: --resume needs the earlier run's --work DIR or --log FILE "
                              "(without them there is no log to resume from)",
