@@ -426,10 +426,24 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
     return lad_plan_build(&req, out, err);
 }
 
+/* The subspace methods' choice for a tensor: its matrix decomposed, or the
+ * mean task vector (not 2-D, an embedding or head, excluded). */
+static const char *treatment(const lad_plan_tensor *pt)
+{
+    const lad_op *op = pt->op;
+    if (pt->kind != LAD_MERGE || !op ||
+        (op->method != &lad_method_iso_c && op->method != &lad_method_tsv &&
+         op->method != &lad_method_iso_cts && op->method != &lad_method_wudi))
+        return NULL;
+    return pt->ndim == 2 && op->param[ISO_MEAN_ONLY] == 0 ? " treatment=subspace"
+                                                          : " treatment=mean";
+}
+
 int lad_job_describe(const lad_job *j, const lad_plan *p, size_t i, char *buf, size_t len,
                      lad_error *err)
 {
     const char *name = lad_plan_tensor_at(p, i)->name;
+    const char *how = treatment(lad_plan_tensor_at(p, i));
     lad_place place = lad_plan_tensor_place(p, i);
     size_t o;
     if (place.stack >= 0)
@@ -438,6 +452,8 @@ int lad_job_describe(const lad_job *j, const lad_plan *p, size_t i, char *buf, s
     else
         o = (size_t)snprintf(buf, len, "t=%.6g place=%s", place.t,
                              place.before ? "before" : "after");
+    if (how && o < len)
+        o += (size_t)snprintf(buf + o, len - o, "%s", how);
     if (o >= len)
         return 0;
     if (j->describe)

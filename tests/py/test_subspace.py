@@ -401,3 +401,20 @@ def test_duplicate_tasks_and_unrelated_subspaces(tmp_path, rng, cmd):
         got = st.load(str(tmp_path / f"{name}.safetensors"))[0]["w"][1]
         want = (tsv_ref if cmd == "tsv" else iso_cts_ref)(b, xs)
         check(got, want, max(np.max(np.abs(x - b)) for x in xs), (cmd, name))
+
+
+def test_dry_run_shows_the_treatment(tmp_path, rng):
+    base = st.llama(rng, "F32", layers=1, hidden=16, inter=24, vocab=32)
+    ft = st.llama(rng, "F32", layers=1, hidden=16, inter=24, vocab=32, base=base, noise=0.03)
+    st.write(tmp_path / "b.safetensors", base)
+    st.write(tmp_path / "f.safetensors", ft)
+    for cmd in ("iso-c", "tsv", "iso-cts", "wudi"):
+        r = ladle(cmd, "--base", tmp_path / "b.safetensors", tmp_path / "f.safetensors",
+                  tmp_path / "f.safetensors", "--exclude", "v_proj", "--dry-run", "-o",
+                  tmp_path / "x.safetensors")
+        rows = {line.split()[0]: line for line in r.out.splitlines() if line.startswith("  ")}
+        assert "treatment=subspace" in rows["model.layers.0.self_attn.q_proj.weight"], cmd
+        for mean in ("model.layers.0.self_attn.v_proj.weight", "model.embed_tokens.weight",
+                     "model.norm.weight"):
+            assert "treatment=mean" in rows[mean], (cmd, mean)
+        assert not (tmp_path / "x.safetensors").exists()
