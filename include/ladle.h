@@ -156,6 +156,13 @@ typedef struct lad_tensor {
 
 /* Can the tensor be merged (a float ladle reads, quantised or not)? */
 bool lad_tensor_mergeable(const lad_tensor *t);
+/* Elements [start, start + n) of a mergeable tensor as fp32: plain,
+ * quantised or with LoRA deltas; raw: room for n elements of its dtype
+ * (8 bytes each covers every one). (formats/quant.c) */
+int lad_tensor_read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, float *out,
+                        lad_error *err);
+/* The same number of dimensions and the same sizes? */
+bool lad_tensor_same_shape(const lad_tensor *a, const lad_tensor *b);
 /* A base model with LoRA adapters applied when read (formats/lora.c): each
  * adapter a PEFT folder, weighted (weights NULL: 1 each). A model reference
  * "BASE+ADAPTER" opens as such a model. */

@@ -202,7 +202,8 @@ static void print_table(const greedy_args *g, const lad_greedy *r)
 static int plot_greedy(const greedy_args *g, const lad_greedy *r, lad_error *err)
 {
     size_t n = r->n;
-    double *x = malloc(3 * n * sizeof *x + 1), *soup = x ? x + n : NULL, *own = x ? x + 2 * n : NULL;
+    double *x = malloc(3 * n * sizeof *x + 1);
+    double *soup = x ? x + n : NULL, *own = x ? x + 2 * n : NULL;
     unsigned char *mk = malloc(n + 1);
     const char **names = calloc(n + 1, sizeof *names);
     int rc = x && mk && names ? 0 : lad_fail(err, "out of memory");

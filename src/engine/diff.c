@@ -22,33 +22,15 @@
 
 #define DIFF_CHUNK (1u << 16)
 
-static int same_shape(const lad_tensor *x, const lad_tensor *y)
-{
-    return x->ndim == y->ndim && !memcmp(x->shape, y->shape, sizeof x->shape[0] * (size_t)x->ndim);
-}
-
-static int read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, float *out,
-                    lad_error *err)
-{
-    if (t->lora) /* with LoRA deltas */
-        return lad_lora_read(t, start, n, out, err);
-    if (t->q.scheme) /* quantised: its dequantised values */
-        return lad_quant_read(t, start, n, out, err);
-    size_t es = lad_dtype_bits(t->dtype) / 8;
-    if (lad_file_read(t->file, raw, n * es, t->offset + start * es, err))
-        return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
-    lad_load_f32(t->dtype, raw, out, n);
-    return 0;
-}
-
 static int diff_tensor(const lad_tensor *ta, const lad_tensor *tb, const lad_tensor *tbase,
                        lad_diff_tensor *d, float *buf, void *raw, lad_error *err)
 {
     float *a = buf, *b = buf + DIFF_CHUNK, *o = buf + 2 * DIFF_CHUNK;
     for (uint64_t s = 0; s < ta->nelem; s += DIFF_CHUNK) {
         size_t n = (size_t)(ta->nelem - s < DIFF_CHUNK ? ta->nelem - s : DIFF_CHUNK);
-        if (read_f32(ta, s, n, raw, a, err) || read_f32(tb, s, n, raw, b, err) ||
-            (tbase && read_f32(tbase, s, n, raw, o, err)))
+        if (lad_tensor_read_f32(ta, s, n, raw, a, err) ||
+            lad_tensor_read_f32(tb, s, n, raw, b, err) ||
+            (tbase && lad_tensor_read_f32(tbase, s, n, raw, o, err)))
             return -1;
         for (size_t i = 0; i < n; i++) {
             double x = tbase ? (double)(a[i] - o[i]) : a[i];
@@ -78,7 +60,10 @@ static float *read_tau(const lad_tensor *x, const lad_tensor *base, lad_error *e
     int rc = t && o && raw ? 0 : lad_fail(err, "out of memory for tensor '%s'", x->name);
     for (uint64_t s = 0; rc == 0 && s < ne; s += DIFF_CHUNK) {
         size_t n = (size_t)(ne - s < DIFF_CHUNK ? ne - s : DIFF_CHUNK);
-        rc = read_f32(x, s, n, raw, t + s, err) || read_f32(base, s, n, raw, o, err) ? -1 : 0;
+        rc = lad_tensor_read_f32(x, s, n, raw, t + s, err) ||
+                     lad_tensor_read_f32(base, s, n, raw, o, err)
+                 ? -1
+                 : 0;
         for (size_t i = 0; rc == 0 && i < n; i++)
             t[s + i] -= o[i];
     }
@@ -208,9 +193,9 @@ int lad_diff(const lad_model *a, const lad_model *b, const lad_model *base, bool
                           tb ? base->ref : b->ref);
             break;
         }
-        if (!same_shape(ta, tb) || (tbase && !same_shape(ta, tbase))) {
+        if (!lad_tensor_same_shape(ta, tb) || (tbase && !lad_tensor_same_shape(ta, tbase))) {
             rc = lad_fail(err, "tensor '%s' has different shapes in %s and %s", ta->name, a->ref,
-                          !same_shape(ta, tb) ? b->ref : base->ref);
+                          !lad_tensor_same_shape(ta, tb) ? b->ref : base->ref);
             break;
         }
         if (!lad_tensor_mergeable(tb) || (tbase && !lad_tensor_mergeable(tbase))) {

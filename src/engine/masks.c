@@ -34,30 +34,11 @@
 #define CHUNK (1u << 16) /* elements; a multiple of 8 */
 #define PREFIX "tall_mask."
 
-static int read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, float *out,
-                    lad_error *err)
-{
-    if (t->lora)
-        return lad_lora_read(t, start, n, out, err);
-    if (t->q.scheme)
-        return lad_quant_read(t, start, n, out, err);
-    size_t es = lad_dtype_bits(t->dtype) / 8;
-    if (lad_file_read(t->file, raw, n * es, t->offset + start * es, err))
-        return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
-    lad_load_f32(t->dtype, raw, out, n);
-    return 0;
-}
-
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static bool same_shape(const lad_tensor *a, const lad_tensor *b)
-{
-    return a->ndim == b->ndim && !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape);
 }
 
 static int interrupted(lad_error *err)
@@ -96,7 +77,7 @@ int lad_masks_write(const lad_masks_request *q, lad_masks_stats *stats, lad_erro
                 return lad_fail(err, "tensor '%s' is in %s but not in %s; TALL masks need "
                                      "fine-tunes of the base",
                                 b->name, B->ref, q->tasks[t]->ref);
-            if (!same_shape(x, b) || !lad_tensor_mergeable(x))
+            if (!lad_tensor_same_shape(x, b) || !lad_tensor_mergeable(x))
                 return lad_fail(err, "tensor '%s' has another shape or type in %s than in %s",
                                 b->name, q->tasks[t]->ref, B->ref);
         }
@@ -165,7 +146,7 @@ int lad_masks_write(const lad_masks_request *q, lad_masks_stats *stats, lad_erro
         uint64_t nb = mshape[j][1];
         for (uint64_t s = 0; rc == 0 && s < b->nelem; s += CHUNK) {
             size_t n = (size_t)(b->nelem - s < CHUNK ? b->nelem - s : CHUNK);
-            if (read_f32(b, s, n, raw, bb, err)) {
+            if (lad_tensor_read_f32(b, s, n, raw, bb, err)) {
                 rc = -1;
                 break;
             }
@@ -173,7 +154,8 @@ int lad_masks_write(const lad_masks_request *q, lad_masks_stats *stats, lad_erro
                 mtl[e] = 0;
             for (size_t t = 0; t < T && rc == 0; t++) {
                 float *x = xs + t * CHUNK;
-                if (read_f32(lad_model_find(q->tasks[t], b->name), s, n, raw, x, err))
+                const lad_tensor *xt = lad_model_find(q->tasks[t], b->name);
+                if (lad_tensor_read_f32(xt, s, n, raw, x, err))
                     rc = -1;
                 for (size_t e = 0; rc == 0 && e < n; e++) {
                     x[e] -= bb[e]; /* tau_t */
@@ -307,7 +289,7 @@ int lad_masks_apply(const lad_masks_apply_request *q, lad_error *err)
             rc = lad_fail(err, "tensor '%s' of %s is not in %s: were the masks made from "
                                "another base?",
                           b->name, B->ref, M->ref);
-        else if (!same_shape(v, b) || !lad_tensor_mergeable(v))
+        else if (!lad_tensor_same_shape(v, b) || !lad_tensor_mergeable(v))
             rc = lad_fail(err, "tensor '%s' has another shape in %s than in %s", b->name, M->ref,
                           B->ref);
         else if (m->dtype != LAD_U8 || m->ndim != 2 || m->shape[0] != T ||
@@ -372,7 +354,8 @@ int lad_masks_apply(const lad_masks_apply_request *q, lad_error *err)
         for (uint64_t s = 0; rc == 0 && s < b->nelem; s += CHUNK) {
             size_t n = (size_t)(b->nelem - s < CHUNK ? b->nelem - s : CHUNK);
             float *tau = bb + CHUNK;
-            if (read_f32(b, s, n, raw, bb, err) || read_f32(v, s, n, raw, tau, err) ||
+            if (lad_tensor_read_f32(b, s, n, raw, bb, err) ||
+                lad_tensor_read_f32(v, s, n, raw, tau, err) ||
                 lad_file_read(m->file, bits, (n + 7) / 8, m->offset + ti * nb + s / 8, err)) {
                 rc = -1;
                 break;

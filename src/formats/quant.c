@@ -49,6 +49,25 @@ const char *lad_tensor_type_name(const lad_tensor *t)
     return lad_dtype_name(t->dtype);
 }
 
+int lad_tensor_read_f32(const lad_tensor *t, uint64_t start, size_t n, void *raw, float *out,
+                        lad_error *err)
+{
+    if (t->lora) /* with LoRA deltas */
+        return lad_lora_read(t, start, n, out, err);
+    if (t->q.scheme) /* quantised: its dequantised values */
+        return lad_quant_read(t, start, n, out, err);
+    size_t es = lad_dtype_bits(t->dtype) / 8;
+    if (lad_file_read(t->file, raw, n * es, t->offset + start * es, err))
+        return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+    lad_load_f32(t->dtype, raw, out, n);
+    return 0;
+}
+
+bool lad_tensor_same_shape(const lad_tensor *a, const lad_tensor *b)
+{
+    return a->ndim == b->ndim && !memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape);
+}
+
 bool lad_tensor_mergeable(const lad_tensor *t)
 {
     return t->q.scheme != LAD_Q_NONE || lad_dtype_mergeable(t->dtype);

@@ -184,16 +184,8 @@ static size_t nonzero(const double *S, size_t q, size_t m, size_t n)
     return r;
 }
 
-static const char *iso_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
-                                size_t naccs)
+static const char *iso_decompose(const lad_kctx *k, sub_stats *st)
 {
-    (void)pass;
-    (void)wide;
-    (void)accs;
-    (void)naccs;
-    sub_stats *st = k->stats;
-    if (!st->matrix)
-        return NULL;
     size_t rows = (size_t)k->shape[0], cols = (size_t)k->shape[1];
     size_t q = rows < cols ? rows : cols;
     double *M = widen(st->buf, rows * cols), *U = malloc(rows * q * sizeof *U + 1);
@@ -244,16 +236,8 @@ static int polar(double *A, size_t r, size_t c, lad_error *err)
     return lad_dpolar(A, r, c, sqrt((double)(r > c ? r : c)) * FLT_EPSILON, err);
 }
 
-static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
-                                size_t naccs)
+static const char *tsv_decompose(const lad_kctx *k, sub_stats *st)
 {
-    (void)pass;
-    (void)wide;
-    (void)accs;
-    (void)naccs;
-    sub_stats *st = k->stats;
-    if (!st->matrix)
-        return NULL;
     size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], q = m < n ? m : n;
     /* k as FusionBench computes it: int(q * (1 / T)) in doubles */
     size_t T = ntv(k->op), kk = (size_t)((double)q * (1.0 / (double)T)), ne = m * n;
@@ -303,16 +287,8 @@ static const char *tsv_pass_end(const lad_kctx *k, int pass, bool wide, void *co
 
 /* Iso-CTS (see the top): merged = mean(S) P_U P_V^T over the kept
  * triplets, into the buffer's first slot. */
-static const char *cts_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
-                                size_t naccs)
+static const char *cts_decompose(const lad_kctx *k, sub_stats *st)
 {
-    (void)pass;
-    (void)wide;
-    (void)accs;
-    (void)naccs;
-    sub_stats *st = k->stats;
-    if (!st->matrix)
-        return NULL;
     size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], q = m < n ? m : n;
     size_t T = ntv(k->op), ne = (size_t)k->nelem;
     double f = k->op->param[ISO_FRACTION];
@@ -408,16 +384,8 @@ LAD_KERNEL static void adam_step(double *restrict X, double *restrict mo, double
 }
 
 /* WUDI (see the top): X after the Adam steps, into the buffer's start. */
-static const char *wudi_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
-                                 size_t naccs)
+static const char *wudi_decompose(const lad_kctx *k, sub_stats *st)
 {
-    (void)pass;
-    (void)wide;
-    (void)accs;
-    (void)naccs;
-    sub_stats *st = k->stats;
-    if (!st->matrix)
-        return NULL;
     const size_t m = (size_t)k->shape[0], n = (size_t)k->shape[1], T = ntv(k->op);
     const size_t ne = (size_t)k->nelem, q = m < n ? m : n;
     const long iters = (long)k->op->param[ISO_ITERS];
@@ -519,6 +487,25 @@ static const char *wudi_pass_end(const lad_kctx *k, int pass, bool wide, void *c
 
 SUB_KERNEL(sub_f32, float)
 SUB_KERNEL(sub_f64, double)
+
+/* The statistics pass's end: a matrix's decomposition (nothing to do for a
+ * tensor that gets the mean). */
+#define SUB_PASS_END(NAME, DECOMPOSE)                                                         \
+    static const char *NAME(const lad_kctx *k, int pass, bool wide, void *const *accs,       \
+                            size_t naccs)                                                     \
+    {                                                                                         \
+        (void)pass;                                                                           \
+        (void)wide;                                                                           \
+        (void)accs;                                                                           \
+        (void)naccs;                                                                          \
+        sub_stats *st = k->stats;                                                             \
+        return st->matrix ? DECOMPOSE(k, st) : NULL;                                          \
+    }
+
+SUB_PASS_END(iso_pass_end, iso_decompose)
+SUB_PASS_END(tsv_pass_end, tsv_decompose)
+SUB_PASS_END(cts_pass_end, cts_decompose)
+SUB_PASS_END(wudi_pass_end, wudi_decompose)
 
 const lad_method lad_method_iso_c = {
     .name = "iso_c",
