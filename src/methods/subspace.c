@@ -488,9 +488,21 @@ static const char *wudi_decompose(const lad_kctx *k, sub_stats *st)
 SUB_KERNEL(sub_f32, float)
 SUB_KERNEL(sub_f64, double)
 
+/* A NaN or Inf anywhere makes every singular vector NaN (LAPACK then
+ * reports no convergence): refused, with what to do. */
+static const char *not_finite(const float *x, size_t n)
+{
+    float acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc += x[i] * 0; /* NaN for a NaN or an Inf */
+    return acc == 0 ? NULL
+                    : "a task vector holds NaN or Inf (an input's weights are not finite); "
+                      "the subspace methods need finite weights: check the inputs";
+}
+
 /* The statistics pass's end: a matrix's decomposition (nothing to do for a
- * tensor that gets the mean). */
-#define SUB_PASS_END(NAME, DECOMPOSE)                                                         \
+ * tensor that gets the mean); buffers: one matrix, or one per task. */
+#define SUB_PASS_END(NAME, DECOMPOSE, PER_TASK)                                               \
     static const char *NAME(const lad_kctx *k, int pass, bool wide, void *const *accs,       \
                             size_t naccs)                                                     \
     {                                                                                         \
@@ -499,13 +511,16 @@ SUB_KERNEL(sub_f64, double)
         (void)accs;                                                                           \
         (void)naccs;                                                                          \
         sub_stats *st = k->stats;                                                             \
-        return st->matrix ? DECOMPOSE(k, st) : NULL;                                          \
+        if (!st->matrix)                                                                      \
+            return NULL;                                                                      \
+        const char *bad = not_finite(st->buf, k->nelem * (PER_TASK ? ntv(k->op) : 1));            \
+        return bad ? bad : DECOMPOSE(k, st);                                                  \
     }
 
-SUB_PASS_END(iso_pass_end, iso_decompose)
-SUB_PASS_END(tsv_pass_end, tsv_decompose)
-SUB_PASS_END(cts_pass_end, cts_decompose)
-SUB_PASS_END(wudi_pass_end, wudi_decompose)
+SUB_PASS_END(iso_pass_end, iso_decompose, false)
+SUB_PASS_END(tsv_pass_end, tsv_decompose, true)
+SUB_PASS_END(cts_pass_end, cts_decompose, true)
+SUB_PASS_END(wudi_pass_end, wudi_decompose, true)
 
 const lad_method lad_method_iso_c = {
     .name = "iso_c",

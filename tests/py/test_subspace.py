@@ -418,3 +418,15 @@ def test_dry_run_shows_the_treatment(tmp_path, rng):
                      "model.norm.weight"):
             assert "treatment=mean" in rows[mean], (cmd, mean)
         assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("cmd", ["iso-c", "tsv", "iso-cts", "wudi"])
+def test_non_finite_refused(tmp_path, cmd):
+    b = write(tmp_path, "b", [("w", np.ones((6, 6)))])
+    x = np.full((6, 6), 2.0)
+    x[2, 3] = np.nan if cmd != "tsv" else np.inf
+    p1, p2 = write(tmp_path, "x", [("w", x)]), write(tmp_path, "y", [("w", np.ones((6, 6)) * 3)])
+    r = ladle(cmd, "--base", b, p1, p2, "-o", tmp_path / "o.safetensors", check=False)
+    assert r.code == 1 and "NaN or Inf" in r.err and "tensor 'w'" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.safetensors").exists()
