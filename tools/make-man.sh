@@ -19,7 +19,9 @@ ladle \- weight-space model merging
 HEAD
 "$ladle" --help | quote
 printf '.fi\n.SH COMMANDS\n'
-for cmd in info lerp soup task ckpt slerp ties dare breadcrumbs della stock diff merge sweep; do
+for cmd in info lerp soup task ckpt slerp nuslerp multislerp karcher nearswap ties dare \
+    breadcrumbs della stock sce ram arcee-fusion iso-c iso-cts tsv wudi consensus-ta \
+    consensus-ties diff masks merge sweep index lora; do
     printf '.SS ladle %s\n.nf\n' "$cmd"
     "$ladle" "$cmd" --help | quote
     printf '.fi\n'

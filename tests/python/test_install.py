@@ -92,6 +92,8 @@ def test_make_install_and_pkg_config(tmp_path, rng):
         assert (prefix / f).exists(), f
     man = (prefix / "share/man/man1/ladle.1").read_text()
     assert man.startswith(".TH LADLE 1") and ".SS ladle ties" in man and "--density" in man
+    for cmd in ("wudi", "consensus-ties", "masks", "index", "iso-cts"):  # every command
+        assert f".SS ladle {cmd}\n" in man, cmd
     env = {**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib/pkgconfig"),
            "PKG_CONFIG_SYSROOT_DIR": str(dest)}
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "ladle"], env=env, check=True,
