@@ -22,9 +22,8 @@
         for (size_t i = 0; i < n; i++) {                                                      \
             T d = v0[i] - v1[i];                                                              \
             T w = t / (d < 0 ? -d : d);                                                       \
-            if (isnan(w) || isinf(w))                                                         \
-                w = 1;                                                                        \
-            w = w < 0 ? 0 : w > 1 ? 1 : w;                                                    \
+            /* NaN and +-Inf -> 1, then the clamp to [0, 1], as selects (vectorised) */      \
+            w = w >= 0 && w <= 1 ? w : w < 0 && w > -(T)INFINITY ? (T)0 : (T)1;              \
             out[i] = w * v1[i] + (1 - w) * v0[i];                                             \
         }                                                                                     \
     }

@@ -76,6 +76,25 @@ def test_nearswap_bit_exact(tmp_path, rng):
     assert r.code == 1 and "must be above 0" in r.err
 
 
+def test_nearswap_special_values(tmp_path):
+    """Equal values (signed zeros too), NaN and Inf inputs, huge and tiny
+    gaps: the weight's NaN/Inf -> 1 and clamp, bit for bit."""
+    inf, nan = F32(np.inf), F32(np.nan)
+    v0 = np.array([1, 0, -0.0, 0, 2, nan, 1, inf, -inf, 1e-30, 3e38, -3e38, 1, 5],
+                  dtype=F32)
+    v1 = np.array([1, -0.0, 0, 0, nan, 2, inf, 1, -inf, -1e-30, -3e38, 3e38, 1.001, 5.5],
+                  dtype=F32)
+    st.write(tmp_path / "a.safetensors", [("w", "F32", v0)])
+    st.write(tmp_path / "b.safetensors", [("w", "F32", v1)])
+    for t in ("0.01", "1e-40", "1e30"):
+        ladle("nearswap", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--t", t,
+              "-o", tmp_path / "o.safetensors", "-q", "--force")
+        got = st.load(str(tmp_path / "o.safetensors"))[0]["w"][1]
+        with np.errstate(invalid="ignore", over="ignore"):
+            want = nearswap_ref(float(t), v0, v1)
+        assert got.tobytes() == want.tobytes(), (t, got, want)
+
+
 def close(got, want, name, *inputs):
     """Within a few fp32 ulps of the inputs' magnitude: ladle combines in
     fp32 (c0 * a + c1 * b, each step rounded), which cancellation can make
