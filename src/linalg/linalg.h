@@ -33,8 +33,10 @@ int lad_dsvd(const double *A, size_t m, size_t n, double *U, double *S, double *
 /* The polar factor of the row-major r x c float64 matrix A, in place:
  * A = W diag(S) Z^T -> W_k Z_k^T over the k singular values above
  * tol_rel * S_max (the partial isometry: unique when A's columns or rows
- * are dependent). Returns 0, or -1 with err. */
-int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, lad_error *err);
+ * are dependent); S (min(r, c) values, descending) into S unless NULL.
+ * Through the smaller Gram matrix: S to sqrt(eps64) S_max absolute.
+ * Returns 0, or -1 with err. */
+int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, double *S, lad_error *err);
 
 /* C (m x n) = alpha A B, row-major, A m x k (leading dimension lda), B
  * k x n (ldb), C contiguous. */

@@ -200,7 +200,7 @@ int lad_dsvd(const double *A, size_t m, size_t n, double *U, double *S, double *
  * W^T A) over the kept l, half the work of an SVD. Its error is eps64 over
  * the smallest kept l / l_max; the callers' A are unit vectors side by side,
  * whose kept singular values stay far from eps64^(1/2) S_max. */
-int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, lad_error *err)
+int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, double *S, lad_error *err)
 {
     if (r == 0 || c == 0)
         return 0;
@@ -229,6 +229,8 @@ int lad_dpolar(double *A, size_t r, size_t c, double tol_rel, lad_error *err)
          * row-major memory, row j. T (g x g) = sum over kept j of
          * v_j v_j^T / sqrt(l_j). */
         double lmax = l[g - 1] > 0 ? l[g - 1] : 0, cut = tol_rel * tol_rel * lmax;
+        for (size_t j = 0; S && j < g; j++) /* descending */
+            S[j] = l[g - 1 - j] > 0 ? sqrt(l[g - 1 - j]) : 0;
         size_t first = 0;
         while (first < g && !(l[first] > cut))
             first++;

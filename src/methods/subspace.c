@@ -184,34 +184,32 @@ static size_t nonzero(const double *S, size_t q, size_t m, size_t n)
     return r;
 }
 
+/* Iso-C: merged = mean(S) times M's polar factor, both from the Gram
+ * matrix's eigendecomposition (half an SVD's work; the kept singular
+ * values sit above the cut, sqrt(max(m, n)) eps32 S_max, far from the
+ * sqrt(eps64) S_max the Gram resolves). */
 static const char *iso_decompose(const lad_kctx *k, sub_stats *st)
 {
     size_t rows = (size_t)k->shape[0], cols = (size_t)k->shape[1];
     size_t q = rows < cols ? rows : cols;
-    double *M = widen(st->buf, rows * cols), *U = malloc(rows * q * sizeof *U + 1);
-    double *S = malloc(q * sizeof *S + 1), *Vt = malloc(q * cols * sizeof *Vt + 1);
+    double *M = widen(st->buf, rows * cols), *S = malloc(q * sizeof *S + 1);
     lad_error err = {0};
     const char *why = NULL;
-    if (!M || !U || !S || !Vt)
+    if (!M || !S)
         why = "out of memory for its SVD";
-    else if (lad_dsvd(M, rows, cols, U, S, Vt, &err))
-        why = "its SVD failed (LAPACK did not converge)";
+    else if (lad_dpolar(M, rows, cols, sqrt((double)(rows > cols ? rows : cols)) * FLT_EPSILON,
+                        S, &err))
+        why = "its decomposition failed (LAPACK did not converge)";
     if (!why) {
         double mean = 0;
         for (size_t i = 0; i < q; i++)
             mean += S[i];
         mean /= (double)q;
-        size_t r = nonzero(S, q, rows, cols);
-        if (r == 0) /* M = 0 */
-            memset(M, 0, rows * cols * sizeof *M);
-        else /* merged = mean(S) U_r V_r^T */
-            lad_dgemm(false, false, rows, cols, r, mean, U, q, Vt, cols, 0, M, cols);
-        narrow(M, st->buf, rows * cols);
+        for (size_t e = 0; e < rows * cols; e++) /* (M = 0: its polar factor is 0) */
+            st->buf[e] = (float)(mean * M[e]);
     }
     free(M);
-    free(U);
     free(S);
-    free(Vt);
     return why;
 }
 
@@ -233,7 +231,7 @@ static void place(double *Ucat, double *Vcat, size_t m, size_t n, size_t q, size
  * weight 1 in the factor). */
 static int polar(double *A, size_t r, size_t c, lad_error *err)
 {
-    return lad_dpolar(A, r, c, sqrt((double)(r > c ? r : c)) * FLT_EPSILON, err);
+    return lad_dpolar(A, r, c, sqrt((double)(r > c ? r : c)) * FLT_EPSILON, NULL, err);
 }
 
 static const char *tsv_decompose(const lad_kctx *k, sub_stats *st)
