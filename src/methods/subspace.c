@@ -533,41 +533,21 @@ const lad_method lad_method_iso_c = {
     .pass_end = iso_pass_end,
 };
 
-const lad_method lad_method_tsv = {
-    .name = "tsv",
-    .chunk_f32 = sub_f32,
-    .chunk_f64 = sub_f64,
-    .npasses = sub_npasses,
-    .stats_size = tsv_stats_size,
-    .stats_init = sub_stats_init,
-    .acc_size = sub_acc_size,
-    .stats_f32 = tsv_stats_f32,
-    .stats_f64 = tsv_stats_f64,
-    .pass_end = tsv_pass_end,
-};
+/* The methods that hold each task's matrix (TSV, Iso-CTS, WUDI). */
+#define PER_TASK_METHOD(VAR, NAME, PASS_END)                                                  \
+    const lad_method VAR = {                                                                  \
+        .name = NAME,                                                                         \
+        .chunk_f32 = sub_f32,                                                                 \
+        .chunk_f64 = sub_f64,                                                                 \
+        .npasses = sub_npasses,                                                               \
+        .stats_size = tsv_stats_size,                                                         \
+        .stats_init = sub_stats_init,                                                         \
+        .acc_size = sub_acc_size,                                                             \
+        .stats_f32 = tsv_stats_f32,                                                           \
+        .stats_f64 = tsv_stats_f64,                                                           \
+        .pass_end = PASS_END,                                                                 \
+    };
 
-const lad_method lad_method_iso_cts = {
-    .name = "iso_cts",
-    .chunk_f32 = sub_f32,
-    .chunk_f64 = sub_f64,
-    .npasses = sub_npasses,
-    .stats_size = tsv_stats_size,
-    .stats_init = sub_stats_init,
-    .acc_size = sub_acc_size,
-    .stats_f32 = tsv_stats_f32,
-    .stats_f64 = tsv_stats_f64,
-    .pass_end = cts_pass_end,
-};
-
-const lad_method lad_method_wudi = {
-    .name = "wudi",
-    .chunk_f32 = sub_f32,
-    .chunk_f64 = sub_f64,
-    .npasses = sub_npasses,
-    .stats_size = tsv_stats_size,
-    .stats_init = sub_stats_init,
-    .acc_size = sub_acc_size,
-    .stats_f32 = tsv_stats_f32,
-    .stats_f64 = tsv_stats_f64,
-    .pass_end = wudi_pass_end,
-};
+PER_TASK_METHOD(lad_method_tsv, "tsv", tsv_pass_end)
+PER_TASK_METHOD(lad_method_iso_cts, "iso_cts", cts_pass_end)
+PER_TASK_METHOD(lad_method_wudi, "wudi", wudi_pass_end)
