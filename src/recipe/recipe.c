@@ -316,6 +316,32 @@ static int glob_param(const inputs *in, const char *name, const char *tensor,
     return param_levels(in->r, name, levels, 2, true, NULL, NULL, tensor, pl, out, err);
 }
 
+/* A top-level parameter that must be a whole number from 0 to hi (the
+ * number of models besides the base when tasks). */
+static int whole_param(const inputs *in, const char *method, const char *name,
+                       const char *tensor, const lad_place *pl, double hi, bool tasks,
+                       double *v, lad_error *err)
+{
+    if (glob_param(in, name, tensor, pl, v, err))
+        return -1;
+    if (!(*v >= 0 && *v <= hi) || *v != floor(*v))
+        return lad_fail(err, tasks ? "%s's %s is %g; it must be a whole number from 0 to the "
+                                     "number of models besides the base (%g)"
+                                   : "%s's %s is %g; it must be a whole number from 0 to %g",
+                        method, name, *v, hi);
+    return 0;
+}
+
+/* The consensus methods' k and tall_lambda. */
+static int tall_params(const inputs *in, const char *method, const char *tensor,
+                       const lad_place *pl, double *k, double *tall, lad_error *err)
+{
+    if (whole_param(in, method, "k", tensor, pl, (double)(in->n - 1), true, k, err) ||
+        glob_param(in, "tall_lambda", tensor, pl, tall, err))
+        return -1;
+    return *tall >= 0 ? 0 : lad_fail(err, "tall_lambda %g must be at least 0", *tall);
+}
+
 /* ------------------------------------------------------------ loading */
 
 static const char *const TOP_KEYS[] = {"merge_method", "models", "base_model", "parameters",
@@ -1007,15 +1033,8 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     case K_CONSENSUS: {
         double lambda, tall, k;
         if (glob_param(&in, "lambda", tensor, pl, &lambda, err) ||
-            glob_param(&in, "tall_lambda", tensor, pl, &tall, err) ||
-            glob_param(&in, "k", tensor, pl, &k, err))
+            tall_params(&in, s->name, tensor, pl, &k, &tall, err))
             return -1;
-        if (!(k >= 0 && k <= (double)(in.n - 1)) || k != floor(k))
-            return lad_fail(err, "consensus_ta's k is %g; it must be a whole number from 0 to "
-                                 "the number of models besides the base (%zu)",
-                            k, in.n - 1);
-        if (!(tall >= 0))
-            return lad_fail(err, "tall_lambda %g must be at least 0", tall);
         op->method = &lad_method_consensus_ta;
         op->param[CONS_LAMBDA] = lambda;
         op->param[CONS_TALL] = tall;
@@ -1046,12 +1065,9 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
         }
         if (s->sparsify == 3) {
             double iters, lr;
-            if (glob_param(&in, "iter_num", tensor, pl, &iters, err) ||
+            if (whole_param(&in, s->name, "iter_num", tensor, pl, 1e6, false, &iters, err) ||
                 glob_param(&in, "lr", tensor, pl, &lr, err))
                 return -1;
-            if (!(iters >= 0 && iters <= 1e6) || iters != floor(iters))
-                return lad_fail(err, "wudi's iter_num is %g; it must be a whole number from 0 "
-                                     "to 1000000", iters);
             if (!(lr > 0) || !isfinite(lr))
                 return lad_fail(err, "wudi's lr %g must be above 0", lr);
             op->param[ISO_ITERS] = iters;
@@ -1135,13 +1151,9 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     }
     case K_KARCHER: {
         double iters, tol;
-        if (glob_param(&in, "max_iter", tensor, pl, &iters, err) ||
+        if (whole_param(&in, s->name, "max_iter", tensor, pl, 1e6, false, &iters, err) ||
             glob_param(&in, "tol", tensor, pl, &tol, err))
             return -1;
-        if (!(iters >= 0 && iters <= 1e6) || iters != floor(iters))
-            return lad_fail(err, "karcher's max_iter is %g; it must be a whole number from 0 "
-                                 "to 1000000",
-                            iters);
         if (!(tol >= 0))
             return lad_fail(err, "karcher's tol is %g; it must be at least 0", tol);
         op->method = &lad_method_karcher;
@@ -1172,15 +1184,8 @@ int lad_recipe_resolve(const char *tensor, const lad_place *pl, const void *spec
     op->param[GTA_TALL_K] = 0;
     if (find_param(s, "k")) {
         double k, tall;
-        if (glob_param(&in, "k", tensor, pl, &k, err) ||
-            glob_param(&in, "tall_lambda", tensor, pl, &tall, err))
+        if (tall_params(&in, s->name, tensor, pl, &k, &tall, err))
             return -1;
-        if (!(k >= 0 && k <= (double)(in.n - 1)) || k != floor(k))
-            return lad_fail(err, "%s's k is %g; it must be a whole number from 0 to the number "
-                                 "of models besides the base (%zu)",
-                            s->name, k, in.n - 1);
-        if (!(tall >= 0))
-            return lad_fail(err, "tall_lambda %g must be at least 0", tall);
         op->param[GTA_TALL_K] = k;
         op->param[GTA_TALL_LAMBDA] = tall;
     }
