@@ -382,6 +382,7 @@ typedef struct lad_op {
 } lad_op;
 
 extern const lad_method lad_method_linear;          /* lerp, soup, ckpt */
+extern const lad_method lad_method_mean;            /* soup --sum-first: sum, one division */
 extern const lad_method lad_method_task_arithmetic; /* task vectors */
 extern const lad_method lad_method_slerp;           /* spherical interpolation */
 extern const lad_method lad_method_gta;             /* TIES, DARE, breadcrumbs */
@@ -630,6 +631,10 @@ typedef struct lad_merge_request {
     const char *output;        /* a file or folder; NULL: into memory */
     void *metadata;            /* json_t object: the files' __metadata__ instead of the recipe */
     bool copy_all;             /* every tensor copied from the template (a save) */
+    /* The template gives config, tokenizer, tensor set and each merged
+     * tensor's output dtype, but no values: the op's inputs are models 1..
+     * (soup --partial-sum: the running sum stands for it). */
+    bool template_only;
     /* Tensors that cannot be merged (integers, bools) and differ between the
      * inputs are an error (0), or taken from model take_unmergeable - 1. */
     size_t take_unmergeable;

@@ -80,6 +80,7 @@ class Inputs:
 
     def __init__(self):
         self.memory = {}
+        self.count = 0
 
     def ref(self, model):
         if isinstance(model, Model):
@@ -90,11 +91,18 @@ class Inputs:
             for label, m in self.memory.items():
                 if m is model:
                     return label
-            label = f"<state dict {len(self.memory) + 1}>"
+            self.count += 1
+            label = f"<state dict {self.count}>"
             self.memory[label] = model
             return label
         raise LadleError(f"a model is a path, a ladle.load() result or a state dict, not a "
                          f"{type(model).__name__}")
+
+    def forget(self, model):
+        """Lets a state dict this call made for itself go (a running sum)."""
+        for label, m in list(self.memory.items()):
+            if m is model:
+                del self.memory[label]
 
 
 class _Call:

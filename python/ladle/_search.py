@@ -54,9 +54,11 @@ def greedy_soup(models, val_accuracies=None, evaluate_fn=None, strict=False, dty
     score (val_accuracies, else evaluate_fn on each), best first; from the best,
     each next ingredient is kept when the uniform soup with it scores at least
     the best so far (strict: better). Every candidate is the soup of its
-    ingredients computed in fp32 from the originals and rounded once to dtype,
-    handed to evaluate_fn as a fresh state dict. Returns (soup, score): the
-    soup as a state dict, or its path with out=."""
+    ingredients as ``ladle soup --sum-first`` makes it (their fp32 sum in rank
+    order, divided once, rounded once to dtype), handed to evaluate_fn as a
+    fresh state dict; the soup's fp32 sum is kept in memory, so a candidate
+    reads it and one new ingredient. Returns (soup, score): the soup as a
+    state dict, or its path with out=."""
     models = list(models)
     n = len(models)
     if n == 0:
@@ -71,6 +73,23 @@ def greedy_soup(models, val_accuracies=None, evaluate_fn=None, strict=False, dty
     kind = tensors or kind_of(models)
     extra = ["--dtype", dtype_arg(dtype)] if dtype is not None else []
     state = {"exc": None, "done": 0}
+    running = {"members": [], "sum": None}  # the fp32 sum of the soup so far
+
+    def covered(idx):
+        m = running["members"]
+        return len(m) if len(m) >= 2 and idx[:len(m)] == m else 0
+
+    def partial(idx):
+        k = covered(idx)
+        return ["--partial-sum", f"{inputs.ref(running['sum'])}:{k}"] if k else []
+
+    def running_sum(idx):
+        if running["members"] != idx:
+            new = run(["soup", "--sum-first", "--sum-only"] + [refs[i] for i in idx]
+                      + partial(idx), inputs, kind=kind)
+            if running["sum"] is not None:
+                inputs.forget(running["sum"])
+            running.update(members=list(idx), sum=new)
 
     def say(msg):
         if verbose:
@@ -82,7 +101,10 @@ def greedy_soup(models, val_accuracies=None, evaluate_fn=None, strict=False, dty
                 idx = [sets[k][j] for j in range(sizes[k])]
                 label = (labels[idx[0]] if len(idx) == 1
                          else f"soup of {len(idx)} (+ {labels[idx[-1]]})")
-                candidate = run(["soup"] + [refs[i] for i in idx] + extra, inputs, kind=kind)
+                if len(idx) >= 3:
+                    running_sum(idx[:-1])
+                candidate = run(["soup", "--sum-first"] + [refs[i] for i in idx] + extra
+                                + partial(idx), inputs, kind=kind)
                 scores[k] = _score(evaluate_fn, candidate, label)
                 state["done"] += 1
                 say(f"[{state['done']}] {label}: {scores[k]:.10g}")
@@ -116,8 +138,8 @@ def greedy_soup(models, val_accuracies=None, evaluate_fn=None, strict=False, dty
         for r, i in enumerate(ranking):
             say(f"rank {r + 1}: {labels[i]}: own {info['scores'][i]:.10g}, soup "
                 f"{info['soup_scores'][r]:.10g}, {'kept' if info['decisions'][r] else 'dropped'}")
-    soup = merge(["soup"] + [refs[i] for i in kept], inputs, dtype=dtype, out=out,
-                 tensors=kind, **opts)
+    soup = merge(["soup", "--sum-first"] + [refs[i] for i in kept] + partial(kept), inputs,
+                 dtype=dtype, out=out, tensors=kind, **opts)
     return GreedySoupResult(soup, best, **info)
 
 

@@ -3,11 +3,15 @@
  * al. 2022, recipe 1), the library's policy (lad_greedy_run) with candidates
  * written to disk and scored by the evaluator command (search.c).
  *
- * Every candidate is the soup of its ingredients computed from the input
- * files in fp32 and rounded once to the output dtype: the running soup is
- * never stored rounded between steps, and a resumed search recomputes
- * exactly the same candidates. OUT is written by the same merge as the
- * last accepted candidate, so the two are bit-identical.
+ * Every candidate is `soup --sum-first` of its ingredients in rank order:
+ * their fp32 sum, divided once by their count and rounded once to the
+ * output dtype. The sum of the soup so far is kept in the work folder (F32,
+ * never rounded to the output dtype), so each candidate reads that sum and
+ * one new ingredient: O(N) model reads for N ingredients, not O(N^2); the
+ * sum is extended only when a candidate that needs it is merged (a resumed
+ * search takes its scores from the log and merges nothing). The stored sum
+ * continues the plain sum bit for bit, so a candidate, the same soup
+ * merged from the ingredients themselves, and OUT are bit-identical.
  */
 #include "cli.h"
 #include "plot.h"
@@ -37,6 +41,10 @@ typedef struct greedy_args {
     size_t nmodels;
     const char *passed[NPASSED]; /* PASSED's values, or NULL */
     search s;                  /* the evaluator, while scoring */
+    /* The running sum: candidates read it (not GGUF, no vocabulary options). */
+    bool running;
+    char *sum;                   /* the F32 sum of sum_set[0..sum_k-1] in the work folder */
+    size_t sum_set[GREEDY_MAX], sum_k;
 } greedy_args;
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
@@ -87,15 +95,21 @@ static int take(void *ctx, int id, const char *arg, lad_error *err)
     return 0; /* --greedy */
 }
 
-/* The soup of the given ingredients, as ladle arguments; `final` adds what
- * changes no bit but how it runs (-j) and is stored (--shard-size). */
-static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool final)
+/* How soup_argv's merge runs: with -j, --shard-size (neither changes a
+ * bit), or as the running sum itself (F32, not divided). */
+enum { SOUP_RUN = 1, SOUP_STORE = 2, SOUP_SUM = 4 };
+
+/* The soup of the given ingredients, as ladle arguments; with partial, the
+ * stored sum of the first pk of them stands in for those. */
+static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, int how,
+                        const char *partial, size_t pk)
 {
-    char **argv = calloc(n + 10 + 2 * NPASSED, sizeof *argv);
+    char **argv = calloc(n + 16 + 2 * NPASSED, sizeof *argv);
     if (!argv)
         return NULL;
     size_t k = 0;
     bool ok = (argv[k++] = lad_strdup("soup")) != NULL;
+    ok &= (argv[k++] = lad_strdup("--sum-first")) != NULL;
     for (size_t i = 0; i < n; i++)
         ok &= (argv[k++] = lad_strdup(g->models[idx[i]])) != NULL;
     for (size_t i = 0; i < NPASSED; i++)
@@ -103,15 +117,21 @@ static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool 
             ok &= (argv[k++] = lad_asprintf("--%s", PASSED[i])) != NULL;
             ok &= (argv[k++] = lad_strdup(g->passed[i])) != NULL;
         }
-    if (g->dtype) {
+    if (how & SOUP_SUM) {
+        ok &= (argv[k++] = lad_strdup("--sum-only")) != NULL;
+    } else if (g->dtype) {
         ok &= (argv[k++] = lad_strdup("--dtype")) != NULL;
         ok &= (argv[k++] = lad_strdup(g->dtype)) != NULL;
     }
-    if (final && g->threads) {
+    if (partial) {
+        ok &= (argv[k++] = lad_strdup("--partial-sum")) != NULL;
+        ok &= (argv[k++] = lad_asprintf("%s:%zu", partial, pk)) != NULL;
+    }
+    if ((how & SOUP_RUN) && g->threads) {
         ok &= (argv[k++] = lad_strdup("-j")) != NULL;
         ok &= (argv[k++] = lad_strdup(g->threads)) != NULL;
     }
-    if (final && g->shard_size) {
+    if ((how & SOUP_STORE) && g->shard_size) {
         ok &= (argv[k++] = lad_strdup("--shard-size")) != NULL;
         ok &= (argv[k++] = lad_strdup(g->shard_size)) != NULL;
     }
@@ -122,16 +142,60 @@ static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, bool 
     return argv;
 }
 
+/* Does the running sum hold a prefix of idx[0..n-1] of at least 2? */
+static size_t sum_covers(const greedy_args *g, const size_t *idx, size_t n)
+{
+    return g->sum && g->sum_k >= 2 && g->sum_k <= n &&
+                   !memcmp(g->sum_set, idx, g->sum_k * sizeof *idx)
+               ? g->sum_k
+               : 0;
+}
+
+/* Makes the running sum that of idx[0..n-1] (n >= 2): from the one held
+ * when it holds a prefix, else from the ingredients. */
+static int running_sum(greedy_args *g, const size_t *idx, size_t n, lad_error *err)
+{
+    if (g->sum && g->sum_k == n && sum_covers(g, idx, n))
+        return 0;
+    size_t pk = sum_covers(g, idx, n);
+    char *next = search_work_file(&g->s, "sum");
+    char **argv = next ? soup_argv(g, idx, n, SOUP_RUN | SOUP_SUM, pk ? g->sum : NULL, pk)
+                       : NULL;
+    int rc = argv ? search_make(&g->s, argv, next, err) : lad_fail(err, "out of memory");
+    argv_free(argv);
+    if (rc) {
+        free(next);
+        return -1;
+    }
+    if (g->sum)
+        lad_remove_tree(g->sum);
+    free(g->sum);
+    g->sum = next;
+    g->sum_k = n;
+    memcpy(g->sum_set, idx, n * sizeof *idx);
+    return 0;
+}
+
 /* A candidate made by soup_argv; its recipe (the log's key) leaves out what
  * changes no bit. */
-static int soup_candidate(const greedy_args *g, const size_t *idx, size_t n, candidate *c,
+static int soup_candidate(greedy_args *g, const size_t *idx, size_t n, candidate *c,
                           const char *label, lad_error *err)
 {
     memset(c, 0, sizeof *c);
-    char **plain = soup_argv(g, idx, n, false);
+    char **plain = soup_argv(g, idx, n, 0, NULL, 0);
     c->recipe = plain ? recipe_of(plain) : NULL;
     argv_free(plain);
-    c->merge = soup_argv(g, idx, n, true);
+    double logged;
+    bool known = c->recipe && g->s.has_log &&
+                 lad_journal_find(&g->s.log, c->recipe, g->s.o.eval, &logged);
+    /* Read from the running sum of all but the newest, made if need be
+     * (not for a score the log holds: search_eval merges nothing then). */
+    bool partial = g->running && n >= 3 && !known;
+    if (c->recipe && partial && running_sum(g, idx, n - 1, err) != 0) {
+        candidate_free(c);
+        return -1;
+    }
+    c->merge = soup_argv(g, idx, n, SOUP_RUN, partial ? g->sum : NULL, n - 1);
     c->label = lad_strdup(label);
     if (!c->recipe || !c->merge || !c->label) {
         candidate_free(c);
@@ -266,7 +330,7 @@ static int check_soup(const greedy_args *g)
     size_t *all = calloc(g->nmodels, sizeof *all);
     for (size_t i = 0; all && i < g->nmodels; i++)
         all[i] = i;
-    char **argv = all ? soup_argv(g, all, g->nmodels, true) : NULL;
+    char **argv = all ? soup_argv(g, all, g->nmodels, SOUP_RUN | SOUP_STORE, NULL, 0) : NULL;
     free(all);
     if (!argv)
         return report(&(lad_error){.msg = "out of memory"});
@@ -338,13 +402,18 @@ int cmd_greedy(int argc, char **argv)
         rc = report(&err);
         goto out;
     }
+    g.running = strcmp(g.s.suffix, ".gguf") != 0;
+    for (size_t i = 0; i < NPASSED; i++)
+        g.running &= g.passed[i] == NULL;
     g.s.total = g.s.planned = (g.nscores >= 0 ? 0 : g.nmodels) + g.nmodels - 1;
     if (lad_greedy_run(&r, score, &g, &err) != 0) {
         rc = report(&err);
         goto out;
     }
-    /* OUT: the last accepted candidate, by the same merge. */
-    if (!(final = soup_argv(&g, r.soup, r.nsoup, true))) {
+    /* OUT: the last accepted candidate, by the same merge (from the running
+     * sum when it holds a prefix of the soup). */
+    size_t pk = sum_covers(&g, r.soup, r.nsoup);
+    if (!(final = soup_argv(&g, r.soup, r.nsoup, SOUP_RUN | SOUP_STORE, pk ? g.sum : NULL, pk))) {
         rc = report(&(lad_error){.msg = "out of memory"});
         goto out;
     }
@@ -362,6 +431,9 @@ int cmd_greedy(int argc, char **argv)
         print_table(&g, &r);
     rc = 0;
 out:
+    if (g.sum)
+        lad_remove_tree(g.sum);
+    free(g.sum);
     search_close(&g.s);
     lad_greedy_free(&r);
     argv_free(final);

@@ -557,13 +557,15 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
     return p.failed ? -1 : 0;
 }
 
-int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err)
+/* `ladle MERGE... -o OUT`, waited for; summary: pass its report on. */
+static int run_merge(search *s, char *const *merge, const char *out, bool force, bool summary,
+                     lad_error *err)
 {
     const char *extra[5] = {"-o", out};
     size_t k = 2;
     if (force)
         extra[k++] = "--force";
-    if (s->quiet)
+    if (s->quiet || !summary)
         extra[k++] = "-q";
     char **argv = ladle_argv(s, merge, extra);
     if (!argv)
@@ -588,11 +590,31 @@ int search_write(search *s, char *const *merge, const char *out, bool force, lad
         lad_fail(err, "%s: writing %s failed (%s): %s", s->cmd, out, how, last_line(&ch));
         err->interrupted = lad_interrupted();
         rc = -1;
-    } else {
-        fputs(ch.text[1], stderr); /* its summary */
+    } else if (summary) {
+        fputs(ch.text[1], stderr);
     }
     lad_child_free(&ch);
     return rc;
+}
+
+int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err)
+{
+    return run_merge(s, merge, out, force, true, err);
+}
+
+int search_make(search *s, char *const *merge, const char *out, lad_error *err)
+{
+    return run_merge(s, merge, out, false, false, err);
+}
+
+char *search_work_file(search *s, const char *kind)
+{
+    char *name = NULL;
+    do {
+        free(name);
+        name = lad_asprintf("%s/cand-%s-%04d%s", s->work, kind, s->seq++, s->suffix);
+    } while (name && lad_exists(name));
+    return name;
 }
 
 void search_close(search *s)

@@ -84,6 +84,11 @@ const char *search_suffix(const char *out, char *const *merge);
 int search_eval(search *s, candidate *c, size_t n, lad_error *err);
 /* Runs `ladle MERGE... -o OUT` with the child's messages passed on. */
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err);
+/* The same without its report: a file the search makes for itself. */
+int search_make(search *s, char *const *merge, const char *out, lad_error *err);
+/* A fresh name in the work folder, "cand-KIND-NNNN" with the candidates'
+ * suffix (a run killed earlier leaves it to remove_stale); allocated. */
+char *search_work_file(search *s, const char *kind);
 void search_close(search *s);
 void candidate_free(candidate *c);
 /* Frees a NULL-ended argument list. */

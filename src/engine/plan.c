@@ -313,6 +313,20 @@ static int plan_spec(lad_plan *p, size_t i, lad_error *err)
     return finish_tensor(p, i, s->name, in_model, model_of, 0, err);
 }
 
+/* A template without values (soup --partial-sum): its tensor gave the
+ * shape and the output dtype; the op's inputs are the others. */
+static int drop_template(lad_plan_tensor *pt, const char *name, lad_error *err)
+{
+    if (pt->rows)
+        return lad_fail(err, "tensor '%s': the models' vocabularies differ, which a partial sum "
+                             "cannot carry; merge the ingredients themselves",
+                        name);
+    pt->in++;
+    pt->nin--;
+    pt->swapped >>= 1;
+    return 0;
+}
+
 static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_model *const *in_model,
                          const size_t *model_of, size_t first_in, lad_error *err)
 {
@@ -383,6 +397,8 @@ static int finish_tensor(lad_plan *p, size_t i, const char *name, const lad_mode
         if (r->schedule && resolve_op(p, i, name, err) != 0)
             return -1;
         if (output_of(p, pt, first, err) != 0)
+            return -1;
+        if (r->template_only && drop_template(pt, name, err) != 0)
             return -1;
     } else {
         /* Integer and bool tensors: copied unchanged (position ids must
@@ -656,6 +672,14 @@ int lad_plan_build(const lad_merge_request *req, lad_plan **out, lad_error *err)
         return lad_usage(err, "--quant is for GGUF outputs (OUT ending in .gguf); use --dtype "
                               "for safetensors");
     }
+    if (req->template_only && (req->template_model != 0 || req->nmodels < 2 || req->specs ||
+                               req->schedule || req->copy_all)) {
+        free(p);
+        return lad_fail(err, "a template without values needs it first, an input after it, "
+                             "and one op for every tensor");
+    }
+    if (req->template_only)
+        p->req.op.ninputs = req->nmodels - 1;
     const lad_model *tmpl = req->models[req->template_model];
 
     /* The template's tensors, plus a head it ties but another model has. */

@@ -395,6 +395,7 @@ int lad_job_plan(lad_job *j, lad_open_fn open, void *ctx, lad_plan **out, lad_er
         .roles = j->roles,
         .nmodels = j->nmodels,
         .template_model = j->template_model,
+        .template_only = j->template_only,
         .op = j->op,
         .schedule = j->schedule,
         .layers = j->o.layers,

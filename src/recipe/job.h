@@ -50,6 +50,7 @@ struct lad_job {
     const char **roles;
     size_t nmodels;
     size_t template_model;       /* config, tokenizer, non-float tensors */
+    bool template_only;          /* ... and no values (lad_merge_request) */
     lad_op op;                   /* the op of every tensor, unless a schedule */
     const lad_token_rule *token_rules; /* a recipe's tokenizer: tokens:, or NULL */
     size_t ntoken_rules;

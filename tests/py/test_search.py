@@ -5,6 +5,7 @@ import hashlib
 import itertools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -26,14 +27,15 @@ def evaluator(target, *extra):
                      *map(str, extra)])
 
 
-def ingredients(tmp_path, rng, dtype="F32", n=5, layers=1):
+def ingredients(tmp_path, rng, dtype="F32", n=5, layers=1, scales=None):
     """A target model and n ingredients around it, at growing distances, so
     that the greedy soup accepts some and rejects others."""
     target = st.llama(rng, "F32", layers=layers, hidden=16, inter=24, vocab=32)
     tp = tmp_path / "target.safetensors"
     st.write(tp, target)
     paths = []
-    scales = [0.5, 0.55, 0.6, 1.5, 2.5][:n] if n <= 5 else [0.5 + 0.1 * i for i in range(n)]
+    if scales is None:
+        scales = [0.5, 0.55, 0.6, 1.5, 2.5][:n] if n <= 5 else [0.5 + 0.1 * i for i in range(n)]
     for i, scale in enumerate(scales):
         m = [(name, dtype, st.round_to(dtype, arr + F32(scale) * rng.standard_normal(
               arr.shape).astype(F32)) if arr.dtype == F32 else arr) for name, _, arr in target]
@@ -51,16 +53,15 @@ def f32_tensors(path):
 
 
 def write_soup(path, members, dtype):
-    """The reference candidate: the fp32 uniform average, in the given
-    order, rounded once to dtype."""
+    """The reference candidate: the fp32 sum of its ingredients in rank
+    order, divided once by their count (fp32), rounded once to dtype."""
     M = [f32_tensors(p) for p in members]
-    w = F32(1.0 / len(M))
     out = []
     for k in M[0]:
-        acc = w * M[0][k]
+        acc = M[0][k].copy()
         for m in M[1:]:
-            acc = acc + w * m[k]
-        out.append((k, dtype, st.round_to(dtype, acc)))
+            acc = acc + m[k]
+        out.append((k, dtype, st.round_to(dtype, acc / F32(len(M)))))
     st.write(path, out)
     return path
 
@@ -107,6 +108,86 @@ def same_tensors(a, b):
                                         for k in A)
 
 
+def garbled(path, to):
+    """path's header with every value NaN: what must not be read."""
+    t, _, order = st.read(path)
+    st.write(to, [(k, t[k][0], st.round_to(t[k][0], np.full(t[k][1].shape, np.nan))
+                   if t[k][0] in ("F32", "BF16", "F16") else t[k][1]) for k in order])
+    return to
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+def test_soup_sum_first_and_partial_sums(tmp_path, rng, dtype):
+    """--sum-first is the fp32 sum in the order given, divided once; a sum
+    stored by --sum-only stands in for the models it holds, bit for bit,
+    and their values (the template's too) are never read."""
+    _, models = ingredients(tmp_path, rng, dtype, n=5)
+    direct = tmp_path / "direct.safetensors"
+    ladle("soup", "--sum-first", *models, "-o", direct, "-q")
+    assert same_tensors(direct, write_soup(tmp_path / "want.safetensors", models, dtype))
+    s2, s4 = tmp_path / "s2.safetensors", tmp_path / "s4.safetensors"
+    ladle("soup", "--sum-first", "--sum-only", *models[:2], "-o", s2, "-q")
+    ladle("soup", "--sum-first", "--sum-only", *models[:4], "--partial-sum", f"{s2}:2", "-o", s4,
+          "-q")
+    M = [f32_tensors(m) for m in models]
+    for k, (d, a) in st.read(s4)[0].items():
+        if d == "F32" and k in M[0]:
+            assert np.array_equal(a, ((M[0][k] + M[1][k]) + M[2][k]) + M[3][k]), k
+    # The models a sum stands in for: garbled past their headers.
+    bad = [garbled(m, tmp_path / f"bad{i}.safetensors") for i, m in enumerate(models[:4])]
+    for partial, k in ((s2, 2), (s4, 4)):
+        got = tmp_path / f"from{k}.safetensors"
+        r = ladle("soup", "--sum-first", *bad[:k], *models[k:], "--partial-sum", f"{partial}:{k}",
+                  "-o", got)
+        assert same_tensors(got, direct), k
+        roles = [x["role"] for x in json.loads(st.read(got)[1]["ladle_recipe"])["inputs"]]
+        assert roles == ["template", "partial sum"] + ["ingredient"] * (5 - k)
+    # A partial sum of all of them: the mean of the stored sum alone.
+    s5 = tmp_path / "s5.safetensors"
+    ladle("soup", "--sum-first", "--sum-only", *models, "--partial-sum", f"{s4}:4", "-o", s5, "-q")
+    got = tmp_path / "from5.safetensors"
+    ladle("soup", "--sum-first", *bad[:1], *models[1:], "--partial-sum", f"{s5}:5", "-o", got, "-q")
+    assert same_tensors(got, direct)
+    for args, msg in ((["--partial-sum", f"{s2}:2"], "goes with --sum-first"),
+                      (["--sum-only"], "goes with --sum-first"),
+                      (["--sum-first", "--weights", "1,2,3,4,5"], "no --weights"),
+                      (["--sum-first", "--sum-only", "--dtype", "bf16"], "no --dtype"),
+                      (["--sum-first", "--partial-sum", f"{s2}:6"], "FILE:K"),
+                      (["--sum-first", "--partial-sum", f"{s2}"], "FILE:K")):
+        r = ladle("soup", *models, *args, "-o", tmp_path / "x.safetensors", check=False)
+        assert r.code == 2 and msg in r.err and not (tmp_path / "x.safetensors").exists(), args
+
+
+def test_greedy_reads_a_running_sum(tmp_path, rng):
+    """Each candidate past the second reads the soup's stored sum and its
+    newest ingredient only (as its recorded inputs show), and equals the
+    reference soup of its ingredients bit for bit."""
+    target, models = ingredients(tmp_path, rng, "BF16", n=7,
+                                 scales=[0.5, 0.52, 0.54, 3.0, 0.56, 0.58, 4.0])
+    work = tmp_path / "work"
+    out = tmp_path / "soup.safetensors"
+    r = ladle("soup", "--greedy", "--eval", evaluator(target), *models, "-o", out, "--json",
+              "--work", work, "--keep-candidates", "-q")
+    got = json.loads(r.out)
+    log = [json.loads(line) for line in open(work / "ladle-log.jsonl")][len(models):]
+    partial = 0
+    for e in log:
+        members = shlex.split(e["recipe"])[3:]
+        assert members == [str(m) for m in got["soup"][:1]] or len(members) >= 2
+        want = write_soup(tmp_path / "want.safetensors", members, "BF16")
+        assert same_tensors(e["path"], want), e["label"]
+        roles = [x["role"] for x in json.loads(st.read(e["path"])[1]["ladle_recipe"])["inputs"]]
+        if len(members) >= 3:
+            assert roles == ["template", "partial sum", "ingredient"], e["label"]
+            partial += 1
+        else:
+            assert roles == ["ingredient", "ingredient"]
+    assert partial >= 2  # the test means something
+    assert 3 <= len(got["soup"]) < len(models)
+    assert same_tensors(out, write_soup(tmp_path / "w.safetensors", got["soup"], "BF16"))
+    assert not [x for x in os.listdir(work) if "sum" in x]  # the running sum is removed
+
+
 @pytest.mark.parametrize("in_dtype,out_dtype", [("F32", None), ("BF16", "F16"), ("BF16", None)])
 def test_greedy_matches_reference(tmp_path, rng, in_dtype, out_dtype):
     target, models = ingredients(tmp_path, rng, in_dtype)
@@ -128,11 +209,11 @@ def test_greedy_matches_reference(tmp_path, rng, in_dtype, out_dtype):
         assert x["score"] == pytest.approx(own, rel=1e-6)
         assert x["soup_score"] == pytest.approx(s, rel=1e-6)
     assert got["score"] == pytest.approx(best, rel=1e-6)
-    # OUT: the reference soup within one ulp, and bit-identical to the last
+    # OUT: the reference soup bit for bit, and bit-identical to the last
     # accepted candidate (found through the log).
     dtype = out_dtype or in_dtype
     want = write_soup(tmp_path / "want.safetensors", [models[i] for i in soup], dtype)
-    check_within_one_ulp(out, want, dtype)
+    assert same_tensors(out, want)
     log = [json.loads(line) for line in open(work / "ladle-log.jsonl")]
     assert all(e["eval"] == evaluator(target) and e["seconds"] > 0 for e in log)
     n_own = len(models)

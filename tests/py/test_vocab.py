@@ -410,13 +410,13 @@ def test_token_rule_errors(tmp_path, rng):
 def test_greedy_soup_passes_the_vocabulary_options(tmp_path, rng):
     """soup --greedy takes --tokenizer-source (and the other options that
     shape a soup) and hands them to every candidate: OUT is the same soup
-    made directly."""
+    (--sum-first, the greedy soup's mean) made directly."""
     base, ft1, ft2, _ = family(tmp_path, rng)
     models = [base.path, ft1.path, ft2.path]
     ladle("soup", "--greedy", *models, "--scores", "1,1,1", "--eval", "echo 1",
           "--tokenizer-source", "union", "--pad-to-multiple-of", "8", "-o", tmp_path / "g",
           "-q")
-    ladle("soup", *models, "--tokenizer-source", "union", "--pad-to-multiple-of", "8", "-o",
-          tmp_path / "d", "-q")
+    ladle("soup", "--sum-first", *models, "--tokenizer-source", "union", "--pad-to-multiple-of",
+          "8", "-o", tmp_path / "d", "-q")
     same_outputs(tmp_path / "g", tmp_path / "d")
     assert st.load(str(tmp_path / "g"))[0]["lm_head.weight"][1].shape == (40, 16)

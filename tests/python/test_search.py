@@ -98,6 +98,39 @@ def test_greedy_soup_same_as_the_cli(tmp_path, rng, dtype):
         assert raw(v) == want[k].tobytes(), k
 
 
+def test_greedy_soup_candidates_are_sum_first_soups(tmp_path, rng):
+    """Every candidate, made from the running fp32 sum kept in memory, is
+    the fp32 sum of its ingredients in rank order divided once and rounded
+    once to the output dtype (numpy), bit for bit."""
+    target, _, sds = ingredients(tmp_path, rng, "BF16", n=6)
+    fn = neg_distance(target)
+    seen = []
+
+    def record(sd):
+        seen.append({k: raw(v) for k, v in sd.items()})
+        return fn(sd)
+
+    accs = [fn(sd) for sd in sds]
+    r = ladle.greedy_soup(sds, accs, record, verbose=False)
+    members, soup, checked = [], [r.ranking[0]], 0
+    for i, ok in zip(r.ranking[1:], r.decisions[1:]):
+        members.append(soup + [i])
+        if ok:
+            soup.append(i)
+    assert len(seen) == len(members) and max(map(len, members)) >= 3
+    for cand, idx in zip(seen, members):
+        for k, v in sds[0].items():
+            if not v.is_floating_point():
+                continue
+            acc = f32(sds[idx[0]][k]).copy()
+            for j in idx[1:]:
+                acc = acc + f32(sds[j][k])
+            want = st.round_to("BF16", acc / np.float32(len(idx)))
+            assert cand[k] == want.tobytes(), (idx, k)
+            checked += 1
+    assert checked > 0 and r.accepted_indices == soup
+
+
 def test_evaluate_fn_sees_fresh_candidates_in_the_output_dtype(tmp_path, rng):
     target, _, sds = ingredients(tmp_path, rng, n=4)
     fn = neg_distance(target)
