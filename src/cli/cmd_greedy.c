@@ -45,6 +45,14 @@ typedef struct greedy_args {
     bool running;
     char *sum;                   /* the F32 sum of sum_set[0..sum_k-1] in the work folder */
     size_t sum_set[GREEDY_MAX], sum_k;
+    /* The sum with the newest candidate's ingredient, made while that
+     * candidate is merged and evaluated: the next sum if it is kept. */
+    bool ahead;
+    lad_child ahead_child;
+    char *ahead_path;
+    size_t ahead_set[GREEDY_MAX], ahead_k;
+    double sum_seconds, eval_seconds; /* the last sum made in the foreground (-1: none
+                                       * yet), the last evaluation */
 } greedy_args;
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
@@ -151,28 +159,81 @@ static size_t sum_covers(const greedy_args *g, const size_t *idx, size_t n)
                : 0;
 }
 
-/* Makes the running sum that of idx[0..n-1] (n >= 2): from the one held
- * when it holds a prefix, else from the ingredients. */
+static void adopt(greedy_args *g, char *path, const size_t *idx, size_t n)
+{
+    if (g->sum)
+        lad_remove_tree(g->sum);
+    free(g->sum);
+    g->sum = path;
+    g->sum_k = n;
+    memcpy(g->sum_set, idx, n * sizeof *idx);
+}
+
+/* The sum made ahead: taken when it is the one wanted (idx[0..n-1]), else
+ * stopped and removed. */
+static int settle_ahead(greedy_args *g, const size_t *idx, size_t n, lad_error *err)
+{
+    if (!g->ahead)
+        return 0;
+    g->ahead = false;
+    char *path = g->ahead_path;
+    g->ahead_path = NULL;
+    if (idx && g->ahead_k == n && !memcmp(g->ahead_set, idx, n * sizeof *idx)) {
+        if (search_make_wait(&g->s, &g->ahead_child, path, err) != 0) {
+            free(path);
+            return -1;
+        }
+        adopt(g, path, idx, n);
+        return 0;
+    }
+    search_make_cancel(&g->s, &g->ahead_child, path);
+    free(path);
+    return 0;
+}
+
+/* Starts the sum of idx[0..n-1] in the background, from the running sum
+ * of idx[0..n-2] (or from the two ingredients). */
+static int sum_ahead(greedy_args *g, const size_t *idx, size_t n, lad_error *err)
+{
+    size_t pk = sum_covers(g, idx, n);
+    char *next = search_work_file(&g->s, "sum");
+    char **argv = next ? soup_argv(g, idx, n, SOUP_RUN | SOUP_SUM, pk ? g->sum : NULL, pk)
+                       : NULL;
+    int rc = argv ? search_make_start(&g->s, argv, next, &g->ahead_child, err)
+                  : lad_fail(err, "out of memory");
+    argv_free(argv);
+    if (rc) {
+        free(next);
+        return -1;
+    }
+    g->ahead = true;
+    g->ahead_path = next;
+    g->ahead_k = n;
+    memcpy(g->ahead_set, idx, n * sizeof *idx);
+    return 0;
+}
+
+/* Makes the running sum that of idx[0..n-1] (n >= 2): the one made ahead,
+ * or from the one held when it holds a prefix, else from the ingredients. */
 static int running_sum(greedy_args *g, const size_t *idx, size_t n, lad_error *err)
 {
+    if (settle_ahead(g, idx, n, err) != 0)
+        return -1;
     if (g->sum && g->sum_k == n && sum_covers(g, idx, n))
         return 0;
     size_t pk = sum_covers(g, idx, n);
     char *next = search_work_file(&g->s, "sum");
     char **argv = next ? soup_argv(g, idx, n, SOUP_RUN | SOUP_SUM, pk ? g->sum : NULL, pk)
                        : NULL;
+    double t0 = lad_now();
     int rc = argv ? search_make(&g->s, argv, next, err) : lad_fail(err, "out of memory");
+    g->sum_seconds = lad_now() - t0;
     argv_free(argv);
     if (rc) {
         free(next);
         return -1;
     }
-    if (g->sum)
-        lad_remove_tree(g->sum);
-    free(g->sum);
-    g->sum = next;
-    g->sum_k = n;
-    memcpy(g->sum_set, idx, n * sizeof *idx);
+    adopt(g, next, idx, n);
     return 0;
 }
 
@@ -200,6 +261,19 @@ static int soup_candidate(greedy_args *g, const size_t *idx, size_t n, candidate
     if (!c->recipe || !c->merge || !c->label) {
         candidate_free(c);
         return lad_fail(err, "out of memory");
+    }
+    /* While it is merged and evaluated, the sum with it: the next step's,
+     * if it is kept (made for nothing if not; never past the last). Only
+     * when evaluations take longer than a sum: else it would slow this
+     * candidate's merge more than it saves. */
+    if (settle_ahead(g, NULL, 0, err) != 0) {
+        candidate_free(c);
+        return -1;
+    }
+    if (g->running && !known && n < g->nmodels && g->sum_seconds >= 0 &&
+        g->eval_seconds > g->sum_seconds && sum_ahead(g, idx, n, err) != 0) {
+        candidate_free(c);
+        return -1;
     }
     return 0;
 }
@@ -232,8 +306,11 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
     }
     if (rc == 0)
         rc = search_eval(&g->s, c, n, err);
-    for (size_t k = 0; rc == 0 && k < n; k++)
+    for (size_t k = 0; rc == 0 && k < n; k++) {
         scores[k] = c[k].score;
+        if (!c[k].from_log)
+            g->eval_seconds = c[k].seconds;
+    }
     for (size_t k = 0; c && k < n; k++)
         candidate_free(&c[k]);
     free(c);
@@ -361,7 +438,7 @@ int cmd_greedy(int argc, char **argv)
     memcpy(defs + NOWN + NPASSED, SEARCH_OPTIONS, NSEARCH_OPTIONS * sizeof *defs);
     memset(&defs[NOWN + NPASSED + NSEARCH_OPTIONS], 0, sizeof *defs);
     static greedy_args g; /* large; one search per process */
-    g = (greedy_args){.nscores = -1};
+    g = (greedy_args){.nscores = -1, .sum_seconds = -1};
     char *const *pos = NULL;
     int n, rc;
     if (!cli_parse("soup", merge_help("soup"), argc, argv, defs, false, take, &g, &pos, &n, &rc))
@@ -412,6 +489,10 @@ int cmd_greedy(int argc, char **argv)
     }
     /* OUT: the last accepted candidate, by the same merge (from the running
      * sum when it holds a prefix of the soup). */
+    if (r.nsoup >= 2 && settle_ahead(&g, r.soup, r.nsoup, &err) != 0) {
+        rc = report(&err);
+        goto out;
+    }
     size_t pk = sum_covers(&g, r.soup, r.nsoup);
     if (!(final = soup_argv(&g, r.soup, r.nsoup, SOUP_RUN | SOUP_STORE, pk ? g.sum : NULL, pk))) {
         rc = report(&(lad_error){.msg = "out of memory"});
@@ -431,6 +512,7 @@ int cmd_greedy(int argc, char **argv)
         print_table(&g, &r);
     rc = 0;
 out:
+    settle_ahead(&g, NULL, 0, &err);
     if (g.sum)
         lad_remove_tree(g.sum);
     free(g.sum);

@@ -557,9 +557,9 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
     return p.failed ? -1 : 0;
 }
 
-/* `ladle MERGE... -o OUT`, waited for; summary: pass its report on. */
-static int run_merge(search *s, char *const *merge, const char *out, bool force, bool summary,
-                     lad_error *err)
+/* Starts `ladle MERGE... -o OUT` (-q unless summary). */
+static int start_child(search *s, char *const *merge, const char *out, bool force, bool summary,
+                       lad_child *ch, lad_error *err)
 {
     const char *extra[5] = {"-o", out};
     size_t k = 2;
@@ -570,41 +570,74 @@ static int run_merge(search *s, char *const *merge, const char *out, bool force,
     char **argv = ladle_argv(s, merge, extra);
     if (!argv)
         return lad_fail(err, "out of memory");
-    lad_child ch;
-    int rc = lad_child_start(&ch, argv, NULL, false, 0, err);
+    int rc = lad_child_start(ch, argv, NULL, false, 0, err);
     free(argv);
-    if (rc)
-        return -1;
-    lad_child *one = &ch;
+    return rc;
+}
+
+/* Waits for it (stopping it on an interrupt); summary: pass its report on. */
+static int finish_child(search *s, lad_child *ch, const char *out, bool summary, lad_error *err)
+{
+    lad_child *one = ch;
     bool stopped = false;
-    while (!ch.exited) {
+    while (!ch->exited) {
         if (lad_interrupted() && !stopped) {
-            lad_child_stop(&ch); /* it removes its temporary output */
+            lad_child_stop(ch); /* it removes its temporary output */
             stopped = true;
         }
         lad_child_poll(&one, 1, POLL_MS);
     }
-    if (!lad_child_ok(&ch)) {
+    int rc = 0;
+    if (!lad_child_ok(ch)) {
         char how[128];
-        lad_child_describe(&ch, how, sizeof how);
-        lad_fail(err, "%s: writing %s failed (%s): %s", s->cmd, out, how, last_line(&ch));
+        lad_child_describe(ch, how, sizeof how);
+        lad_fail(err, "%s: writing %s failed (%s): %s", s->cmd, out, how, last_line(ch));
         err->interrupted = lad_interrupted();
         rc = -1;
     } else if (summary) {
-        fputs(ch.text[1], stderr);
+        fputs(ch->text[1], stderr);
     }
-    lad_child_free(&ch);
+    lad_child_free(ch);
     return rc;
 }
 
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err)
 {
-    return run_merge(s, merge, out, force, true, err);
+    lad_child ch;
+    if (start_child(s, merge, out, force, true, &ch, err) != 0)
+        return -1;
+    return finish_child(s, &ch, out, true, err);
 }
 
 int search_make(search *s, char *const *merge, const char *out, lad_error *err)
 {
-    return run_merge(s, merge, out, false, false, err);
+    lad_child ch;
+    if (start_child(s, merge, out, false, false, &ch, err) != 0)
+        return -1;
+    return finish_child(s, &ch, out, false, err);
+}
+
+int search_make_start(search *s, char *const *merge, const char *out, lad_child *ch,
+                      lad_error *err)
+{
+    return start_child(s, merge, out, false, false, ch, err);
+}
+
+int search_make_wait(search *s, lad_child *ch, const char *out, lad_error *err)
+{
+    return finish_child(s, ch, out, false, err);
+}
+
+void search_make_cancel(search *s, lad_child *ch, const char *out)
+{
+    if (!ch->exited)
+        lad_child_stop(ch);
+    lad_child *one = ch;
+    while (!ch->exited)
+        lad_child_poll(&one, 1, POLL_MS);
+    (void)s;
+    lad_child_free(ch);
+    lad_remove_tree(out);
 }
 
 char *search_work_file(search *s, const char *kind)

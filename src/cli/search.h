@@ -86,6 +86,12 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err);
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err);
 /* The same without its report: a file the search makes for itself. */
 int search_make(search *s, char *const *merge, const char *out, lad_error *err);
+/* ... in the background, while the search goes on: started, then waited
+ * for (its failure as search_make's), or stopped and its output removed. */
+int search_make_start(search *s, char *const *merge, const char *out, lad_child *ch,
+                      lad_error *err);
+int search_make_wait(search *s, lad_child *ch, const char *out, lad_error *err);
+void search_make_cancel(search *s, lad_child *ch, const char *out);
 /* A fresh name in the work folder, "cand-KIND-NNNN" with the candidates'
  * suffix (a run killed earlier leaves it to remove_stale); allocated. */
 char *search_work_file(search *s, const char *kind);
