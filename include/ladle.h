@@ -369,6 +369,9 @@ typedef struct lad_method {
      * the tensor and the method). */
     const char *(*pass_end)(const lad_kctx *k, int pass, bool wide, void *const *accs,
                             size_t naccs);
+    /* Optional: true when an earlier pass made this one unneeded (it is not
+     * run, nor its pass_end). */
+    bool (*pass_skip)(const lad_kctx *k, int pass);
 } lad_method;
 
 /* A method with its resolved parameters. What the parameters mean, and the

@@ -722,6 +722,8 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     if (rc == 0 && npasses(pt) && m->stats_init)
         m->stats_init(&k, wide);
     for (int pass = 0; rc == 0 && pass < npasses(pt); pass++) {
+        if (m->pass_skip && m->pass_skip(&k, pass))
+            continue;
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
         const char *why;
@@ -794,6 +796,8 @@ static int run_model_scope(run *r, pool *pl, size_t t0, lad_error *err)
     if (rc == 0 && m->stats_init)
         m->stats_init(&k, wide);
     for (int pass = 0; rc == 0 && pass < npasses(&p->t[t0]); pass++) {
+        if (m->pass_skip && m->pass_skip(&k, pass))
+            continue;
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
         const char *why;
@@ -1201,7 +1205,11 @@ int lad_engine_execute(lad_plan *p, lad_writer *w, unsigned char *const *mem,
         int nthreads = p->req.threads > 0 ? p->req.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (nthreads < 1)
             nthreads = 1;
-        lad_linalg_threads(nthreads);
+        /* BLAS's thread count changes how OpenBLAS splits its sums, so its
+         * results: one count for any -j (the machine's), so that -j never
+         * changes a bit (the engine's workers are idle during decompositions). */
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        lad_linalg_threads(ncpu > 0 ? (int)ncpu : 1);
         rc = run_items(&r, nthreads, err);
     }
     if (rc == 0 && w && p->req.nparts)

@@ -53,9 +53,10 @@ void lad_gemm_tn(size_t m, size_t n, size_t k, float alpha, const float *A, size
 void lad_dgemm(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double *A,
                size_t lda, const double *B, size_t ldb, double beta, double *C, size_t ldc);
 
-/* The threads BLAS may use (the engine's -j: its workers are idle while a
- * method's statistics are decomposed, so the two never run at once).
- * OpenBLAS's setting where it is the BLAS in use, else nothing. */
+/* The threads BLAS may use (the engine gives the machine's count for any
+ * -j: OpenBLAS's results depend on it, -j must not; its workers are idle
+ * while a method's statistics are decomposed, so the two never run at
+ * once). OpenBLAS's setting where it is the BLAS in use, else nothing. */
 void lad_linalg_threads(int n);
 
 /* Which BLAS/LAPACK is in use (for --version and benchmarks). */

@@ -75,7 +75,18 @@ typedef struct gta_stats {
     double l1r[GTA_MAX_TV];         /* the factors, 1 until measured */
     float l1rf[GTA_MAX_TV];
     lad_select sel[GTA_MAX_TV * 2]; /* per task vector: keep-top, drop-top */
+    /* The last digit pass also keeps, per selection and block, the
+     * distinct last digits of the keys that match the digits found before
+     * it, with their counts (GTA_MAP pairs; the block's before[] counts
+     * them, GTA_MAP + 1: more than fit). With T known, each block's count
+     * of keys equal to T is there, and the tie pass is not run. NULL when
+     * the map would take more than GTA_MAP_BUDGET bytes. */
+    uint32_t *map;
+    bool ties_settled;
 } gta_stats;
+
+#define GTA_MAP 8
+#define GTA_MAP_BUDGET (64u << 20)
 
 static size_t ntv(const lad_op *op) { return op->ninputs - 1; }
 static int kind(const lad_op *op) { return (int)op->param[GTA_SPARSIFY]; }
@@ -101,11 +112,17 @@ static int gta_npasses(const lad_op *op, bool wide)
 
 static bool gta_model_scope(const lad_op *op) { return op->param[GTA_SCOPE] != 0; }
 
+static size_t map_size(const lad_kctx *k)
+{
+    size_t n = ntv(k->op) * (size_t)targets(k->op) * (size_t)k->nblocks * GTA_MAP * 4;
+    return n <= GTA_MAP_BUDGET ? n : 0;
+}
+
 static size_t gta_stats_size(const lad_kctx *k)
 {
     const lad_op *op = k->op;
     return sizeof(gta_stats) + ntv(op) * (size_t)targets(op) * (size_t)k->nblocks * sizeof(uint64_t) +
-           ntv(op) * k->nitems * sizeof(double) * 3;
+           ntv(op) * k->nitems * sizeof(double) * 3 + map_size(k);
 }
 
 static size_t gta_acc_size(const lad_op *op)
@@ -156,6 +173,7 @@ static void gta_stats_init(const lad_kctx *k, bool wide)
     uint64_t *blocks = (uint64_t *)(st + 1);
     st->norms = (double *)(blocks + (size_t)st->ntv * (size_t)st->targets * st->nblocks);
     st->l1sums = st->norms + (size_t)st->ntv * k->nitems;
+    st->map = map_size(k) ? (uint32_t *)(st->l1sums + (size_t)st->ntv * k->nitems * 2) : NULL;
     for (int i = 0; i < st->ntv; i++) {
         uint64_t keep_top, drop_top;
         keep_counts(op, (size_t)i, k->nelem, &keep_top, &drop_top);
@@ -179,9 +197,77 @@ static void sparsify_f32(const lad_kctx *k, const float *const *in, size_t n, fl
 static void sparsify_f64(const lad_kctx *k, const double *const *in, size_t n, double *wd,
                          double *fac, double *row, bool weighted);
 
+/* The keys of the block's task vector, for the digit passes. */
+#define GTA_KEYS(NAME, T, KEY)                                                                  \
+    LAD_KERNEL static void NAME(uint64_t *restrict keys, const T *restrict x,                  \
+                                const T *restrict b, T sc, size_t n)                            \
+    {                                                                                           \
+        for (size_t e = 0; e < n; e++)                                                          \
+            keys[e] = KEY((x[e] - b[e]) * sc);                                                  \
+    }
+
+GTA_KEYS(keys_f32, float, key_f32)
+GTA_KEYS(keys_f64, double, key_f64)
+
+/* Counts one more key with last digit d in a block's map of `used` pairs
+ * (digit in the low 16 bits, count above); returns the new `used`. */
+static inline uint64_t map_add(uint32_t *map, uint64_t used, uint32_t d)
+{
+    if (used > GTA_MAP)
+        return used;
+    for (uint64_t j = 0; j < used; j++)
+        if ((map[j] & 0xffff) == d) {
+            map[j] += 1u << 16;
+            return used;
+        }
+    if (used == GTA_MAP)
+        return GTA_MAP + 1;
+    map[used] = d | 1u << 16;
+    return used + 1;
+}
+
+/* After the last digit pass: each block's count of keys equal to T, from
+ * the maps, as the tie pass would count them; false (the tie pass runs)
+ * when a map overflowed or there are none. A selection that keeps every
+ * key equal to T (counted in the histogram) needs no counts at all. */
+static bool settle_ties(gta_stats *st, void *const *accs)
+{
+    int nsel = st->ntv * st->targets;
+    bool settled = true;
+    for (int s = 0; s < nsel && settled; s++) {
+        lad_select *sel = &st->sel[s];
+        if (sel->all || sel->none)
+            continue;
+        const uint64_t *h0 = (const uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
+        if (sel->ties == h0[sel->thresh & 0xffff]) {
+            sel->ties = UINT64_MAX; /* every key equal to T is kept */
+            continue;
+        }
+        if (!st->map) {
+            settled = false;
+            break;
+        }
+        for (uint64_t b = 0; b < st->nblocks && settled; b++)
+            settled = sel->before[b] <= GTA_MAP;
+        for (uint64_t b = 0; b < st->nblocks && settled; b++) {
+            const uint32_t *map = st->map + ((size_t)s * st->nblocks + b) * GTA_MAP;
+            uint64_t c = 0;
+            for (uint64_t j = 0; j < sel->before[b]; j++)
+                if ((map[j] & 0xffff) == (sel->thresh & 0xffff))
+                    c = map[j] >> 16;
+            sel->before[b] = c;
+        }
+        if (settled)
+            lad_select_ties_done(sel, st->nblocks);
+    }
+    /* Not settled: the tie pass counts every selection's blocks afresh
+     * (and a selection keeping every key equal to T stays so). */
+    return settled;
+}
+
 /* The statistics passes, once per compute type: digit passes histogram the
  * keys that still match, the last pass counts keys equal to T per block. */
-#define GTA_STATS(NAME, T, KEY, SCALE, SPARSIFY)                                                          \
+#define GTA_STATS(NAME, T, KEY, SCALE, SPARSIFY, KEYS)                                         \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)      \
     {                                                                                           \
         gta_stats *st = k->stats;                                                               \
@@ -223,11 +309,32 @@ static void sparsify_f64(const lad_kctx *k, const double *const *in, size_t n, d
                     continue;                                                                   \
                 const T *x = in[i + 1], *b = in[0], sc = (T)st->SCALE[i];                       \
                 if (pass < st->digits) {                                                        \
-                    uint64_t *h = hist + (size_t)(i * st->targets + t) * LAD_SELECT_BINS;       \
-                    for (size_t e = 0; e < n; e++) {                                            \
-                        int bin = lad_select_bin(s, KEY((x[e] - b[e]) * sc), pass, st->digits); \
-                        if (bin >= 0)                                                           \
-                            h[bin]++;                                                           \
+                    size_t sel = (size_t)(i * st->targets + t);                                 \
+                    uint64_t *h = hist + sel * LAD_SELECT_BINS;                                 \
+                    /* the keys first (a loop that vectorises), then the histogram */         \
+                    uint64_t *keys = k->scratch;                                                \
+                    KEYS(keys, x, b, sc, n);                                                    \
+                    const int shift = 16 * (st->digits - 1 - pass);                             \
+                    if (pass == st->digits - 1 && st->map) {                                    \
+                        uint32_t *map = st->map + (sel * st->nblocks + block) * GTA_MAP;        \
+                        uint64_t used = s->before[block];                                       \
+                        const uint64_t want = s->prefix >> 16;                                  \
+                        for (size_t e = 0; e < n; e++)                                          \
+                            if (keys[e] >> 16 == want) {                                        \
+                                h[keys[e] & 0xffff]++;                                          \
+                                used = map_add(map, used, (uint32_t)(keys[e] & 0xffff));        \
+                            }                                                                   \
+                        s->before[block] = used;                                                \
+                        continue;                                                               \
+                    }                                                                           \
+                    if (pass == 0) {                                                            \
+                        for (size_t e = 0; e < n; e++)                                          \
+                            h[keys[e] >> shift]++;                                              \
+                    } else {                                                                    \
+                        const uint64_t want = s->prefix >> (shift + 16);                        \
+                        for (size_t e = 0; e < n; e++)                                          \
+                            if (keys[e] >> (shift + 16) == want)                                \
+                                h[(keys[e] >> shift) & 0xffff]++;                               \
                     }                                                                           \
                 } else {                                                                        \
                     uint64_t c = 0;                                                             \
@@ -238,8 +345,8 @@ static void sparsify_f64(const lad_kctx *k, const double *const *in, size_t n, d
             }                                                                                   \
     }
 
-GTA_STATS(gta_stats_f32, float, key_f32, scalef, sparsify_f32)
-GTA_STATS(gta_stats_f64, double, key_f64, scale, sparsify_f64)
+GTA_STATS(gta_stats_f32, float, key_f32, scalef, sparsify_f32, keys_f32)
+GTA_STATS(gta_stats_f64, double, key_f64, scale, sparsify_f64, keys_f64)
 
 static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
@@ -291,7 +398,15 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         }
         lad_select_digit_done(&st->sel[s], h0, pass, st->digits);
     }
+    if (pass == st->digits - 1 && nsel > 0)
+        st->ties_settled = settle_ties(st, accs);
     return NULL;
+}
+
+static bool gta_pass_skip(const lad_kctx *k, int pass)
+{
+    const gta_stats *st = k->stats;
+    return st->targets > 0 && st->ties_settled && pass == st->first_select + st->digits;
 }
 
 /* lowbias32 (C. Wellons): a 32-bit mixer for the counter-based RNG. */
@@ -409,8 +524,8 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
  * left this loop scalar. */
 #define GTA_MAGNITUDE(NAME, T, KEY)                                                             \
     LAD_KERNEL static int NAME(T *restrict wi, const T *restrict x, const T *restrict b, size_t n,  \
-                           T sc, T r, T w, int k0, int z0, int k1, int z1, int q0, int64_t s0t, \
-                           int64_t s1t)                                                         \
+                           T sc, T r, T w, int k0, int z0, int k1, int z1, int q0, int q1,      \
+                           int64_t s0t, int64_t s1t)                                            \
     {                                                                                           \
         int equal = 0;                                                                          \
         for (size_t e = 0; e < n; e++) {                                                        \
@@ -418,7 +533,7 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
             int64_t kk = (int64_t)KEY(d);                                                       \
             int keep = k0 | (!z0 & (kk > s0t));                                                 \
             keep &= !z1 & !(k1 & (kk > s1t));                                                   \
-            equal += (q0 & (kk == s0t)) | (k1 & (kk == s1t));                                   \
+            equal += (q0 & (kk == s0t)) | (q1 & (kk == s1t));                                   \
             wi[e] = keep ? v : (T)0;                                                            \
         }                                                                                       \
         return equal;                                                                           \
@@ -566,11 +681,15 @@ GTA_OUTPUT(output_f64, double)
                 const bool all0 = s0->all, none0 = s0->none;                                    \
                 const uint64_t t0 = s0->thresh, t1 = s1 ? s1->thresh : 0;                       \
                 const bool out1 = s1 && !s1->none, all1 = s1 && s1->all;                        \
-                /* keys are below 2^63 (the sign bit is cleared): signed compares */           \
-                const int64_t s0t = (int64_t)t0, s1t = (int64_t)t1;                             \
+                /* keys are below 2^63 (the sign bit is cleared): signed compares; in a  \
+                 * block whose keys equal to a threshold all go one way, the threshold      \
+                 * moves down one for "kept" (> T - 1 is >= T) and nothing is left over */  \
                 const int k0 = all0, z0 = none0, k1 = out1 && !all1, z1 = all1;                  \
-                const int q0 = !all0 && !none0;                                                 \
-                int equal = MAGNITUDE(wi, x, b, n, sc, r, w, k0, z0, k1, z1, q0, s0t, s1t);       \
+                const int m0 = k0 || z0 ? 0 : lad_select_block_ties(s0, block, st->nblocks);    \
+                const int m1 = k1 ? lad_select_block_ties(s1, block, st->nblocks) : 0;          \
+                const int64_t s0t = (int64_t)t0 - (m0 == 1), s1t = (int64_t)t1 - (k1 && m1 == 1); \
+                const int q0 = !all0 && !none0 && m0 < 0, q1 = k1 && m1 < 0;                    \
+                int equal = MAGNITUDE(wi, x, b, n, sc, r, w, k0, z0, k1, z1, q0, q1, s0t, s1t);   \
                 if (equal == 0)                                                                 \
                     continue;                                                                   \
                 /* keys equal to a threshold: kept or dropped in index order */                 \
@@ -640,6 +759,7 @@ const lad_method lad_method_della = {
     .stats_f32 = gta_stats_f32,
     .stats_f64 = gta_stats_f64,
     .pass_end = gta_pass_end,
+    .pass_skip = gta_pass_skip,
     .row_length = della_row_length,
 };
 
@@ -655,4 +775,5 @@ const lad_method lad_method_gta = {
     .stats_f32 = gta_stats_f32,
     .stats_f64 = gta_stats_f64,
     .pass_end = gta_pass_end,
+    .pass_skip = gta_pass_skip,
 };

@@ -37,4 +37,5 @@ void lad_select_ties_done(lad_select *s, uint64_t nblocks)
         s->before[b] = sum;
         sum += c;
     }
+    s->equal = sum;
 }

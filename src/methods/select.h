@@ -6,10 +6,13 @@
  * pattern of |x| for a float x is monotonic in |x|). A radix select finds
  * the K-th largest key T one 16-bit digit per pass (2 passes for fp32
  * keys, 4 for fp64), from per-thread 65,536-bin histograms. A last pass
- * counts, per LAD_BLOCK block, the keys equal to T; with those counts a
- * kernel keeps every key above T and the first `ties` keys equal to T in
- * index order. So exactly K elements are kept, ties broken by lowest index,
- * the same for any thread count and chunking.
+ * counts, per LAD_BLOCK block, the keys equal to T (a caller may count them
+ * during the last digit pass instead: gta.c); with those counts a kernel
+ * keeps every key above T and the first `ties` keys equal to T in index
+ * order. So exactly K elements are kept, ties broken by lowest index, the
+ * same for any thread count and chunking. In every block but the one where
+ * the `ties` run out, the keys equal to T are all kept or all dropped
+ * (lad_select_block_ties), so a kernel settles them one by one there only.
  */
 #ifndef LADLE_SELECT_H
 #define LADLE_SELECT_H
@@ -27,8 +30,9 @@ typedef struct lad_select {
     uint64_t prefix;    /* the digits of T found so far, in place */
     uint64_t need;      /* the rank still sought among keys matching prefix */
     uint64_t thresh;    /* T, once every digit is known */
-    uint64_t ties;      /* how many keys equal to T are kept */
+    uint64_t ties;      /* how many keys equal to T are kept (UINT64_MAX: all) */
     uint64_t *before;   /* per block: keys equal to T in earlier blocks */
+    uint64_t equal;     /* keys equal to T in all blocks (after lad_select_ties_done) */
 } lad_select;
 
 /* The key of |v|: its bit pattern, monotonic in |v|. */
@@ -66,6 +70,16 @@ void lad_select_digit_done(lad_select *s, const uint64_t *hist, int pass, int di
 
 /* After the tie-count pass filled before[b] with counts: prefix sums. */
 void lad_select_ties_done(lad_select *s, uint64_t nblocks);
+
+/* How block b treats its keys equal to T: 1 all kept, 0 all dropped, -1
+ * some of each (settle them in index order with lad_select_keep). */
+static inline int lad_select_block_ties(const lad_select *s, uint64_t b, uint64_t nblocks)
+{
+    if (s->ties == UINT64_MAX)
+        return 1;
+    uint64_t first = s->before[b], end = b + 1 < nblocks ? s->before[b + 1] : s->equal;
+    return first + (end - first) <= s->ties ? 1 : first >= s->ties ? 0 : -1;
+}
 
 /* Is the element with this key kept? *seen counts keys equal to T met so
  * far, starting from before[block] at the block's first element. */

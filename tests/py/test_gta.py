@@ -243,6 +243,37 @@ def test_ties_exact_with_many_ties_and_big_tensors(tmp_path, rng):
     assert kept == min(int(0.37 * got.size), changed_possible)
 
 
+def test_ties_tie_counts_every_way(tmp_path, rng):
+    """The tie counts at the threshold come from the last digit pass (each
+    block's distinct last digits) or, when a block holds too many distinct
+    ones, from a pass of their own: both exact. Here every magnitude shares
+    its top 16 bits, with a few hundred distinct last digits, each many
+    times over, so the threshold falls inside a run of equal keys."""
+    n = 6000
+    mags = (F32(1.0) + rng.integers(0, 300, n).astype(F32) * F32(2.0 ** -23)).astype(F32)
+    few = (F32(1.0) + rng.integers(0, 3, n).astype(F32) * F32(2.0 ** -23)).astype(F32)
+    base = [("many", "F32", np.zeros(n, F32)), ("few", "F32", np.zeros(n, F32))]
+    fts = []
+    for i in range(2):
+        sign = np.where(rng.random(n) < 0.5, F32(-1), F32(1))
+        m = [("many", "F32", (sign * rng.permutation(mags)).astype(F32)),
+             ("few", "F32", (sign * rng.permutation(few)).astype(F32))]
+        p = tmp_path / f"ft{i}.safetensors"
+        st.write(p, m)
+        fts.append(p)
+    bp = tmp_path / "base.safetensors"
+    st.write(bp, base)
+    for density in (0.3, 0.71):
+        outs = []
+        for j in (1, 2):
+            out = tmp_path / f"o{density}-{j}.safetensors"
+            run("ties", bp, fts, [1, 0.5], out, "--density", density, "-j", j)
+            check(out, bp, fts, [1, 0.5], "F32", kind="magnitude", density=density,
+                  consensus="sum", normalize=True)
+            outs.append({k: a.tobytes() for k, (_, a) in st.read(out)[0].items()})
+        assert outs[0] == outs[1]
+
+
 @pytest.mark.parametrize("density", [0.0, 1.0])
 def test_ties_density_edges(tmp_path, rng, density):
     base, fts = write_family(tmp_path, rng, "F32")
