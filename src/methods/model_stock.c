@@ -9,12 +9,14 @@
  * [-1, 1]; t = N cos / (1 + (N - 1) cos); out = t * mean(w_i) + (1 - t) w0,
  * where mean(w_i) = (w_1 + ... + w_N) / N as mergekit sums it.
  *
- * One statistics pass gathers the dot products in fp64, per work item, added
- * in item order: the same result for any thread count.
+ * One statistics pass gathers the dot products in fp64 (8 partial sums per
+ * product and kernel call, in lane order), per work item, added in item
+ * order: the same result for any thread count.
  */
 #include "kernel.h"
 
 #include <math.h>
+#include <string.h>
 
 
 static size_t nft(const lad_op *op) { return op->ninputs - 1; }
@@ -60,19 +62,45 @@ static size_t stock_acc_size(const lad_op *op)
 }
 
 /* Adds the chunk's sums to s (N norms, then the pairs' dots). */
+/* Lane-parallel: STOCK_LANES partial sums per quantity, each over every
+ * STOCK_LANES-th element of the call, added in lane order at its end (a
+ * loop the compiler vectorises; the same order for any thread count). */
+#define STOCK_LANES 8
 #define STOCK_SUMS(NAME, T)                                                                   \
-    static void NAME(size_t m, const T *const *in, size_t n, double *s)                       \
+    LAD_KERNEL static void NAME(size_t m, const T *const *in, size_t n, double *s)            \
     {                                                                                         \
-        for (size_t e = 0; e < n; e++) {                                                      \
-            double o[STOCK_MAX];                                                              \
+        enum { L = STOCK_LANES };                                                             \
+        double acc[STOCK_MAX + STOCK_MAX * (STOCK_MAX - 1) / 2][L];                           \
+        size_t ns = m + m * (m - 1) / 2, e = 0;                                               \
+        memset(acc, 0, ns * sizeof *acc);                                                     \
+        for (; e + L <= n; e += L) {                                                          \
+            double o[STOCK_MAX][L];                                                           \
             for (size_t i = 0; i < m; i++)                                                    \
-                o[i] = (double)(in[i + 1][e] - in[0][e]);                                     \
+                for (size_t l = 0; l < L; l++)                                                \
+                    o[i][l] = (double)(in[i + 1][e + l] - in[0][e + l]);                      \
             size_t p = m;                                                                     \
             for (size_t i = 0; i < m; i++) {                                                  \
-                s[i] += o[i] * o[i];                                                          \
-                for (size_t j = i + 1; j < m; j++)                                            \
-                    s[p++] += o[i] * o[j];                                                    \
+                for (size_t l = 0; l < L; l++)                                                \
+                    acc[i][l] += o[i][l] * o[i][l];                                           \
+                for (size_t j = i + 1; j < m; j++, p++)                                       \
+                    for (size_t l = 0; l < L; l++)                                            \
+                        acc[p][l] += o[i][l] * o[j][l];                                       \
             }                                                                                 \
+        }                                                                                     \
+        for (; e < n; e++) { /* the tail, in lane 0 */                                        \
+            size_t p = m;                                                                     \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                double oi = (double)(in[i + 1][e] - in[0][e]);                                \
+                acc[i][0] += oi * oi;                                                         \
+                for (size_t j = i + 1; j < m; j++, p++)                                       \
+                    acc[p][0] += oi * (double)(in[j + 1][e] - in[0][e]);                      \
+            }                                                                                 \
+        }                                                                                     \
+        for (size_t q = 0; q < ns; q++) {                                                     \
+            double t = 0;                                                                     \
+            for (size_t l = 0; l < L; l++)                                                    \
+                t += acc[q][l];                                                               \
+            s[q] += t;                                                                        \
         }                                                                                     \
     }
 
