@@ -20,6 +20,7 @@
 #include "kernel.h"
 
 #include <math.h>
+#include <string.h>
 
 #define RAM_MAX 64
 
@@ -50,23 +51,30 @@ static size_t ram_acc_size(const lad_op *op)
 }
 
 /* Does a task-vector element count (|d| > epsilon)? */
-#define counts(d, eps) ((d) < 0 ? -(d) > (eps) : (d) > (eps))
+#define counts(d, eps) (((d) < 0 ? -(d) : (d)) > (eps)) /* |d| as a select: vectorises */
 
 #define RAM_STATS(NAME, T)                                                                    \
-    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
     {                                                                                         \
         (void)pass;                                                                           \
         (void)acc;                                                                            \
         size_t m = nft(k->op);                                                                \
         const T eps = (T)k->op->param[RAM_EPS], *b = in[0];                                   \
         uint64_t *c = ((ram_stats *)k->stats)->counts + k->item * m * 2;                      \
-        for (size_t e = 0; e < n; e++) {                                                      \
-            unsigned cnt = 0;                                                                 \
-            for (size_t i = 0; i < m; i++)                                                    \
-                cnt += counts(in[i + 1][e] - b[e], eps);                                      \
-            for (size_t i = 0; i < m; i++)                                                    \
-                if (counts(in[i + 1][e] - b[e], eps))                                         \
-                    c[2 * i + (cnt == 1)]++;                                                  \
+        unsigned char *cnt = k->scratch; /* how many count, per element */                    \
+        memset(cnt, 0, n);                                                                    \
+        for (size_t i = 0; i < m; i++)                                                        \
+            for (size_t e = 0; e < n; e++)                                                    \
+                cnt[e] += counts(in[i + 1][e] - b[e], eps);                                   \
+        for (size_t i = 0; i < m; i++) { /* integer sums: any order gives the same */         \
+            uint64_t shared = 0, unique = 0;                                                  \
+            for (size_t e = 0; e < n; e++) {                                                  \
+                unsigned ci = counts(in[i + 1][e] - b[e], eps);                               \
+                unique += ci & (cnt[e] == 1);                                                 \
+                shared += ci & (cnt[e] != 1);                                                 \
+            }                                                                                 \
+            c[2 * i] += shared;                                                               \
+            c[2 * i + 1] += unique;                                                           \
         }                                                                                     \
     }
 
@@ -123,8 +131,8 @@ static const char *ram_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         for (size_t i = 0; i < m; i++) {                                                      \
             const T *restrict x = in[i + 1], lam = plus(op) ? LAMBDA[i] : (T)1;               \
             for (size_t e = 0; e < n; e++) {                                                  \
-                T d = x[e] - b[e];                                                            \
-                T term = cnt[e] == 1 ? d * lam : d / (cnt[e] > 1 ? cnt[e] : (T)1);            \
+                T d = x[e] - b[e], c = cnt[e];                                                \
+                T term = c == 1 ? d * lam : d / (c > 1 ? c : (T)1);                           \
                 acc[e] += counts(d, eps) ? term : (T)0;                                       \
             }                                                                                 \
         }                                                                                     \

@@ -44,6 +44,7 @@ def methods(b, f1, f2, f3):
         "stock": ["stock", *based],
         "sce": ["sce", *based],
         "ram": ["ram", *based],
+        "ram --plus": ["ram", *based, "--plus"],
         "arcee-fusion": ["arcee-fusion", "--base", b, f1],
         "iso-c": ["iso-c", *based],
         "tsv": ["tsv", *based],
