@@ -433,17 +433,30 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
 }
 
 /* A stable LSD radix sort of n keys of at most 32 bits (11-bit digits),
- * carrying their indexes: ascending key, ties in index order. */
+ * carrying their indexes: ascending key, ties in index order. One pass
+ * counts all three digits; a digit every key shares is not scattered.
+ * The sorted keys and indexes end in key and idx; key2 and idx2 are
+ * scratch. */
 static void radix_sort(uint32_t *key, uint32_t *idx, uint32_t *key2, uint32_t *idx2, size_t n)
 {
-    for (int shift = 0; shift < 32; shift += 11) {
-        size_t count[2049] = {0};
-        for (size_t e = 0; e < n; e++)
-            count[((key[e] >> shift) & 2047) + 1]++;
+    uint32_t count[3][2049];
+    memset(count, 0, sizeof count);
+    for (size_t e = 0; e < n; e++) {
+        uint32_t k = key[e];
+        count[0][(k & 2047) + 1]++;
+        count[1][((k >> 11) & 2047) + 1]++;
+        count[2][(k >> 22) + 1]++;
+    }
+    uint32_t *k0 = key, *i0 = idx;
+    for (int d = 0; d < 3 && n > 0; d++) {
+        int shift = 11 * d;
+        if (count[d][((key[0] >> shift) & 2047) + 1] == n)
+            continue; /* every key has this digit: the order stands */
+        uint32_t *c = count[d];
         for (int b = 0; b < 2048; b++)
-            count[b + 1] += count[b];
+            c[b + 1] += c[b];
         for (size_t e = 0; e < n; e++) {
-            size_t to = count[(key[e] >> shift) & 2047]++;
+            uint32_t to = c[(key[e] >> shift) & 2047]++;
             key2[to] = key[e];
             idx2[to] = idx[e];
         }
@@ -454,9 +467,10 @@ static void radix_sort(uint32_t *key, uint32_t *idx, uint32_t *key2, uint32_t *i
         idx = idx2;
         idx2 = t;
     }
-    /* three passes: the sorted data is in the second buffers; copy back */
-    memcpy(key2, key, n * sizeof *key);
-    memcpy(idx2, idx, n * sizeof *idx);
+    if (key != k0) { /* an odd number of scatters: back into the caller's arrays */
+        memcpy(k0, key, n * sizeof *key);
+        memcpy(i0, idx, n * sizeof *idx);
+    }
 }
 
 /* Ascending |d|, then index, for fp64 rows (keys wider than 32 bits). */
@@ -467,6 +481,40 @@ static int by_magnitude(const void *a, const void *b, void *ctx)
     if (mag[i] != mag[j])
         return mag[i] < mag[j] ? -1 : 1;
     return i < j ? -1 : i > j;
+}
+
+/* DELLA's factor of the element of each rank r (ascending |d|): p = (density
+ * - eps) + 2 eps r / (n - 1); kept when its draw is below p 2^32, then
+ * 1/p (or 1), else 0. out: n doubles. */
+LAD_KERNEL static void della_ranked(const uint32_t *restrict order, size_t n, uint32_t tvkey,
+                                    uint64_t start, double density, double eps, bool rescale,
+                                    double *restrict out)
+{
+    const double lo = density - eps, q = 2 * eps, last = (double)(n - 1);
+    if (n == 1) {
+        double p = lo;
+        out[0] = (double)draw(tvkey, start + order[0]) < p * 4294967296.0 ? (rescale ? 1 / p : 1)
+                                                                          : 0;
+        return;
+    }
+    if ((start >> 32) != ((start + n - 1) >> 32)) { /* the row crosses 2^32: rare */
+        for (size_t r = 0; r < n; r++) {
+            double p = lo + q * (double)r / last;
+            bool keep = (double)draw(tvkey, start + order[r]) < p * 4294967296.0;
+            out[r] = keep ? (rescale ? 1 / p : 1) : 0;
+        }
+        return;
+    }
+    /* draw() with the index's high half fixed for the row */
+    const uint32_t inner = mix32((uint32_t)(start >> 32) ^ tvkey), lo32 = (uint32_t)start;
+    for (size_t r = 0; r < n; r++) {
+        double p = lo + q * (double)(int32_t)r / last; /* rows are below 2^31 */
+        uint32_t u = mix32((lo32 + order[r]) ^ inner);
+        /* (double)u exactly, through the signed conversion vectors have */
+        double ud = (double)(int32_t)(u ^ 0x80000000u) + 2147483648.0;
+        double f = rescale ? 1 / p : 1;
+        out[r] = ud < p * 4294967296.0 ? f : 0;
+    }
 }
 
 /* DELLA: per task vector, the factor each element of this row is
@@ -498,13 +546,11 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
             mag[e] = fabs(d[e]);
         qsort_r(order, n, sizeof *order, by_magnitude, mag);
     }
-    uint32_t key_i = tv_key(k, i);
-    for (size_t r = 0; r < n; r++) {
-        size_t e = order[r];
-        double p = density - eps + (n > 1 ? 2 * eps * (double)r / (double)(n - 1) : 0);
-        bool keep = (double)draw(key_i, k->start + e) < p * 4294967296.0;
-        fac[e] = keep ? (rescale ? 1 / p : 1) : 0;
-    }
+    /* In rank order (a loop that vectorises), then put in place. */
+    della_ranked(order, n, tv_key(k, i), k->start, density, eps, rescale, (double *)key2);
+    const double *ranked = (const double *)key2;
+    for (size_t r = 0; r < n; r++)
+        fac[order[r]] = ranked[r];
 }
 
 /*
