@@ -55,26 +55,58 @@ static size_t ms_acc_size(const lad_op *op)
     return 0;
 }
 
+/* The norms (pass 0) or |m|^2 (pass 1), in MS_LANES partial sums per
+ * quantity over every MS_LANES-th element of the call, added in lane order
+ * at its end: a loop that vectorises, the same order for any -j. */
+#define MS_LANES 8
 #define MS_STATS(NAME, T)                                                                     \
-    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
+                                size_t n)                                                     \
     {                                                                                         \
         (void)acc;                                                                            \
+        enum { L = MS_LANES };                                                                \
         const lad_op *op = k->op;                                                             \
         ms_stats *st = k->stats;                                                              \
         size_t m = nmodels(op);                                                               \
         const T *b = op->param[MS_BASE] != 0 ? in[m] : NULL;                                  \
         double *s = st->sums + k->item * per_item(op);                                        \
-        for (size_t e = 0; e < n; e++) {                                                      \
+        double part[MS_MAX + 1][L];                                                           \
+        memset(part, 0, (m + 1) * sizeof *part);                                              \
+        size_t e = 0;                                                                         \
+        for (; e + L <= n; e += L) {                                                          \
+            double mix[L] = {0};                                                              \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                const T *x = in[i + 0];                                                       \
+                double c = st->c[i];                                                          \
+                for (size_t l = 0; l < L; l++) {                                              \
+                    double d = (double)(b ? x[e + l] - b[e + l] : x[e + l]);                  \
+                    if (pass == 0)                                                            \
+                        part[i][l] += d * d;                                                  \
+                    else                                                                      \
+                        mix[l] += c * d;                                                      \
+                }                                                                             \
+            }                                                                                 \
+            if (pass == 1)                                                                    \
+                for (size_t l = 0; l < L; l++)                                                \
+                    part[m][l] += mix[l] * mix[l];                                            \
+        }                                                                                     \
+        for (; e < n; e++) { /* the tail, in lane 0 */                                        \
             double mix = 0;                                                                   \
             for (size_t i = 0; i < m; i++) {                                                  \
                 double d = (double)(b ? in[i][e] - b[e] : in[i][e]);                          \
                 if (pass == 0)                                                                \
-                    s[i] += d * d;                                                            \
+                    part[i][0] += d * d;                                                      \
                 else                                                                          \
                     mix += st->c[i] * d;                                                      \
             }                                                                                 \
             if (pass == 1)                                                                    \
-                s[m] += mix * mix;                                                            \
+                part[m][0] += mix * mix;                                                      \
+        }                                                                                     \
+        for (size_t q = 0; q <= m; q++) {                                                     \
+            double t = 0;                                                                     \
+            for (size_t l = 0; l < L; l++)                                                    \
+                t += part[q][l];                                                              \
+            s[q] += t;                                                                        \
         }                                                                                     \
     }
 
