@@ -20,7 +20,8 @@
  * (fp32, fp64 for F64 tensors); importance = |p - b| * kl and threshold =
  * median + 1.5 * (q3 - q1) in it, as mergekit computes them in the
  * tensor's dtype; out = b + (p - b) (mergekit's fused = b + delta * mask).
- * Passes: the rows' KL, then 2 (F64: 4) digit passes.
+ * Passes: 2 (F64: 4) digit passes, the first of which also measures each
+ * row's KL (a row is one kernel call) before it histograms the row.
  */
 #include "kernel.h"
 #include "select.h"
@@ -48,7 +49,7 @@ static uint64_t fusion_row_length(const lad_op *op, int ndim, const uint64_t *sh
 static int fusion_npasses(const lad_op *op, bool wide)
 {
     (void)op;
-    return 1 + (wide ? 4 : 2);
+    return wide ? 4 : 2;
 }
 
 static size_t fusion_stats_size(const lad_kctx *k)
@@ -106,21 +107,27 @@ static double value_f64(uint64_t key)
     return v;
 }
 
-/* KL(softmax(p) + eps || softmax(b) + eps) of one row, in fp64. */
+/* KL(softmax(p) + eps || softmax(b) + eps) of one row, in fp64; ex: 2n
+ * doubles of scratch (each exp is taken once). */
 #define FUSION_KL(NAME, T)                                                                    \
-    static double NAME(const T *p, const T *b, size_t n)                                      \
+    static double NAME(const T *p, const T *b, size_t n, double *ex)                          \
     {                                                                                         \
         double mp = -INFINITY, mb = -INFINITY, sp = 0, sb = 0, kl = 0;                        \
+        double *ep = ex, *eb = ex + n;                                                        \
         for (size_t e = 0; e < n; e++) {                                                      \
             mp = fmax(mp, (double)p[e]);                                                      \
             mb = fmax(mb, (double)b[e]);                                                      \
         }                                                                                     \
         for (size_t e = 0; e < n; e++) {                                                      \
-            sp += exp((double)p[e] - mp);                                                     \
-            sb += exp((double)b[e] - mb);                                                     \
+            ep[e] = exp((double)p[e] - mp);                                                   \
+            eb[e] = exp((double)b[e] - mb);                                                   \
         }                                                                                     \
         for (size_t e = 0; e < n; e++) {                                                      \
-            double P = exp((double)p[e] - mp) / sp + EPS, Q = exp((double)b[e] - mb) / sb + EPS; \
+            sp += ep[e];                                                                      \
+            sb += eb[e];                                                                      \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            double P = ep[e] / sp + EPS, Q = eb[e] / sb + EPS;                                \
             kl += P * log(P / Q);                                                             \
         }                                                                                     \
         return kl;                                                                            \
@@ -135,20 +142,22 @@ FUSION_KL(kl_f64, double)
         fusion_stats *st = k->stats;                                                          \
         const T *b = in[0], *p = in[1];                                                       \
         uint64_t row = k->start / (n ? n : 1);                                                \
-        if (pass == 0) {                                                                      \
-            st->kl[row] = KL(p, b, n);                                                        \
-            return;                                                                           \
-        }                                                                                     \
+        uint64_t *keys = k->scratch; /* n keys, after the KL's 2n exps are done with */       \
+        if (pass == 0)                                                                        \
+            st->kl[row] = KL(p, b, n, k->scratch);                                            \
         const T kl = (T)st->kl[row];                                                          \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            T d = p[e] - b[e];                                                                \
+            keys[e] = KEY((d < 0 ? -d : d) * kl);                                             \
+        }                                                                                     \
+        const int shift = 16 * (st->digits - 1 - pass);                                       \
         for (int q = 0; q < 3; q++) {                                                         \
             const lad_select *s = &st->sel[q];                                                \
             uint64_t *h = (uint64_t *)acc + (size_t)q * LAD_SELECT_BINS;                      \
-            for (size_t e = 0; e < n; e++) {                                                  \
-                T d = p[e] - b[e];                                                            \
-                int bin = lad_select_bin(s, KEY((d < 0 ? -d : d) * kl), pass - 1, st->digits); \
-                if (bin >= 0)                                                                 \
-                    h[bin]++;                                                                 \
-            }                                                                                 \
+            const uint64_t want = pass ? s->prefix >> (shift + 16) : 0;                        \
+            for (size_t e = 0; e < n; e++)                                                    \
+                if (!pass || keys[e] >> (shift + 16) == want)                                 \
+                    h[(keys[e] >> shift) & 0xffff]++;                                         \
         }                                                                                     \
     }
 
@@ -159,7 +168,7 @@ static const char *fusion_pass_end(const lad_kctx *k, int pass, bool wide, void 
                                    size_t naccs)
 {
     fusion_stats *st = k->stats;
-    if (pass == 0 || k->nelem == 0)
+    if (k->nelem == 0)
         return NULL;
     for (int q = 0; q < 3; q++) {
         uint64_t *h0 = (uint64_t *)accs[0] + (size_t)q * LAD_SELECT_BINS;
@@ -168,9 +177,9 @@ static const char *fusion_pass_end(const lad_kctx *k, int pass, bool wide, void 
             for (size_t b = 0; b < LAD_SELECT_BINS; b++)
                 h0[b] += h[b];
         }
-        lad_select_digit_done(&st->sel[q], h0, pass - 1, st->digits);
+        lad_select_digit_done(&st->sel[q], h0, pass, st->digits);
     }
-    if (pass == st->digits) { /* every digit known: the threshold */
+    if (pass == st->digits - 1) { /* every digit known: the threshold */
         if (wide) {
             double med = value_f64(st->sel[0].thresh), q1 = value_f64(st->sel[1].thresh);
             double q3 = value_f64(st->sel[2].thresh);
