@@ -588,6 +588,24 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
 GTA_MAGNITUDE(magnitude_f32, float, key_f32)
 GTA_MAGNITUDE(magnitude_f64, double, key_f64)
 
+/* DARE's random drop, with clones of its own for the same reason: kept
+ * when the element's draw is below thr (all: every one), then scaled. The
+ * factors are multiplied one by one, in the definition's order. */
+#define GTA_RANDOM(NAME, T)                                                                     \
+    LAD_KERNEL static void NAME(T *restrict wi, const T *restrict x, const T *restrict b,       \
+                                size_t n, T sc, T rs, T r, T w, int all, uint32_t thr,          \
+                                uint32_t lo, uint32_t inner)                                    \
+    {                                                                                           \
+        for (size_t e = 0; e < n; e++) {                                                        \
+            T v = (x[e] - b[e]) * sc * rs * r * w;                                              \
+            int keep = all | (mix32((lo + (uint32_t)e) ^ inner) < thr);                         \
+            wi[e] = keep ? v : (T)0;                                                            \
+        }                                                                                       \
+    }
+
+GTA_RANDOM(random_f32, float)
+GTA_RANDOM(random_f64, double)
+
 /* The combination, from each task vector's wd: sign election (or not),
  * the disjoint sum, the division by the contributing weights: mixed.
  * A function with clones of its own, for the same reason as above. */
@@ -675,7 +693,7 @@ GTA_OUTPUT(output_f64, double)
 /* Each task vector's sparsified values for the chunk, in wd (m x n): with
  * weighted, d_i * r_i * w_i (r_i the L1 factor or 1), else d_i. fac and
  * row: DELLA's scratch (see below). */
-#define GTA_SPARSIFY(NAME, T, KEY, SCALE, L1R, NARROW, MAGNITUDE)                               \
+#define GTA_SPARSIFY(NAME, T, KEY, SCALE, L1R, NARROW, MAGNITUDE, RANDOM)                       \
     static void NAME(const lad_kctx *k, const T *const *in, size_t n, T *restrict wd,           \
                      double *fac, double *row, bool weighted)                                   \
     {                                                                                           \
@@ -709,12 +727,7 @@ GTA_OUTPUT(output_f64, double)
                 const bool all = density >= 1;                                                  \
                 const uint32_t thr = density > 0 && !all ? (uint32_t)(density * 4294967296.0) : 0; \
                 const uint32_t inner = mix32((uint32_t)(k->start >> 32) ^ tv_key(k, i));        \
-                const uint32_t lo = (uint32_t)k->start;                                         \
-                for (size_t e = 0; e < n; e++) {                                                \
-                    T v = (x[e] - b[e]) * sc * rs * r * w;                                      \
-                    int keep = all | (mix32((lo + (uint32_t)e) ^ inner) < thr);                 \
-                    wi[e] = keep ? v : (T)0;                                                    \
-                }                                                                               \
+                RANDOM(wi, x, b, n, sc, rs, r, w, all, thr, (uint32_t)k->start, inner);         \
             } else if (sp == GTA_DELLA) {                                                       \
                 const double *restrict f = fac + i * n;                                         \
                 for (size_t e = 0; e < n; e++) {                                                \
@@ -760,8 +773,8 @@ GTA_OUTPUT(output_f64, double)
         }                                                                                       \
     }
 
-GTA_SPARSIFY(sparsify_f32, float, key_f32, scalef, l1rf, true, magnitude_f32)
-GTA_SPARSIFY(sparsify_f64, double, key_f64, scale, l1r, false, magnitude_f64)
+GTA_SPARSIFY(sparsify_f32, float, key_f32, scalef, l1rf, true, magnitude_f32, random_f32)
+GTA_SPARSIFY(sparsify_f64, double, key_f64, scale, l1r, false, magnitude_f64, random_f64)
 
 #define GTA_KERNEL(NAME, T, SPARSIFY, COMBINE, OUTPUT, SCALE)                                   \
     LAD_KERNEL static void NAME(const lad_kctx *k, T *restrict out, const T *const *in,        \
