@@ -60,18 +60,25 @@ static size_t ka_acc_size(const lad_op *op)
 }
 
 #define KA_STATS(NAME, T)                                                                     \
-    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
+                                size_t n)                                                     \
     {                                                                                         \
         (void)pass;                                                                           \
         (void)acc;                                                                            \
+        enum { L = LAD_LANES };                                                               \
         size_t m = k->op->ninputs;                                                            \
         double *g = ((ka_stats *)k->stats)->gram + k->item * ngram(m);                        \
         for (size_t i = 0; i < m; i++)                                                        \
-            for (size_t j = i; j < m; j++) {                                                  \
-                double s = 0;                                                                 \
-                for (size_t e = 0; e < n; e++)                                                \
-                    s += (double)in[i][e] * (double)in[j][e];                                 \
-                *g++ += s;                                                                    \
+            for (size_t j = i; j < m; j++) { /* in lanes (kernel.h) */                        \
+                const T *x = in[i], *y = in[j];                                               \
+                double s[L] = {0};                                                            \
+                size_t e = 0;                                                                 \
+                for (; e + L <= n; e += L)                                                    \
+                    for (size_t l = 0; l < L; l++)                                            \
+                        s[l] += (double)x[e + l] * (double)y[e + l];                          \
+                for (; e < n; e++)                                                            \
+                    s[0] += (double)x[e] * (double)y[e];                                      \
+                *g++ += lad_fold(s);                                                          \
             }                                                                                 \
     }
 

@@ -13,4 +13,18 @@
 #define LAD_KERNEL
 #endif
 
+/* Long fp64 sums in statistics passes: LAD_LANES partial sums, each over
+ * every LAD_LANES-th element of a kernel call (the tail in lane 0), folded
+ * in lane order at the call's end: the loops vectorise, and the order is
+ * the same for any thread count. */
+#define LAD_LANES 8
+
+static inline double lad_fold(const double *lanes)
+{
+    double t = 0;
+    for (int l = 0; l < LAD_LANES; l++)
+        t += lanes[l];
+    return t;
+}
+
 #endif

@@ -62,14 +62,11 @@ static size_t stock_acc_size(const lad_op *op)
 }
 
 /* Adds the chunk's sums to s (N norms, then the pairs' dots). */
-/* Lane-parallel: STOCK_LANES partial sums per quantity, each over every
- * STOCK_LANES-th element of the call, added in lane order at its end (a
- * loop the compiler vectorises; the same order for any thread count). */
-#define STOCK_LANES 8
+/* In lanes (kernel.h). */
 #define STOCK_SUMS(NAME, T)                                                                   \
     LAD_KERNEL static void NAME(size_t m, const T *const *in, size_t n, double *s)            \
     {                                                                                         \
-        enum { L = STOCK_LANES };                                                             \
+        enum { L = LAD_LANES };                                                               \
         double acc[STOCK_MAX + STOCK_MAX * (STOCK_MAX - 1) / 2][L];                           \
         size_t ns = m + m * (m - 1) / 2, e = 0;                                               \
         memset(acc, 0, ns * sizeof *acc);                                                     \
@@ -96,12 +93,8 @@ static size_t stock_acc_size(const lad_op *op)
                     acc[p][0] += oi * (double)(in[j + 1][e] - in[0][e]);                      \
             }                                                                                 \
         }                                                                                     \
-        for (size_t q = 0; q < ns; q++) {                                                     \
-            double t = 0;                                                                     \
-            for (size_t l = 0; l < L; l++)                                                    \
-                t += acc[q][l];                                                               \
-            s[q] += t;                                                                        \
-        }                                                                                     \
+        for (size_t q = 0; q < ns; q++)                                                       \
+            s[q] += lad_fold(acc[q]);                                                         \
     }
 
 STOCK_SUMS(sums_f32, float)

@@ -55,16 +55,13 @@ static size_t ms_acc_size(const lad_op *op)
     return 0;
 }
 
-/* The norms (pass 0) or |m|^2 (pass 1), in MS_LANES partial sums per
- * quantity over every MS_LANES-th element of the call, added in lane order
- * at its end: a loop that vectorises, the same order for any -j. */
-#define MS_LANES 8
+/* The norms (pass 0) or |m|^2 (pass 1), in lanes (kernel.h). */
 #define MS_STATS(NAME, T)                                                                     \
     LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
                                 size_t n)                                                     \
     {                                                                                         \
         (void)acc;                                                                            \
-        enum { L = MS_LANES };                                                                \
+        enum { L = LAD_LANES };                                                               \
         const lad_op *op = k->op;                                                             \
         ms_stats *st = k->stats;                                                              \
         size_t m = nmodels(op);                                                               \
@@ -102,12 +99,8 @@ static size_t ms_acc_size(const lad_op *op)
             if (pass == 1)                                                                    \
                 part[m][0] += mix * mix;                                                      \
         }                                                                                     \
-        for (size_t q = 0; q <= m; q++) {                                                     \
-            double t = 0;                                                                     \
-            for (size_t l = 0; l < L; l++)                                                    \
-                t += part[q][l];                                                              \
-            s[q] += t;                                                                        \
-        }                                                                                     \
+        for (size_t q = 0; q <= m; q++)                                                       \
+            s[q] += lad_fold(part[q]);                                                        \
     }
 
 MS_STATS(ms_stats_f32, float)

@@ -51,17 +51,31 @@ static size_t slerp_acc_size(const lad_op *op)
 
 /* Partial sums of one chunk, once per compute type. */
 #define SLERP_STATS(NAME, T)                                                                  \
-    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
+                                size_t n)                                                     \
     {                                                                                         \
         (void)pass;                                                                           \
         (void)acc;                                                                            \
+        enum { L = LAD_LANES };                                                               \
         sums *s = &((slerp_stats *)k->stats)->item[k->item];                                  \
-        for (size_t i = 0; i < n; i++) {                                                      \
+        double aa[L] = {0}, bb[L] = {0}, ab[L] = {0};                                         \
+        size_t i = 0;                                                                         \
+        for (; i + L <= n; i += L)                                                            \
+            for (size_t l = 0; l < L; l++) {                                                  \
+                double a = in[0][i + l], b = in[1][i + l];                                    \
+                aa[l] += a * a;                                                               \
+                bb[l] += b * b;                                                               \
+                ab[l] += a * b;                                                               \
+            }                                                                                 \
+        for (; i < n; i++) { /* the tail, in lane 0 */                                        \
             double a = in[0][i], b = in[1][i];                                                \
-            s->aa += a * a;                                                                   \
-            s->bb += b * b;                                                                   \
-            s->ab += a * b;                                                                   \
+            aa[0] += a * a;                                                                   \
+            bb[0] += b * b;                                                                   \
+            ab[0] += a * b;                                                                   \
         }                                                                                     \
+        s->aa += lad_fold(aa);                                                                \
+        s->bb += lad_fold(bb);                                                                \
+        s->ab += lad_fold(ab);                                                                \
     }
 
 SLERP_STATS(slerp_stats_f32, float)
