@@ -84,19 +84,29 @@ static uint64_t nu_row_length(const lad_op *op, int ndim, const uint64_t *shape)
 }
 
 /* Partial sums of the (task) vectors of one chunk. */
+/* In lanes (kernel.h). */
 #define NU_SUMS(NAME, T)                                                                      \
-    static sums NAME(const lad_op *op, const T *const *in, size_t n)                         \
+    LAD_KERNEL static sums NAME(const lad_op *op, const T *const *in, size_t n)              \
     {                                                                                         \
-        sums s = {0, 0, 0};                                                                   \
-        bool based = has_base(op);                                                            \
-        for (size_t i = 0; i < n; i++) {                                                      \
-            double a = (double)(based ? in[0][i] - in[2][i] : in[0][i]);                      \
-            double b = (double)(based ? in[1][i] - in[2][i] : in[1][i]);                      \
-            s.aa += a * a;                                                                    \
-            s.bb += b * b;                                                                    \
-            s.ab += a * b;                                                                    \
+        enum { L = LAD_LANES };                                                               \
+        double aa[L] = {0}, bb[L] = {0}, ab[L] = {0};                                         \
+        const T *x = in[0], *y = in[1], *z = has_base(op) ? in[2] : NULL;                     \
+        size_t i = 0;                                                                         \
+        for (; i + L <= n; i += L)                                                            \
+            for (size_t l = 0; l < L; l++) {                                                  \
+                double a = (double)(z ? x[i + l] - z[i + l] : x[i + l]);                      \
+                double b = (double)(z ? y[i + l] - z[i + l] : y[i + l]);                      \
+                aa[l] += a * a;                                                               \
+                bb[l] += b * b;                                                               \
+                ab[l] += a * b;                                                               \
+            }                                                                                 \
+        for (; i < n; i++) {                                                                  \
+            double a = (double)(z ? x[i] - z[i] : x[i]), b = (double)(z ? y[i] - z[i] : y[i]); \
+            aa[0] += a * a;                                                                   \
+            bb[0] += b * b;                                                                   \
+            ab[0] += a * b;                                                                   \
         }                                                                                     \
-        return s;                                                                             \
+        return (sums){lad_fold(aa), lad_fold(bb), lad_fold(ab)};                              \
     }
 
 NU_SUMS(sums_f32, float)
