@@ -51,7 +51,7 @@ def methods(b, f1, f2, f3):
     }
 
 
-@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32"])
 def test_every_method_same_bits_for_any_thread_count(tmp_path, rng, dtype):
     paths = family(tmp_path, rng, dtype)
     for name, args in methods(*paths).items():
