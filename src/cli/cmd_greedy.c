@@ -17,6 +17,7 @@
 #include "plot.h"
 #include "search.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ typedef struct greedy_args {
     size_t ahead_set[GREEDY_MAX], ahead_k;
     double sum_seconds, eval_seconds; /* the last sum made in the foreground (-1: none
                                        * yet), the last evaluation */
+    size_t partial_from;         /* candidates of more ingredients read the sum */
+    size_t loose_max;            /* ... and at most loose_max - 1 of the soup's beside it */
 } greedy_args;
 
 static int take(void *ctx, int id, const char *arg, lad_error *err)
@@ -148,6 +151,34 @@ static char **soup_argv(const greedy_args *g, const size_t *idx, size_t n, int h
         return NULL;
     }
     return argv;
+}
+
+/* From how many ingredients on reading the running sum pays: the F32 sum
+ * is `ratio` ingredients' worth of bytes (2 for bf16), a candidate from it
+ * reads ratio + 1 and each kept ingredient costs ratio + 1 reads and ratio
+ * written to extend it, while a candidate from its k ingredients reads k:
+ * the sum is used once the soup has 2 ratio + 1 (bf16: 5; f32: 3). And
+ * writing costs more than reading (a new file's pages are allocated): the
+ * sum is extended only once ratio + 1 of the soup's ingredients are not in
+ * it yet, which candidates read beside it meanwhile (*loose). */
+static size_t partial_from(const char *model, size_t *loose)
+{
+    *loose = 2;
+    lad_model *m = NULL;
+    lad_error err = {0};
+    if (lad_model_open(model, &m, &err) != 0)
+        return 3; /* the merge will say what is wrong */
+    uint64_t bytes = 0, f32 = 0;
+    for (size_t i = 0; i < m->ntensors; i++)
+        if (!m->tensors[i].hidden && lad_tensor_mergeable(&m->tensors[i])) {
+            bytes += m->tensors[i].nbytes;
+            f32 += m->tensors[i].nelem * 4;
+        }
+    lad_model_close(m);
+    double ratio = bytes ? (double)f32 / (double)bytes : 1;
+    size_t from = (size_t)ceil(2 * ratio + 1);
+    *loose = (size_t)ceil(ratio) + 1;
+    return from < 2 ? 2 : from;
 }
 
 /* Does the running sum hold a prefix of idx[0..n-1] of at least 2? */
@@ -249,14 +280,19 @@ static int soup_candidate(greedy_args *g, const size_t *idx, size_t n, candidate
     double logged;
     bool known = c->recipe && g->s.has_log &&
                  lad_journal_find(&g->s.log, c->recipe, g->s.o.eval, &logged);
-    /* Read from the running sum of all but the newest, made if need be
-     * (not for a score the log holds: search_eval merges nothing then). */
-    bool partial = g->running && n >= 3 && !known;
-    if (c->recipe && partial && running_sum(g, idx, n - 1, err) != 0) {
-        candidate_free(c);
-        return -1;
+    /* Read from the running sum of a prefix of the soup, extended to all of
+     * it once too many are left beside it (not for a score the log holds:
+     * search_eval merges nothing then). */
+    bool partial = g->running && n - 1 >= g->partial_from && !known;
+    size_t pk = partial ? sum_covers(g, idx, n - 1) : 0;
+    if (c->recipe && partial && (n - 1) - pk >= g->loose_max) {
+        if (running_sum(g, idx, n - 1, err) != 0) {
+            candidate_free(c);
+            return -1;
+        }
+        pk = n - 1;
     }
-    c->merge = soup_argv(g, idx, n, SOUP_RUN, partial ? g->sum : NULL, n - 1);
+    c->merge = soup_argv(g, idx, n, SOUP_RUN, pk ? g->sum : NULL, pk);
     c->label = lad_strdup(label);
     if (!c->recipe || !c->merge || !c->label) {
         candidate_free(c);
@@ -270,7 +306,7 @@ static int soup_candidate(greedy_args *g, const size_t *idx, size_t n, candidate
         candidate_free(c);
         return -1;
     }
-    if (g->running && !known && n < g->nmodels && g->sum_seconds >= 0 &&
+    if (partial && n < g->nmodels && n - pk >= g->loose_max && g->sum_seconds >= 0 &&
         g->eval_seconds > g->sum_seconds && sum_ahead(g, idx, n, err) != 0) {
         candidate_free(c);
         return -1;
@@ -480,6 +516,7 @@ int cmd_greedy(int argc, char **argv)
         goto out;
     }
     g.running = strcmp(g.s.suffix, ".gguf") != 0;
+    g.partial_from = partial_from(g.models[0], &g.loose_max);
     for (size_t i = 0; i < NPASSED; i++)
         g.running &= g.passed[i] == NULL;
     g.s.total = g.s.planned = (g.nscores >= 0 ? 0 : g.nmodels) + g.nmodels - 1;

@@ -159,10 +159,12 @@ def test_soup_sum_first_and_partial_sums(tmp_path, rng, dtype):
 
 
 def test_greedy_reads_a_running_sum(tmp_path, rng):
-    """Each candidate past the second reads the soup's stored sum and its
-    newest ingredient only (as its recorded inputs show), and equals the
-    reference soup of its ingredients bit for bit."""
-    target, models = ingredients(tmp_path, rng, "BF16", n=7,
+    """Once the soup is large enough for it to pay (F32 ingredients: 3),
+    each candidate reads the soup's stored sum, at most one of the soup's
+    ingredients not yet in it (F32: the sum is extended once two are
+    left out) and its newest ingredient, as its recorded inputs show; every
+    candidate equals the reference soup of its ingredients bit for bit."""
+    target, models = ingredients(tmp_path, rng, "F32", n=7,
                                  scales=[0.5, 0.52, 0.54, 3.0, 0.56, 0.58, 4.0])
     work = tmp_path / "work"
     out = tmp_path / "soup.safetensors"
@@ -174,17 +176,18 @@ def test_greedy_reads_a_running_sum(tmp_path, rng):
     for e in log:
         members = shlex.split(e["recipe"])[3:]
         assert members == [str(m) for m in got["soup"][:1]] or len(members) >= 2
-        want = write_soup(tmp_path / "want.safetensors", members, "BF16")
+        want = write_soup(tmp_path / "want.safetensors", members, "F32")
         assert same_tensors(e["path"], want), e["label"]
         roles = [x["role"] for x in json.loads(st.read(e["path"])[1]["ladle_recipe"])["inputs"]]
-        if len(members) >= 3:
-            assert roles == ["template", "partial sum", "ingredient"], e["label"]
+        if len(members) >= 4:
+            assert roles[:2] == ["template", "partial sum"], e["label"]
+            assert roles[2:] in (["ingredient"], ["ingredient"] * 2), e["label"]
             partial += 1
         else:
-            assert roles == ["ingredient", "ingredient"]
+            assert roles == ["ingredient"] * len(members)
     assert partial >= 2  # the test means something
-    assert 3 <= len(got["soup"]) < len(models)
-    assert same_tensors(out, write_soup(tmp_path / "w.safetensors", got["soup"], "BF16"))
+    assert 4 <= len(got["soup"]) < len(models)
+    assert same_tensors(out, write_soup(tmp_path / "w.safetensors", got["soup"], "F32"))
     assert not [x for x in os.listdir(work) if "sum" in x]  # the running sum is removed
 
 
