@@ -5,10 +5,12 @@
  *
  * Every candidate is `soup --sum-first` of its ingredients in rank order:
  * their fp32 sum, divided once by their count and rounded once to the
- * output dtype. The sum of the soup so far is kept in the work folder (F32,
- * never rounded to the output dtype), so each candidate reads that sum and
- * one new ingredient: O(N) model reads for N ingredients, not O(N^2); the
- * sum is extended only when a candidate that needs it is merged (a resumed
+ * output dtype. Once the soup is large enough (partial_from), the sum of a
+ * prefix of it is kept in the work folder (F32, never rounded to the output
+ * dtype), so each candidate reads that sum, the few of the soup's
+ * ingredients not yet in it, and the new one: O(N) model reads for N
+ * ingredients, not O(N^2); the sum is extended only when a candidate that
+ * needs it is merged (a resumed
  * search takes its scores from the log and merges nothing). The stored sum
  * continues the plain sum bit for bit, so a candidate, the same soup
  * merged from the ingredients themselves, and OUT are bit-identical.
