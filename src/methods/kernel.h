@@ -1,7 +1,9 @@
 /* Shared by the method kernels. LAD_KERNEL compiles a kernel twice, for
  * AVX2 and for the baseline ISA, and picks one at load time by the CPU
  * (GCC/clang target_clones). No FMA either way: the build disables
- * contraction so both round exactly like the reference math. */
+ * contraction so both round exactly like the reference math. clang gives
+ * each static clone's resolver a global symbol ("NAME.resolver"): a
+ * LAD_KERNEL function's name must be unique across the method files. */
 #ifndef LADLE_KERNEL_H
 #define LADLE_KERNEL_H
 

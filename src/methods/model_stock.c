@@ -97,8 +97,8 @@ static size_t stock_acc_size(const lad_op *op)
             s[q] += lad_fold(acc[q]);                                                         \
     }
 
-STOCK_SUMS(sums_f32, float)
-STOCK_SUMS(sums_f64, double)
+STOCK_SUMS(stock_sums_f32, float)
+STOCK_SUMS(stock_sums_f64, double)
 
 #define STOCK_STATS(NAME, T, SUMS)                                                            \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
@@ -109,8 +109,8 @@ STOCK_SUMS(sums_f64, double)
         SUMS(m, in, n, ((stock_stats *)k->stats)->sums + k->item * nsums(m));                \
     }
 
-STOCK_STATS(stock_stats_f32, float, sums_f32)
-STOCK_STATS(stock_stats_f64, double, sums_f64)
+STOCK_STATS(stock_stats_f32, float, stock_sums_f32)
+STOCK_STATS(stock_stats_f64, double, stock_sums_f64)
 
 static const char *stock_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                            size_t naccs)
@@ -161,8 +161,8 @@ static const char *stock_pass_end(const lad_kctx *k, int pass, bool wide, void *
             out[e] = t * (out[e] / nn) + omt * w0[e];                                         \
     }
 
-STOCK_KERNEL(stock_f32, float, st->tf, st->omtf, sums_f32)
-STOCK_KERNEL(stock_f64, double, st->t, 1 - st->t, sums_f64)
+STOCK_KERNEL(stock_f32, float, st->tf, st->omtf, stock_sums_f32)
+STOCK_KERNEL(stock_f64, double, st->t, 1 - st->t, stock_sums_f64)
 
 const lad_method lad_method_model_stock = {
     .name = "model_stock",

@@ -109,8 +109,8 @@ static uint64_t nu_row_length(const lad_op *op, int ndim, const uint64_t *shape)
         return (sums){lad_fold(aa), lad_fold(bb), lad_fold(ab)};                              \
     }
 
-NU_SUMS(sums_f32, float)
-NU_SUMS(sums_f64, double)
+NU_SUMS(nu_sums_f32, float)
+NU_SUMS(nu_sums_f64, double)
 
 #define NU_STATS(NAME, T, SUMS)                                                               \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
@@ -123,8 +123,8 @@ NU_SUMS(sums_f64, double)
         s->ab += c.ab;                                                                        \
     }
 
-NU_STATS(nu_stats_f32, float, sums_f32)
-NU_STATS(nu_stats_f64, double, sums_f64)
+NU_STATS(nu_stats_f32, float, nu_sums_f32)
+NU_STATS(nu_stats_f64, double, nu_sums_f64)
 
 static const char *nu_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
@@ -174,8 +174,8 @@ static const char *nu_pass_end(const lad_kctx *k, int pass, bool wide, void *con
             out[i] = base[i] + (c0 * (a[i] - base[i]) + c1 * (b[i] - base[i]));              \
     }
 
-NU_KERNEL(nu_f32, float, sums_f32, st->c0f, st->c1f)
-NU_KERNEL(nu_f64, double, sums_f64, st->c0, st->c1)
+NU_KERNEL(nu_f32, float, nu_sums_f32, st->c0f, st->c1f)
+NU_KERNEL(nu_f64, double, nu_sums_f64, st->c0, st->c1)
 
 const lad_method lad_method_nuslerp = {
     .name = "nuslerp",
