@@ -254,20 +254,11 @@ static int running_sum(greedy_args *g, const size_t *idx, size_t n, lad_error *e
         return -1;
     if (g->sum && g->sum_k == n && sum_covers(g, idx, n))
         return 0;
-    size_t pk = sum_covers(g, idx, n);
-    char *next = search_work_file(&g->s, "sum");
-    char **argv = next ? soup_argv(g, idx, n, SOUP_RUN | SOUP_SUM, pk ? g->sum : NULL, pk)
-                       : NULL;
+    /* in the foreground: started and waited for at once, and timed */
     double t0 = lad_now();
-    int rc = argv ? search_make(&g->s, argv, next, err) : lad_fail(err, "out of memory");
+    int rc = sum_ahead(g, idx, n, err) == 0 ? settle_ahead(g, idx, n, err) : -1;
     g->sum_seconds = lad_now() - t0;
-    argv_free(argv);
-    if (rc) {
-        free(next);
-        return -1;
-    }
-    adopt(g, next, idx, n);
-    return 0;
+    return rc;
 }
 
 /* A candidate made by soup_argv; its recipe (the log's key) leaves out what

@@ -609,14 +609,6 @@ int search_write(search *s, char *const *merge, const char *out, bool force, lad
     return finish_child(s, &ch, out, true, err);
 }
 
-int search_make(search *s, char *const *merge, const char *out, lad_error *err)
-{
-    lad_child ch;
-    if (start_child(s, merge, out, false, false, &ch, err) != 0)
-        return -1;
-    return finish_child(s, &ch, out, false, err);
-}
-
 int search_make_start(search *s, char *const *merge, const char *out, lad_child *ch,
                       lad_error *err)
 {

@@ -84,10 +84,9 @@ const char *search_suffix(const char *out, char *const *merge);
 int search_eval(search *s, candidate *c, size_t n, lad_error *err);
 /* Runs `ladle MERGE... -o OUT` with the child's messages passed on. */
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err);
-/* The same without its report: a file the search makes for itself. */
-int search_make(search *s, char *const *merge, const char *out, lad_error *err);
-/* ... in the background, while the search goes on: started, then waited
- * for (its failure as search_make's), or stopped and its output removed. */
+/* A file the search makes for itself, without its report, in the
+ * background while the search goes on: started, then waited for (its
+ * failure as search_write's), or stopped and its output removed. */
 int search_make_start(search *s, char *const *merge, const char *out, lad_child *ch,
                       lad_error *err);
 int search_make_wait(search *s, lad_child *ch, const char *out, lad_error *err);
