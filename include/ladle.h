@@ -372,6 +372,12 @@ typedef struct lad_method {
     /* Optional: true when an earlier pass made this one unneeded (it is not
      * run, nor its pass_end). */
     bool (*pass_skip)(const lad_kctx *k, int pass);
+    /* Optional: a pass that samples reads only the work items whose index
+     * in their tensor is a multiple of this (1: all; 0 is taken as 1). */
+    unsigned (*pass_stride)(const lad_kctx *k, int pass);
+    /* Optional: frees what the passes allocated beyond the stats block
+     * (called once, after the merge pass or a failure). */
+    void (*stats_release)(const lad_kctx *k);
 } lad_method;
 
 /* A method with its resolved parameters. What the parameters mean, and the
@@ -696,6 +702,9 @@ const char *lad_plan_warning(const lad_plan *p, size_t i);
 
 typedef struct lad_run_stats {
     uint64_t bytes_read, bytes_written;
+    /* What the engine read, every statistics pass included (bytes_read is
+     * each input once): a multi-pass method's I/O. */
+    uint64_t bytes_read_passes;
     double seconds;
     size_t nshards;
     /* NaN or Inf values written: an input holds some, the arithmetic

@@ -80,7 +80,8 @@ class TensorInfo(Structure):
 
 
 class RunStats(Structure):
-    _fields_ = [("bytes_read", c_uint64), ("bytes_written", c_uint64), ("seconds", c_double),
+    _fields_ = [("bytes_read", c_uint64), ("bytes_written", c_uint64),
+                ("bytes_read_passes", c_uint64), ("seconds", c_double),
                 ("nshards", c_size_t), ("nonfinite", c_uint64), ("nonfinite_tensors", c_size_t),
                 ("first_nonfinite", c_char_p), ("part_shards", c_size_t),
                 ("part_complete", c_bool), ("part_published", c_bool)]

@@ -100,11 +100,19 @@ static int run(const char *cmd, lad_job *job)
                      : st.part_complete ? "every shard is in: another part is publishing it"
                                         : "the other parts' shards are still to come (the "
                                           "last part, or `ladle index`, completes it)");
-            else
+            else {
+                /* a multi-pass method: what its statistics passes read besides */
+                char all[64] = "";
+                if (st.bytes_read_passes > st.bytes_read + st.bytes_read / 20) {
+                    char ab[32];
+                    lad_format_bytes(st.bytes_read_passes, ab, sizeof ab);
+                    snprintf(all, sizeof all, " (%s over every pass)", ab);
+                }
                 note(quiet,
-                     "%s: wrote %s to %s (%zu tensor%s in %zu file%s) from %s read, in %.2fs",
+                     "%s: wrote %s to %s (%zu tensor%s in %zu file%s) from %s read%s, in %.2fs",
                      lad_job_command(job), wr, out, n, n == 1 ? "" : "s", st.nshards,
-                     st.nshards == 1 ? "" : "s", rd, st.seconds);
+                     st.nshards == 1 ? "" : "s", rd, all, st.seconds);
+            }
         }
     }
     lad_plan_free(plan);

@@ -14,8 +14,8 @@
  * its own accumulator, then the tensor's merge phase. The main thread sets
  * up phases, folds the accumulators and draws the progress bar.
  *
- * Memory is (threads x inputs x CHUNK) bytes plus one tensor's statistics,
- * whatever the model's size; nothing is mmap'd, so no page of a model is
+ * Memory is (threads x inputs x CHUNK) bytes plus one tensor's statistics
+ * (TIES-family candidates: 256 MB at most), whatever the model's size; nothing is mmap'd, so no page of a model is
  * ever resident in this process.
  *
  * Measured and rejected (bench/, 3 x 2.1 GB bf16 soup, 2 cores): mmap'd
@@ -72,6 +72,7 @@ typedef struct run {
     uint64_t *file_bytes;   /* per shard: its file's size */
     unsigned char *const *mem; /* a memory output: per tensor, where it goes */
     atomic_uint_least64_t done_bytes;
+    atomic_uint_least64_t read_bytes; /* every pass's reads */
 
     /* The phase being run, set by the main thread under `lock`. */
     pthread_mutex_t lock;
@@ -79,6 +80,7 @@ typedef struct run {
     unsigned long phase_id;
     size_t phase_end;
     int pass;               /* a statistics pass, or MERGE_PASS */
+    unsigned stride;        /* a sampling pass: every stride-th item of a tensor */
     void *stats;            /* the statistics of the tensor (or model) in a phased run */
     /* Model scope: statistics over every merged tensor at once. */
     bool model_scope;
@@ -525,6 +527,10 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
             return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
         }
     }
+    uint64_t in_bytes = 0;
+    for (size_t j = 0; j < pt->nin; j++)
+        in_bytes += it->count * esize(pt->in[j]->dtype);
+    atomic_fetch_add(&r->read_bytes, in_bytes);
     lad_kctx k = scope_ctx(r, it->tensor);
     k.item += it->index;
     k.item_start = it->start;
@@ -600,6 +606,7 @@ static int do_copy(worker *w, const item *it, lad_error *err)
     unsigned char *out = r->mem ? r->mem[it->tensor] + it->start : w->out_raw;
     if (lad_file_read(t->file, out, it->count, t->offset + it->start, err))
         return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
+    atomic_fetch_add(&r->read_bytes, it->count);
     return put(r, it, out, it->count, it->start, err);
 }
 
@@ -618,6 +625,8 @@ static void run_phase_items(worker *w)
             return;
         }
         const item *it = &r->items[k];
+        if (r->stride > 1 && it->index % r->stride != 0)
+            continue; /* a sampling pass: not this one */
         bool merge = r->plan->t[it->tensor].kind == LAD_MERGE;
         if (!merge && r->pass != MERGE_PASS)
             continue; /* a model-scope statistics pass: copies wait for the merge */
@@ -676,11 +685,12 @@ static void report_progress(run *r, const pool *pl, bool final)
 
 /* Runs items [first, end) as `pass` on every worker; returns when all are
  * done, drawing progress meanwhile. */
-static int run_phase(run *r, pool *pl, size_t first, size_t end, int pass)
+static int run_phase(run *r, pool *pl, size_t first, size_t end, int pass, unsigned stride)
 {
     pthread_mutex_lock(&r->lock);
     r->phase_end = end;
     r->pass = pass;
+    r->stride = stride;
     atomic_store(&r->next, first);
     r->running = pl->started;
     r->phase_id++;
@@ -702,6 +712,21 @@ static int run_phase(run *r, pool *pl, size_t first, size_t end, int pass)
     }
     pthread_mutex_unlock(&r->lock);
     return r->failed ? -1 : 0;
+}
+
+/* A pass's stride: 1 unless the method samples. */
+static unsigned stride_of(const lad_method *m, const lad_kctx *k, int pass)
+{
+    unsigned s = m->pass_stride ? m->pass_stride(k, pass) : 1;
+    return s ? s : 1;
+}
+
+static void release_stats(run *r, const lad_method *m, const lad_kctx *k)
+{
+    if (r->stats && m->stats_release)
+        m->stats_release(k);
+    free(r->stats);
+    r->stats = NULL;
 }
 
 /* A tensor's statistics passes, then its merge pass. */
@@ -727,7 +752,7 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
         const char *why;
-        if (run_phase(r, pl, first, end, pass) != 0)
+        if (run_phase(r, pl, first, end, pass, stride_of(m, &k, pass)) != 0)
             rc = -1;
         else if ((why = m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started)))
             rc = lad_fail(err, "tensor '%s': %s: %s", pt->name, m->name, why);
@@ -735,7 +760,7 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
     if (rc == 0 && needs_amax(pt)) {
         for (int i = 0; i < pl->started; i++)
             pl->ws[i].amax = 0;
-        if (run_phase(r, pl, first, end, AMAX_PASS) != 0)
+        if (run_phase(r, pl, first, end, AMAX_PASS, 1) != 0)
             rc = -1;
         r->tensor_amax = 0;
         for (int i = 0; i < pl->started; i++)
@@ -743,10 +768,9 @@ static int run_tensor_with_stats(run *r, pool *pl, size_t t, lad_error *err)
                                  ? NAN
                                  : fmaxf(r->tensor_amax, pl->ws[i].amax);
     }
-    if (rc == 0 && run_phase(r, pl, first, end, MERGE_PASS) != 0)
+    if (rc == 0 && run_phase(r, pl, first, end, MERGE_PASS, 1) != 0)
         rc = -1;
-    free(r->stats);
-    r->stats = NULL;
+    release_stats(r, m, &k);
     return rc;
 }
 
@@ -801,15 +825,14 @@ static int run_model_scope(run *r, pool *pl, size_t t0, lad_error *err)
         for (int i = 0; acc_bytes && i < pl->started; i++)
             memset(r->accs[i], 0, acc_bytes);
         const char *why;
-        if (run_phase(r, pl, 0, r->nitems, pass) != 0)
+        if (run_phase(r, pl, 0, r->nitems, pass, stride_of(m, &k, pass)) != 0)
             rc = -1;
         else if ((why = m->pass_end(&k, pass, wide, r->accs, (size_t)pl->started)))
             rc = lad_fail(err, "%s: %s", m->name, why);
     }
-    if (rc == 0 && run_phase(r, pl, 0, r->nitems, MERGE_PASS) != 0)
+    if (rc == 0 && run_phase(r, pl, 0, r->nitems, MERGE_PASS, 1) != 0)
         rc = -1;
-    free(r->stats);
-    r->stats = NULL;
+    release_stats(r, m, &k);
     return rc;
 }
 
@@ -837,7 +860,7 @@ static int run_all(run *r, pool *pl, lad_error *err)
         size_t u = t;
         while (u < n && npasses(&r->plan->t[u]) == 0 && !needs_amax(&r->plan->t[u]))
             u++;
-        if (run_phase(r, pl, r->first_item[t], r->first_item[u], MERGE_PASS) != 0)
+        if (run_phase(r, pl, r->first_item[t], r->first_item[u], MERGE_PASS, 1) != 0)
             return -1;
         t = u;
     }
@@ -1232,6 +1255,7 @@ int lad_engine_execute(lad_plan *p, lad_writer *w, unsigned char *const *mem,
     if (rc == 0 && stats) {
         stats->bytes_read = p->bytes_in;
         stats->bytes_written = p->bytes_out;
+        stats->bytes_read_passes = atomic_load(&r.read_bytes);
         stats->seconds = now() - t0;
         stats->nshards = p->nshards;
         stats->nonfinite = 0;

@@ -19,7 +19,13 @@
  * exact (select.h): exactly int(density * n) elements per tensor, ties at
  * the threshold broken by lowest index; with GTA_SCOPE, int(density * n)
  * of the whole model's task vector (all merged tensors flattened in order),
- * as the TIES paper's code trims. DARE keeps an element when a
+ * as the TIES paper's code trims. With fp32 keys the inputs are read
+ * twice, not three or four times: a sample (every GTA_STRIDE-th work item)
+ * picks a window of first-digit bins around the threshold, the first digit
+ * pass keeps the keys in it (at most GTA_CAND_BUDGET bytes; a small tensor
+ * keeps all its keys, unsampled), and they settle the threshold and its tie
+ * counts exactly; a sample that misleads costs the passes of before, never
+ * other bits (select.h). DARE keeps an element when a
  * counter-based hash of (seed, tensor name, task index, element index) is
  * below density * 2^32, so the mask is the same for any thread count and
  * chunking, and rescales survivors by 1/density (as the DARE paper; mergekit
@@ -59,6 +65,7 @@
 #include "select.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,10 +90,42 @@ typedef struct gta_stats {
      * the map would take more than GTA_MAP_BUDGET bytes. */
     uint32_t *map;
     bool ties_settled;
+    /* fp32 keys: a sampling pass (every GTA_STRIDE-th work item) sets
+     * each selection's window, the first digit pass keeps the keys in it
+     * (candidate chunks, select.h), and a selection whose threshold they
+     * settle (won) needs no second digit pass nor tie pass. A tensor whose
+     * keys all fit in GTA_ALL_BYTES keeps them all, unsampled. */
+    bool sample;                    /* the sampling pass is run */
+    bool won[GTA_MAX_TV * 2];
+    bool all_won;
+    uint32_t *cand;                 /* GTA_CAND_BUDGET at most; NULL: none kept */
+    size_t cand_cap;                /* words */
+    atomic_size_t cand_used;
+    atomic_bool cand_full;          /* a chunk did not fit: nothing is settled */
 } gta_stats;
 
 #define GTA_MAP 8
 #define GTA_MAP_BUDGET (64u << 20)
+#define GTA_STRIDE 16
+#define GTA_CAND_BUDGET ((size_t)256 << 20)
+#define GTA_ALL_BYTES ((size_t)32 << 20)
+
+/* What pass p of the tensor is: its magnitude norms, the sample, else the
+ * selection's pass: digit passes from 0, then the tie count, then L1. */
+enum { PASS_NORMS = -2, PASS_SAMPLE = -1 };
+
+static int phase_of(const gta_stats *st, int pass)
+{
+    if (pass < st->first_select)
+        return PASS_NORMS;
+    pass -= st->first_select;
+    if (st->targets > 0 && st->digits == 2) {
+        if (pass == 0)
+            return PASS_SAMPLE;
+        pass--;
+    }
+    return pass;
+}
 
 static size_t ntv(const lad_op *op) { return op->ninputs - 1; }
 static int kind(const lad_op *op) { return (int)op->param[GTA_SPARSIFY]; }
@@ -102,11 +141,14 @@ static bool l1(const lad_op *op)
     return op->param[GTA_RESCALE] == GTA_RESCALE_L1 && kind(op) != GTA_DENSE;
 }
 
+/* fp32 keys (two digits) are sampled first; fp64 keys are not. */
+static bool sampled(const lad_op *op, bool wide) { return targets(op) > 0 && !wide; }
+
 static int gta_npasses(const lad_op *op, bool wide)
 {
     int n = norm_mag(op) ? 1 : 0;
     if (targets(op) > 0)
-        n += (wide ? 4 : 2) + 1; /* digit passes, then the tie count */
+        n += (wide ? 4 : 2) + 1 + sampled(op, wide); /* [sample], digits, tie count */
     return n + l1(op);
 }
 
@@ -153,6 +195,8 @@ static void keep_counts(const lad_op *op, size_t i, uint64_t n, uint64_t *keep_t
     }
 }
 
+static void cand_alloc(gta_stats *st, size_t keys);
+
 static void gta_stats_init(const lad_kctx *k, bool wide)
 {
     gta_stats *st = k->stats;
@@ -183,6 +227,64 @@ static void gta_stats_init(const lad_kctx *k, bool wide)
             blocks += st->nblocks;
         }
     }
+    st->sample = sampled(op, wide);
+    int nsel = st->ntv * st->targets;
+    if (st->sample && k->nelem * (uint64_t)nsel * 4 <= GTA_ALL_BYTES) {
+        /* every key kept: no sample needed */
+        st->sample = false;
+        bool any = false;
+        for (int s = 0; s < nsel; s++) {
+            lad_select *sel = &st->sel[s];
+            if (sel->all || sel->none)
+                continue;
+            sel->window = any = true;
+            sel->wlo = 0;
+            sel->whi = LAD_SELECT_BINS - 1;
+        }
+        if (any)
+            cand_alloc(st, (size_t)nsel * (size_t)k->nelem);
+    }
+}
+
+/* Room for `keys` candidate keys in chunks: one chunk per selection and
+ * kernel call at most. No room (or too much asked): no windows. */
+static void cand_alloc(gta_stats *st, size_t keys)
+{
+    size_t nsel = (size_t)st->ntv * (size_t)st->targets;
+    size_t words = keys + nsel * (st->nblocks + st->nitems) * LAD_CAND_HEAD;
+    st->cand = words * 4 <= GTA_CAND_BUDGET ? malloc(words * 4) : NULL;
+    st->cand_cap = st->cand ? words : 0;
+    if (!st->cand)
+        for (size_t s = 0; s < nsel; s++)
+            st->sel[s].window = false;
+}
+
+static void cand_free(gta_stats *st)
+{
+    free(st->cand);
+    st->cand = NULL;
+    st->cand_cap = 0;
+}
+
+static void gta_stats_release(const lad_kctx *k) { cand_free(k->stats); }
+
+/* Stores a block's candidate keys of selection `sel` as one chunk. */
+static void cand_put(gta_stats *st, uint32_t sel, uint64_t block, const uint32_t *keys,
+                     size_t n)
+{
+    if (n == 0 || atomic_load_explicit(&st->cand_full, memory_order_relaxed))
+        return;
+    size_t at = atomic_fetch_add(&st->cand_used, n + LAD_CAND_HEAD);
+    if (at + n + LAD_CAND_HEAD > st->cand_cap) {
+        atomic_store(&st->cand_full, true);
+        return;
+    }
+    uint32_t *c = st->cand + at;
+    c[0] = sel;
+    c[1] = (uint32_t)n;
+    c[2] = (uint32_t)block;
+    c[3] = (uint32_t)(block >> 32);
+    memcpy(c + LAD_CAND_HEAD, keys, n * sizeof *keys);
 }
 
 #define key_f32 lad_select_key_f32
@@ -226,6 +328,18 @@ static inline uint64_t map_add(uint32_t *map, uint64_t used, uint32_t d)
     return used + 1;
 }
 
+/* Selection s's histograms of every thread, added into the first. */
+static uint64_t *fold(void *const *accs, size_t naccs, int s)
+{
+    uint64_t *h0 = (uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
+    for (size_t a = 1; a < naccs; a++) {
+        const uint64_t *h = (const uint64_t *)accs[a] + (size_t)s * LAD_SELECT_BINS;
+        for (size_t b = 0; b < LAD_SELECT_BINS; b++)
+            h0[b] += h[b];
+    }
+    return h0;
+}
+
 /* After the last digit pass: each block's count of keys equal to T, from
  * the maps, as the tie pass would count them; false (the tie pass runs)
  * when a map overflowed or there are none. A selection that keeps every
@@ -236,7 +350,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
     bool settled = true;
     for (int s = 0; s < nsel && settled; s++) {
         lad_select *sel = &st->sel[s];
-        if (sel->all || sel->none)
+        if (sel->all || sel->none || st->won[s])
             continue;
         const uint64_t *h0 = (const uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
         if (sel->ties == h0[sel->thresh & 0xffff]) {
@@ -266,14 +380,17 @@ static bool settle_ties(gta_stats *st, void *const *accs)
 }
 
 /* The statistics passes, once per compute type: digit passes histogram the
- * keys that still match, the last pass counts keys equal to T per block. */
+ * keys that still match, the last pass counts keys equal to T per block;
+ * the sample histograms its items' first digits, and the first digit pass
+ * keeps each window's keys as candidates. */
 #define GTA_STATS(NAME, T, KEY, SCALE, SPARSIFY, KEYS)                                         \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)      \
     {                                                                                           \
         gta_stats *st = k->stats;                                                               \
         uint64_t *hist = acc;                                                                   \
         uint64_t block = k->block_base + k->start / LAD_BLOCK;                                  \
-        if (pass < st->first_select) { /* magnitude normalisation: the norms */                 \
+        pass = phase_of(st, pass);                                                              \
+        if (pass == PASS_NORMS) { /* magnitude normalisation: the norms */                      \
             for (int i = 0; i < st->ntv; i++) {                                                 \
                 double s2 = 0;                                                                  \
                 for (size_t e = 0; e < n; e++) {                                                \
@@ -284,7 +401,6 @@ static bool settle_ties(gta_stats *st, void *const *accs)
             }                                                                                   \
             return;                                                                             \
         }                                                                                       \
-        pass -= st->first_select;                                                               \
         if (st->l1 && pass == (st->targets ? st->digits + 1 : 0)) { /* the L1 sums */          \
             size_t m = (size_t)st->ntv;                                                         \
             T *wd = k->scratch;                                                                 \
@@ -304,17 +420,30 @@ static bool settle_ties(gta_stats *st, void *const *accs)
         }                                                                                       \
         for (int i = 0; i < st->ntv; i++)                                                       \
             for (int t = 0; t < st->targets; t++) {                                             \
-                const lad_select *s = &st->sel[i * st->targets + t];                            \
-                if (s->all || s->none)                                                          \
+                size_t sel = (size_t)(i * st->targets + t);                                     \
+                const lad_select *s = &st->sel[sel];                                            \
+                if (s->all || s->none || (pass > 0 && st->won[sel]))                            \
                     continue;                                                                   \
                 const T *x = in[i + 1], *b = in[0], sc = (T)st->SCALE[i];                       \
                 if (pass < st->digits) {                                                        \
-                    size_t sel = (size_t)(i * st->targets + t);                                 \
                     uint64_t *h = hist + sel * LAD_SELECT_BINS;                                 \
                     /* the keys first (a loop that vectorises), then the histogram */         \
                     uint64_t *keys = k->scratch;                                                \
                     KEYS(keys, x, b, sc, n);                                                    \
-                    const int shift = 16 * (st->digits - 1 - pass);                             \
+                    const int shift = 16 * (st->digits - 1 - (pass < 0 ? 0 : pass));            \
+                    if (pass == 0 && s->window && st->cand) { /* and the candidates */          \
+                        uint32_t *c = (uint32_t *)(keys + n);                                   \
+                        const uint32_t lo = s->wlo, span = s->whi - s->wlo;                     \
+                        size_t nc = 0;                                                          \
+                        for (size_t e = 0; e < n; e++) {                                        \
+                            uint32_t key = (uint32_t)keys[e];                                   \
+                            h[key >> 16]++;                                                     \
+                            c[nc] = key;                                                        \
+                            nc += (key >> 16) - lo <= span;                                     \
+                        }                                                                       \
+                        cand_put(st, (uint32_t)sel, block, c, nc);                              \
+                        continue;                                                               \
+                    }                                                                           \
                     if (pass == st->digits - 1 && st->map) {                                    \
                         uint32_t *map = st->map + (sel * st->nblocks + block) * GTA_MAP;        \
                         uint64_t used = s->before[block];                                       \
@@ -327,7 +456,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                         s->before[block] = used;                                                \
                         continue;                                                               \
                     }                                                                           \
-                    if (pass == 0) {                                                            \
+                    if (pass <= 0) { /* the first digit, of the sample or of every key */      \
                         for (size_t e = 0; e < n; e++)                                          \
                             h[keys[e] >> shift]++;                                              \
                     } else {                                                                    \
@@ -352,7 +481,8 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
 {
     (void)wide;
     gta_stats *st = k->stats;
-    if (pass < st->first_select) {
+    pass = phase_of(st, pass);
+    if (pass == PASS_NORMS) {
         /* Norms added in item order (the same for any -j), then the scale
          * that brings each task vector to the mean norm. */
         double norm[GTA_MAX_TV], mean = 0;
@@ -369,7 +499,6 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         }
         return NULL;
     }
-    pass -= st->first_select;
     if (st->l1 && pass == (st->targets ? st->digits + 1 : 0)) {
         /* mergekit's rescale: |d|_1 / |kept d|_1, unless either is below 1e-7 */
         for (int i = 0; i < st->ntv; i++) {
@@ -384,19 +513,39 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         return NULL;
     }
     int nsel = st->ntv * st->targets;
+    if (pass == PASS_SAMPLE) {
+        /* each selection's window, from the sample's first digits */
+        size_t keys = 0;
+        for (int s = 0; s < nsel; s++) {
+            const uint64_t *h0 = fold(accs, naccs, s);
+            uint64_t sn = 0;
+            for (size_t b = 0; b < LAD_SELECT_BINS; b++)
+                sn += h0[b];
+            keys += lad_select_window(&st->sel[s], h0, sn);
+        }
+        if (keys)
+            cand_alloc(st, keys + keys / 2);
+        return NULL;
+    }
+    bool all_won = true;
     for (int s = 0; s < nsel; s++) {
+        lad_select *sel = &st->sel[s];
+        if (st->won[s])
+            continue;
         if (pass == st->digits) {
-            lad_select_ties_done(&st->sel[s], st->nblocks);
+            lad_select_ties_done(sel, st->nblocks);
             continue;
         }
-        /* Fold the threads' histograms into the first one. */
-        uint64_t *h0 = (uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
-        for (size_t a = 1; a < naccs; a++) {
-            const uint64_t *h = (const uint64_t *)accs[a] + (size_t)s * LAD_SELECT_BINS;
-            for (size_t b = 0; b < LAD_SELECT_BINS; b++)
-                h0[b] += h[b];
-        }
-        lad_select_digit_done(&st->sel[s], h0, pass, st->digits);
+        uint64_t *h0 = fold(accs, naccs, s);
+        lad_select_digit_done(sel, h0, pass, st->digits);
+        if (pass == 0 && st->cand && !atomic_load(&st->cand_full))
+            st->won[s] = lad_select_settle(sel, (uint32_t)s, st->cand,
+                                           atomic_load(&st->cand_used), st->nblocks, h0);
+        all_won &= sel->all || sel->none || st->won[s];
+    }
+    if (pass == 0) {
+        st->all_won = all_won;
+        cand_free(st); /* settled, or the passes run as before */
     }
     if (pass == st->digits - 1 && nsel > 0)
         st->ties_settled = settle_ties(st, accs);
@@ -406,7 +555,20 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
 static bool gta_pass_skip(const lad_kctx *k, int pass)
 {
     const gta_stats *st = k->stats;
-    return st->targets > 0 && st->ties_settled && pass == st->first_select + st->digits;
+    if (st->targets == 0)
+        return false;
+    pass = phase_of(st, pass);
+    if (pass == PASS_SAMPLE)
+        return !st->sample;
+    if (pass > 0 && pass < st->digits)
+        return st->all_won;
+    return pass == st->digits && (st->all_won || st->ties_settled);
+}
+
+static unsigned gta_pass_stride(const lad_kctx *k, int pass)
+{
+    const gta_stats *st = k->stats;
+    return st->targets > 0 && phase_of(st, pass) == PASS_SAMPLE ? GTA_STRIDE : 1;
 }
 
 /* lowbias32 (C. Wellons): a 32-bit mixer for the counter-based RNG. */
@@ -819,6 +981,8 @@ const lad_method lad_method_della = {
     .stats_f64 = gta_stats_f64,
     .pass_end = gta_pass_end,
     .pass_skip = gta_pass_skip,
+    .pass_stride = gta_pass_stride,
+    .stats_release = gta_stats_release,
     .row_length = della_row_length,
 };
 
@@ -835,4 +999,6 @@ const lad_method lad_method_gta = {
     .stats_f64 = gta_stats_f64,
     .pass_end = gta_pass_end,
     .pass_skip = gta_pass_skip,
+    .pass_stride = gta_pass_stride,
+    .stats_release = gta_stats_release,
 };

@@ -274,6 +274,54 @@ def test_ties_tie_counts_every_way(tmp_path, rng):
         assert outs[0] == outs[1]
 
 
+def passes_read(err):
+    """-> (bytes read once, bytes read over every pass) from ladle's summary."""
+    import re
+    unit = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    m = re.search(r"from ([\d.]+) (\w+) read(?: \(([\d.]+) (\w+) over every pass\))?", err)
+    once = float(m.group(1)) * unit[m.group(2)]
+    return once, float(m.group(3)) * unit[m.group(4)] if m.group(3) else once
+
+
+@pytest.mark.parametrize("misleading", [False, True])
+def test_ties_sampled_window_or_full_passes(tmp_path, rng, misleading):
+    """A tensor too big to keep every key is sampled (every 16th work item
+    of 128K elements): the first digit pass keeps the keys in the sample's
+    window, which settle the threshold with no second digit pass nor tie
+    pass (inputs read 2 times and the sample's 3/36). A misleading sample
+    (the sampled items' task vectors are tiny) puts the threshold outside
+    the window: the passes run as before (4 reads and the sample). Both exact,
+    for TIES (one selection per task vector) and Breadcrumbs (two)."""
+    n = 4608 * 1024  # 36 work items; 2 selections x 4 bytes x n > 32 MB
+    base = [("w", "F32", rng.standard_normal(n).astype(F32))]
+    fts = []
+    for i in range(2):
+        d = rng.standard_normal(n).astype(F32) * F32(0.01)
+        if misleading:
+            items = d.reshape(-1, 128 * 1024)
+            items[::16] *= F32(1e-3)
+        p = tmp_path / f"ft{i}.safetensors"
+        st.write(p, [("w", "F32", base[0][2] + d)])
+        fts.append(p)
+    bp = tmp_path / "base.safetensors"
+    st.write(bp, base)
+    for cmd, extra, kw in (
+            ("ties", ["--density", "0.3"], dict(kind="magnitude", density=0.3,
+                                                 consensus="sum", normalize=True)),
+            ("breadcrumbs", ["--density", "0.4", "--gamma", "0.05"],
+             dict(kind="outliers", density=0.4, gamma=0.05, consensus=None,
+                  normalize=False))):
+        out = tmp_path / f"{cmd}.safetensors"
+        args = [cmd, "--base", bp, "--add", f"1:{fts[0]}", "--add", f"0.5:{fts[1]}"]
+        r = ladle(*args, *extra, "-o", out)
+        check(out, bp, fts, [1, 0.5], "F32", **kw)
+        once, every = passes_read(r.err)
+        # the sample: items 0, 16 and 32; misleading: the second digit pass and
+        # the tie pass (these fp32 keys' last digits are too many to count in it)
+        want = (4 if misleading else 2) + 3 / 36
+        assert abs(every / once - want) < 0.02, r.err
+
+
 @pytest.mark.parametrize("density", [0.0, 1.0])
 def test_ties_density_edges(tmp_path, rng, density):
     base, fts = write_family(tmp_path, rng, "F32")
