@@ -418,7 +418,8 @@ static bool settle_ties(gta_stats *st, void *const *accs)
             }                                                                                   \
             return;                                                                             \
         }                                                                                       \
-        for (int i = 0; i < st->ntv; i++)                                                       \
+        for (int i = 0; i < st->ntv; i++) {                                                     \
+            bool keyed = false; /* Breadcrumbs' two selections share the keys */               \
             for (int t = 0; t < st->targets; t++) {                                             \
                 size_t sel = (size_t)(i * st->targets + t);                                     \
                 const lad_select *s = &st->sel[sel];                                            \
@@ -429,7 +430,9 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                     uint64_t *h = hist + sel * LAD_SELECT_BINS;                                 \
                     /* the keys first (a loop that vectorises), then the histogram */         \
                     uint64_t *keys = k->scratch;                                                \
-                    KEYS(keys, x, b, sc, n);                                                    \
+                    if (!keyed)                                                                 \
+                        KEYS(keys, x, b, sc, n);                                                \
+                    keyed = true;                                                               \
                     const int shift = 16 * (st->digits - 1 - (pass < 0 ? 0 : pass));            \
                     if (pass == 0 && s->window && st->cand) { /* and the candidates */          \
                         uint32_t *c = (uint32_t *)(keys + n);                                   \
@@ -472,6 +475,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                     s->before[block] = c;                                                       \
                 }                                                                               \
             }                                                                                   \
+        }                                                                                       \
     }
 
 GTA_STATS(gta_stats_f32, float, key_f32, scalef, sparsify_f32, keys_f32)
