@@ -598,44 +598,92 @@ static inline uint32_t draw(uint32_t tvkey, uint64_t index)
     return mix32((uint32_t)index ^ mix32((uint32_t)(index >> 32) ^ tvkey));
 }
 
-/* A stable LSD radix sort of n keys of at most 32 bits (11-bit digits),
- * carrying their indexes: ascending key, ties in index order. One pass
- * counts all three digits; a digit every key shares is not scattered.
- * The sorted keys and indexes end in key and idx; key2 and idx2 are
- * scratch. */
-static void radix_sort(uint32_t *key, uint32_t *idx, uint32_t *key2, uint32_t *idx2, size_t n)
+/* LSD radix sort of n values (key << 32 | index) by the key's 8-bit digits
+ * lo..hi (0 the lowest; keys are below 2^31), stable; a digit every value
+ * shares is not scattered. The sorted values end in v; tmp: n of scratch.
+ * Each pass counts and scatters four quarters of the array in one loop:
+ * a bin's counter incremented by one element after another chains each
+ * store to the next load, and four quarters are four independent chains
+ * (each quarter's elements of a bin go after the previous quarter's). */
+static void radix_digits(uint64_t *restrict v, uint64_t *restrict tmp, size_t n, int lo, int hi)
 {
-    uint32_t count[3][2049];
-    memset(count, 0, sizeof count);
+    uint64_t all = ~(uint64_t)0, any = 0;
     for (size_t e = 0; e < n; e++) {
-        uint32_t k = key[e];
-        count[0][(k & 2047) + 1]++;
-        count[1][((k >> 11) & 2047) + 1]++;
-        count[2][(k >> 22) + 1]++;
+        all &= v[e];
+        any |= v[e];
     }
-    uint32_t *k0 = key, *i0 = idx;
-    for (int d = 0; d < 3 && n > 0; d++) {
-        int shift = 11 * d;
-        if (count[d][((key[0] >> shift) & 2047) + 1] == n)
-            continue; /* every key has this digit: the order stands */
-        uint32_t *c = count[d];
-        for (int b = 0; b < 2048; b++)
-            c[b + 1] += c[b];
-        for (size_t e = 0; e < n; e++) {
-            uint32_t to = c[(key[e] >> shift) & 2047]++;
-            key2[to] = key[e];
-            idx2[to] = idx[e];
+    const uint64_t varies = all ^ any;
+    const size_t q = n / 4, q3 = 3 * q; /* quarters; the last one runs to n */
+    uint64_t *v0 = v;
+    for (int d = lo; d <= hi; d++) {
+        const int shift = 32 + 8 * d;
+        if ((varies >> shift & 255) == 0)
+            continue; /* every value has this digit: the order stands */
+        uint32_t c[4][256];
+        memset(c, 0, sizeof c);
+        for (size_t e = 0; e < q; e++) {
+            c[0][v[e] >> shift & 255]++;
+            c[1][v[q + e] >> shift & 255]++;
+            c[2][v[2 * q + e] >> shift & 255]++;
+            c[3][v[q3 + e] >> shift & 255]++;
         }
-        uint32_t *t = key;
-        key = key2;
-        key2 = t;
-        t = idx;
-        idx = idx2;
-        idx2 = t;
+        for (size_t e = q3 + q; e < n; e++)
+            c[3][v[e] >> shift & 255]++;
+        for (uint32_t b = 0, sum = 0; b < 256; b++)
+            for (int part = 0; part < 4; part++) {
+                uint32_t here = c[part][b];
+                c[part][b] = sum;
+                sum += here;
+            }
+        for (size_t e = 0; e < q; e++) {
+            uint64_t a = v[e], b = v[q + e], x = v[2 * q + e], y = v[q3 + e];
+            tmp[c[0][a >> shift & 255]++] = a;
+            tmp[c[1][b >> shift & 255]++] = b;
+            tmp[c[2][x >> shift & 255]++] = x;
+            tmp[c[3][y >> shift & 255]++] = y;
+        }
+        for (size_t e = q3 + q; e < n; e++)
+            tmp[c[3][v[e] >> shift & 255]++] = v[e];
+        uint64_t *t = v;
+        v = tmp;
+        tmp = t;
     }
-    if (key != k0) { /* an odd number of scatters: back into the caller's arrays */
-        memcpy(k0, key, n * sizeof *key);
-        memcpy(i0, idx, n * sizeof *idx);
+    if (v != v0) /* an odd number of scatters: back into the caller's array */
+        memcpy(v0, v, n * sizeof *v);
+}
+
+/* Sorts n values (key << 32 | index) ascending: by key, ties in index
+ * order (the index makes every value distinct). The keys of a bf16 model's
+ * task vector are |d|'s fp32 bit patterns, and most have their low 16 bits
+ * zero (d needs no more than bf16's 8 significant bits): so the values are
+ * sorted by the key's high half, which leaves them in order but within
+ * runs of equal high halves whose low halves differ, and only those runs
+ * are sorted further. tmp: n of scratch. */
+static void radix_sort(uint64_t *restrict v, uint64_t *restrict tmp, size_t n)
+{
+    radix_digits(v, tmp, n, 2, 3);
+    for (size_t e = 1; e < n; e++) {
+        if (v[e] > v[e - 1])
+            continue;
+        /* out of order: the run of v[e]'s high half around it */
+        const uint64_t high = v[e] >> 48;
+        size_t s = e - 1, end = e + 1;
+        while (s > 0 && v[s - 1] >> 48 == high)
+            s--;
+        while (end < n && v[end] >> 48 == high)
+            end++;
+        if (end - s <= 32) { /* insertion sort */
+            for (size_t i = s + 1; i < end; i++) {
+                uint64_t x = v[i];
+                size_t j = i;
+                for (; j > s && v[j - 1] > x; j--)
+                    v[j] = v[j - 1];
+                v[j] = x;
+            }
+        } else {
+            radix_digits(v + s, tmp, end - s, 0, 1);
+        }
+        e = end;
     }
 }
 
@@ -649,24 +697,25 @@ static int by_magnitude(const void *a, const void *b, void *ctx)
     return i < j ? -1 : i > j;
 }
 
-/* DELLA's factor of the element of each rank r (ascending |d|): p = (density
- * - eps) + 2 eps r / (n - 1); kept when its draw is below p 2^32, then
- * 1/p (or 1), else 0. out: n doubles. */
-LAD_KERNEL static void della_ranked(const uint32_t *restrict order, size_t n, uint32_t tvkey,
+/* DELLA's factor of the element of each rank r (ascending |d|; its index
+ * is the low half of sorted[r]): p = (density - eps) + 2 eps r / (n - 1);
+ * kept when its draw is below p 2^32, then 1/p (or 1), else 0. out: n
+ * doubles. */
+LAD_KERNEL static void della_ranked(const uint64_t *restrict sorted, size_t n, uint32_t tvkey,
                                     uint64_t start, double density, double eps, bool rescale,
                                     double *restrict out)
 {
     const double lo = density - eps, q = 2 * eps, last = (double)(n - 1);
     if (n == 1) {
         double p = lo;
-        out[0] = (double)draw(tvkey, start + order[0]) < p * 4294967296.0 ? (rescale ? 1 / p : 1)
+        out[0] = (double)draw(tvkey, start + (uint32_t)sorted[0]) < p * 4294967296.0 ? (rescale ? 1 / p : 1)
                                                                           : 0;
         return;
     }
     if ((start >> 32) != ((start + n - 1) >> 32)) { /* the row crosses 2^32: rare */
         for (size_t r = 0; r < n; r++) {
             double p = lo + q * (double)r / last;
-            bool keep = (double)draw(tvkey, start + order[r]) < p * 4294967296.0;
+            bool keep = (double)draw(tvkey, start + (uint32_t)sorted[r]) < p * 4294967296.0;
             out[r] = keep ? (rescale ? 1 / p : 1) : 0;
         }
         return;
@@ -675,7 +724,7 @@ LAD_KERNEL static void della_ranked(const uint32_t *restrict order, size_t n, ui
     const uint32_t inner = mix32((uint32_t)(start >> 32) ^ tvkey), lo32 = (uint32_t)start;
     for (size_t r = 0; r < n; r++) {
         double p = lo + q * (double)(int32_t)r / last; /* rows are below 2^31 */
-        uint32_t u = mix32((lo32 + order[r]) ^ inner);
+        uint32_t u = mix32((lo32 + (uint32_t)sorted[r]) ^ inner);
         /* (double)u exactly, through the signed conversion vectors have */
         double ud = (double)(int32_t)(u ^ 0x80000000u) + 2147483648.0;
         double f = rescale ? 1 / p : 1;
@@ -688,7 +737,7 @@ LAD_KERNEL static void della_ranked(const uint32_t *restrict order, size_t n, ui
  * vector (already scaled), in fp64; narrow: its values are fp32, so the
  * magnitudes' fp32 bit patterns order them. */
 static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n, bool narrow,
-                          double *fac, uint32_t *work)
+                          double *fac, void *work)
 {
     const lad_op *op = k->op;
     double density = op->param[GTA_TV(i, GTA_DENSITY)];
@@ -699,24 +748,29 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
             fac[e] = density >= 1;
         return;
     }
-    uint32_t *order = work, *key = work + n, *key2 = work + 2 * n, *idx2 = work + 3 * n;
-    for (size_t e = 0; e < n; e++)
-        order[e] = (uint32_t)e;
+    /* work (4n words): the sorted values, then n of the sort's scratch or
+     * of the factors in rank order */
+    uint64_t *sorted = work, *tmp = sorted + n;
     if (narrow) {
         for (size_t e = 0; e < n; e++)
-            key[e] = (uint32_t)key_f32((float)d[e]);
-        radix_sort(key, order, key2, idx2, n);
+            sorted[e] = key_f32((float)d[e]) << 32 | e;
+        radix_sort(sorted, tmp, n);
     } else {
+        uint32_t *order = (uint32_t *)tmp;
         double *mag = fac; /* fac is free until filled below */
-        for (size_t e = 0; e < n; e++)
+        for (size_t e = 0; e < n; e++) {
+            order[e] = (uint32_t)e;
             mag[e] = fabs(d[e]);
+        }
         qsort_r(order, n, sizeof *order, by_magnitude, mag);
+        for (size_t r = 0; r < n; r++)
+            sorted[r] = order[r];
     }
     /* In rank order (a loop that vectorises), then put in place. */
-    della_ranked(order, n, tv_key(k, i), k->start, density, eps, rescale, (double *)key2);
-    const double *ranked = (const double *)key2;
+    double *ranked = (double *)tmp;
+    della_ranked(sorted, n, tv_key(k, i), k->start, density, eps, rescale, ranked);
     for (size_t r = 0; r < n; r++)
-        fac[order[r]] = ranked[r];
+        fac[(uint32_t)sorted[r]] = ranked[r];
 }
 
 /*
@@ -874,7 +928,7 @@ GTA_OUTPUT(output_f64, double)
                 const T sc = st ? (T)st->SCALE[i] : (T)1, *restrict x = in[i + 1];              \
                 for (size_t e = 0; e < n; e++)                                                  \
                     row[e] = (double)((x[e] - b[e]) * sc);                                      \
-                della_factors(k, i, row, n, NARROW, fac + i * n, (uint32_t *)(row + n));        \
+                della_factors(k, i, row, n, NARROW, fac + i * n, row + n);        \
             }                                                                                   \
         for (size_t i = 0; i < m; i++) {                                                        \
             const T sc = st ? (T)st->SCALE[i] : (T)1;                                           \

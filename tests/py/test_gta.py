@@ -518,6 +518,47 @@ def test_della_rank_spread_and_errors(tmp_path, rng):
     assert r.code == 1 and "inside (0, 1)" in r.err
 
 
+def test_della_ranks_every_sort_path(tmp_path, rng):
+    """DELLA's row sort orders by the key's high half first and then sorts
+    only the runs whose low halves differ (by insertion up to 32 elements,
+    else by radix): rows built to take each path, with exact ties, against
+    the numpy ranks."""
+    w = 3000
+    one = np.float32(1.0).view(np.uint32)
+    rows = [
+        # one run of w: every |d| in [1, 1 + 2^-7) shares its high half
+        (one + rng.integers(0, 1 << 16, w)).astype(np.uint32).view(F32),
+        # runs of about 12 and of about 47: high halves spread, low halves random
+        (one + rng.integers(0, 1 << 24, w)).astype(np.uint32).view(F32),
+        (one + rng.integers(0, 1 << 22, w)).astype(np.uint32).view(F32),
+        # bf16-like: low halves zero, so no run needs sorting
+        (one + (rng.integers(0, 1 << 10, w) << 16)).astype(np.uint32).view(F32),
+        # few distinct values: long runs of exact ties (index order)
+        rng.choice(np.array([0.5, 0.25, 0.25 + 2 ** -20, 1e-3], F32), w),
+        np.full(w, 0.125, F32),  # one value
+    ]
+    d = np.stack(rows) * np.where(rng.random((len(rows), w)) < 0.5, F32(-1), F32(1))
+    b = rng.standard_normal(d.shape).astype(F32) * F32(0)
+    st.write(tmp_path / "b.safetensors", [("w", "F32", b)])
+    st.write(tmp_path / "x.safetensors", [("w", "F32", (b + d).astype(F32))])
+    for j in (1, 2):
+        out = tmp_path / f"o{j}.safetensors"
+        run("della", tmp_path / "b.safetensors", [tmp_path / "x.safetensors"], [1], out,
+            "--density", "0.5", "--epsilon", "0.3", "--seed", "3", "-j", j)
+        check(out, tmp_path / "b.safetensors", [tmp_path / "x.safetensors"], [1], "F32",
+              kind="della", density=0.5, epsilon=0.3, seed=3, consensus="sum", normalize=True)
+    # F64 rows rank their fp64 magnitudes (a comparison sort): with a zero
+    # base and one task vector of weight 1 the output is d / p exactly
+    d64 = d.astype(np.float64)
+    st.write(tmp_path / "b64.safetensors", [("w", "F64", b.astype(np.float64))])
+    st.write(tmp_path / "x64.safetensors", [("w", "F64", d64)])
+    out = tmp_path / "o64.safetensors"
+    run("della", tmp_path / "b64.safetensors", [tmp_path / "x64.safetensors"], [1], out,
+        "--density", "0.5", "--epsilon", "0.3", "--seed", "3")
+    want = d64 * della_factor("w", 0, 3, d64, 0.5, 0.3, True)
+    assert np.array_equal(st.read(out)[0]["w"][1], want)
+
+
 @pytest.mark.parametrize("cmd,kind,extra,kw", [
     ("ties", "magnitude", ["--density", "0.3"], dict(consensus="sum", normalize=True)),
     ("breadcrumbs", "outliers", ["--density", "0.5", "--gamma", "0.05"], dict(consensus=None)),
