@@ -108,7 +108,10 @@ typedef struct gta_stats {
 #define GTA_MAP_BUDGET (64u << 20)
 #define GTA_STRIDE 16
 #define GTA_CAND_BUDGET ((size_t)256 << 20)
-#define GTA_ALL_BYTES ((size_t)32 << 20)
+/* Keys kept all, unsampled, up to this: lad_select_settle scans them on one
+ * thread, which for a 2048 x 2048 tensor's 8M keys cost more than the
+ * sample pass it saves (32 MB here made the bench's TIES 1.7x slower). */
+#define GTA_ALL_BYTES ((size_t)4 << 20)
 
 /* What pass p of the tensor is: its magnitude norms, the sample, else the
  * selection's pass: digit passes from 0, then the tie count, then L1. */
@@ -300,16 +303,17 @@ static void sparsify_f64(const lad_kctx *k, const double *const *in, size_t n, d
                          double *fac, double *row, bool weighted);
 
 /* The keys of the block's task vector, for the digit passes. */
-#define GTA_KEYS(NAME, T, KEY)                                                                  \
-    LAD_KERNEL static void NAME(uint64_t *restrict keys, const T *restrict x,                  \
+#define GTA_KEYS(NAME, T, KT, KEY)                                                              \
+    LAD_KERNEL static void NAME(KT *restrict keys, const T *restrict x,                        \
                                 const T *restrict b, T sc, size_t n)                            \
     {                                                                                           \
         for (size_t e = 0; e < n; e++)                                                          \
-            keys[e] = KEY((x[e] - b[e]) * sc);                                                  \
+            keys[e] = (KT)KEY((x[e] - b[e]) * sc);                                              \
     }
 
-GTA_KEYS(keys_f32, float, key_f32)
-GTA_KEYS(keys_f64, double, key_f64)
+/* fp32 keys fit in 32 bits: half the bytes, twice the vector width */
+GTA_KEYS(keys_f32, float, uint32_t, key_f32)
+GTA_KEYS(keys_f64, double, uint64_t, key_f64)
 
 /* Counts one more key with last digit d in a block's map of `used` pairs
  * (digit in the low 16 bits, count above); returns the new `used`. */
@@ -383,7 +387,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
  * keys that still match, the last pass counts keys equal to T per block;
  * the sample histograms its items' first digits, and the first digit pass
  * keeps each window's keys as candidates. */
-#define GTA_STATS(NAME, T, KEY, SCALE, SPARSIFY, KEYS)                                         \
+#define GTA_STATS(NAME, T, KT, KEY, SCALE, SPARSIFY, KEYS)                                     \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)      \
     {                                                                                           \
         gta_stats *st = k->stats;                                                               \
@@ -429,7 +433,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                 if (pass < st->digits) {                                                        \
                     uint64_t *h = hist + sel * LAD_SELECT_BINS;                                 \
                     /* the keys first (a loop that vectorises), then the histogram */         \
-                    uint64_t *keys = k->scratch;                                                \
+                    KT *keys = k->scratch;                                                      \
                     if (!keyed)                                                                 \
                         KEYS(keys, x, b, sc, n);                                                \
                     keyed = true;                                                               \
@@ -450,7 +454,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                     if (pass == st->digits - 1 && st->map) {                                    \
                         uint32_t *map = st->map + (sel * st->nblocks + block) * GTA_MAP;        \
                         uint64_t used = s->before[block];                                       \
-                        const uint64_t want = s->prefix >> 16;                                  \
+                        const KT want = (KT)(s->prefix >> 16);                                  \
                         for (size_t e = 0; e < n; e++)                                          \
                             if (keys[e] >> 16 == want) {                                        \
                                 h[keys[e] & 0xffff]++;                                          \
@@ -463,7 +467,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                         for (size_t e = 0; e < n; e++)                                          \
                             h[keys[e] >> shift]++;                                              \
                     } else {                                                                    \
-                        const uint64_t want = s->prefix >> (shift + 16);                        \
+                        const KT want = (KT)(s->prefix >> (shift + 16));                        \
                         for (size_t e = 0; e < n; e++)                                          \
                             if (keys[e] >> (shift + 16) == want)                                \
                                 h[(keys[e] >> shift) & 0xffff]++;                               \
@@ -478,8 +482,8 @@ static bool settle_ties(gta_stats *st, void *const *accs)
         }                                                                                       \
     }
 
-GTA_STATS(gta_stats_f32, float, key_f32, scalef, sparsify_f32, keys_f32)
-GTA_STATS(gta_stats_f64, double, key_f64, scale, sparsify_f64, keys_f64)
+GTA_STATS(gta_stats_f32, float, uint32_t, key_f32, scalef, sparsify_f32, keys_f32)
+GTA_STATS(gta_stats_f64, double, uint64_t, key_f64, scale, sparsify_f64, keys_f64)
 
 static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs, size_t naccs)
 {
@@ -788,15 +792,16 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
  * threshold, which the caller settles in index order. A function with
  * clones of its own (so never inlined): inlined into the kernel, GCC 12
  * left this loop scalar. */
-#define GTA_MAGNITUDE(NAME, T, KEY)                                                             \
+#define GTA_MAGNITUDE(NAME, T, ST, KEY)                                                         \
     LAD_KERNEL static int NAME(T *restrict wi, const T *restrict x, const T *restrict b, size_t n,  \
                            T sc, T r, T w, int k0, int z0, int k1, int z1, int q0, int q1,      \
-                           int64_t s0t, int64_t s1t)                                            \
+                           int64_t s0t64, int64_t s1t64)                                        \
     {                                                                                           \
         int equal = 0;                                                                          \
+        const ST s0t = (ST)s0t64, s1t = (ST)s1t64;                                              \
         for (size_t e = 0; e < n; e++) {                                                        \
             T d = (x[e] - b[e]) * sc, v = d * r * w;                                            \
-            int64_t kk = (int64_t)KEY(d);                                                       \
+            ST kk = (ST)KEY(d);                                                                 \
             int keep = k0 | (!z0 & (kk > s0t));                                                 \
             keep &= !z1 & !(k1 & (kk > s1t));                                                   \
             equal += (q0 & (kk == s0t)) | (q1 & (kk == s1t));                                   \
@@ -805,8 +810,10 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
         return equal;                                                                           \
     }
 
-GTA_MAGNITUDE(magnitude_f32, float, key_f32)
-GTA_MAGNITUDE(magnitude_f64, double, key_f64)
+/* fp32 keys and thresholds (T - 1 >= -1) fit in an int32: compares twice as
+ * wide as int64's */
+GTA_MAGNITUDE(magnitude_f32, float, int32_t, key_f32)
+GTA_MAGNITUDE(magnitude_f64, double, int64_t, key_f64)
 
 /* DARE's random drop, with clones of its own for the same reason: kept
  * when the element's draw is below thr (all: every one), then scaled. The

@@ -91,9 +91,18 @@ bool lad_select_settle(lad_select *s, uint32_t which, const uint32_t *cand, size
         w += LAD_CAND_HEAD + count;
         if (sel != which)
             continue;
-        for (uint32_t e = 0; e < count; e++)
-            if (key[e] >> 16 == first)
-                low[key[e] & 0xffff]++;
+        /* the keys of T's first digit gathered first (a loop without an
+         * unpredictable branch), then counted */
+        uint32_t match[256];
+        for (uint32_t e0 = 0; e0 < count; e0 += 256) {
+            uint32_t end = count - e0 < 256 ? count : e0 + 256, nm = 0;
+            for (uint32_t e = e0; e < end; e++) {
+                match[nm] = key[e];
+                nm += key[e] >> 16 == first;
+            }
+            for (uint32_t j = 0; j < nm; j++)
+                low[match[j] & 0xffff]++;
+        }
     }
     lad_select_digit_done(s, low, 1, 2);
     if (s->ties == low[s->thresh & 0xffff]) {
