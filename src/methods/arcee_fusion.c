@@ -114,9 +114,9 @@ static double value_f64(uint64_t key)
     {                                                                                         \
         double mp = -INFINITY, mb = -INFINITY, sp = 0, sb = 0, kl = 0;                        \
         double *ep = ex, *eb = ex + n;                                                        \
-        for (size_t e = 0; e < n; e++) {                                                      \
-            mp = fmax(mp, (double)p[e]);                                                      \
-            mb = fmax(mb, (double)b[e]);                                                      \
+        for (size_t e = 0; e < n; e++) { /* fmax's result (NaN skipped), without its call */ \
+            mp = (double)p[e] > mp ? (double)p[e] : mp;                                       \
+            mb = (double)b[e] > mb ? (double)b[e] : mb;                                       \
         }                                                                                     \
         for (size_t e = 0; e < n; e++) {                                                      \
             ep[e] = exp((double)p[e] - mp);                                                   \
