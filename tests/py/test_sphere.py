@@ -3,6 +3,8 @@ definitions (merge_methods/multislerp.py: multislerp(); karcher.py:
 karcher_merge_tensors()), step for step in fp64 numpy, tangent step and
 iterations included. ladle sums its statistics in fp64 and combines the
 inputs in fp32, so outputs agree within a few fp32 ulps of the terms."""
+import re
+
 import numpy as np
 import pytest
 
@@ -160,6 +162,56 @@ def test_multislerp_antipodal(tmp_path, rng):
               "1,1,0", "-o", tmp_path / "x.safetensors", check=False)
     assert r.code == 1 and "antipodal" in r.err and "tensor '" in r.err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_multislerp_many_models(tmp_path, rng):
+    """Beyond 8 models the first pass sums only the norms (a Gram matrix
+    costs m (m + 1) / 2 products per element) and a second one |m|^2."""
+    paths, ms = family(tmp_path, rng, n=9)
+    w = [float(v) for v in rng.uniform(0.2, 1, 9)]
+    r = ladle("multislerp", *paths[1:], "--weights", ",".join(map(str, w)), "--base", paths[0],
+              "-o", tmp_path / "o.safetensors")
+    got, _ = st.load(str(tmp_path / "o.safetensors"))
+    for n in ms[0]:
+        terms = [m[n] for m in ms]
+        close(got[n][1], multislerp_ref([m[n] for m in ms[1:]], w, ms[0][n]), n, terms)
+    m = re.search(r"from ([\d.]+) kB read \(([\d.]+) kB over every pass\)", r.err)
+    assert m and abs(float(m[2]) / float(m[1]) - 3) < 0.05, r.err
+
+
+def test_multislerp_nearly_antipodal(tmp_path, rng):
+    """|m|^2 comes from the Gram matrix of the first pass unless that sum
+    cancels, as for nearly antipodal inputs (its terms some 10^12 times the
+    sum here): then a second pass sums it element by element. Either way
+    the output is the fp32 sum with the exact coefficients (the output's
+    own sum cancels here, so it is checked against that, not the fp64
+    result)."""
+    x = rng.standard_normal((64, 48)).astype(F32)
+    y = (-x.astype(np.float64) * (1 + 1e-6 * rng.standard_normal(x.shape))).astype(F32)
+    for name, a in (("a", x), ("b", y)):
+        st.write(tmp_path / f"{name}.safetensors", [("w", "F32", a)])
+    for w in ([1, 1], [0.5, 0.7]):
+        ladle("multislerp", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--weights",
+              ",".join(map(str, w)), "-o", tmp_path / "o.safetensors", "-q", "--force")
+        got = st.load(str(tmp_path / "o.safetensors"))[0]["w"][1]
+        w = np.array(w, np.float64) / sum(w)
+        X = [x.astype(np.float64).ravel(), y.astype(np.float64).ravel()]
+        norms = [np.sqrt(np.sum(v * v)) for v in X]
+        unit = [wi / (n + 1e-8) for wi, n in zip(w, norms)]
+        mn = np.linalg.norm(unit[0] * X[0] + unit[1] * X[1])
+        c = [F32(u * (w @ norms) / mn) for u in unit]
+        terms = np.abs(c[0] * x) + np.abs(c[1] * y)
+        want = c[0] * x + c[1] * y
+        assert np.all(np.abs(got - want) <= 2 * np.spacing(terms)), np.max(np.abs(got - want))
+    # the passes each pair took: two reads of the inputs and the merge's
+    # when the Gram matrix settles |m|, three when it cancels
+    z = (x.astype(np.float64) * (1 + 0.1 * rng.standard_normal(x.shape))).astype(F32)
+    st.write(tmp_path / "c.safetensors", [("w", "F32", z)])
+    for other, reads in (("b", 3), ("c", 2)):
+        r = ladle("multislerp", tmp_path / "a.safetensors", tmp_path / f"{other}.safetensors",
+                  "-o", tmp_path / "o.safetensors", "--force")
+        m = re.search(r"from ([\d.]+) kB read \(([\d.]+) kB over every pass\)", r.err)
+        assert m and abs(float(m[2]) / float(m[1]) - reads) < 0.01, r.err
 
 
 @pytest.mark.parametrize("iters,tol", [(10, 1e-5), (1, 1e-5), (50, 1e-9), (0, 1e-5)])
