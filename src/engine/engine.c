@@ -68,6 +68,7 @@ typedef struct run {
     uint32_t *keys;         /* per tensor: hash of its name */
     atomic_uint_least64_t *nonfinite; /* per tensor: NaN/Inf results */
     int *fds;               /* per shard (-1: another part's) */
+    pthread_mutex_t *wlocks; /* per shard: one pwrite at a time (see put_at) */
     uint64_t *data_start;   /* per shard */
     uint64_t *file_bytes;   /* per shard: its file's size */
     unsigned char *const *mem; /* a memory output: per tensor, where it goes */
@@ -104,7 +105,17 @@ typedef struct worker {
     run *r;
     int index;
     unsigned char *raw[MAX_INPUTS];
-    unsigned char *out_raw;
+    unsigned char *out_raw; /* the output bytes of the item at hand: one of */
+    unsigned char *out_buf[2];
+    /* An item's output bytes not yet written (in the other buffer), while
+     * another worker was writing to the same file. */
+    struct {
+        bool any;
+        size_t shard;
+        const unsigned char *bytes;
+        uint64_t n, off;
+        const char *tensor;
+    } pend;
     void *comp[MAX_INPUTS]; /* fp32/fp64 values per input: BLOCK, or a row */
     void *comp_out;
     void *scratch;          /* for the kernels: LAD_SCRATCH_BYTES */
@@ -243,22 +254,73 @@ static uint64_t count_nonfinite(lad_dtype t, const void *raw, size_t n)
     }
 }
 
-/* An item's output bytes, at byte `at` of its tensor: written to the file
- * (a memory output holds them already). */
-static int put_at(run *r, const lad_plan_tensor *pt, const void *bytes, uint64_t n, uint64_t at,
-                  lad_error *err)
+static int write_at(run *r, size_t shard, const void *bytes, uint64_t n, uint64_t off,
+                    const char *tensor, lad_error *err)
 {
-    size_t s = pt->shard;
-    if (!r->mem && lad_pwrite_full(r->fds[s], bytes, n, r->data_start[s] + pt->offset + at, err))
-        return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, pt->name);
+    pthread_mutex_lock(&r->wlocks[shard]);
+    int rc = lad_pwrite_full(r->fds[shard], bytes, n, off, err);
+    pthread_mutex_unlock(&r->wlocks[shard]);
+    if (rc)
+        return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, tensor);
     atomic_fetch_add(&r->done_bytes, n);
     return 0;
 }
 
-static int put(run *r, const item *it, const void *bytes, uint64_t n, uint64_t at,
+/* Writes the worker's deferred output bytes, if any. */
+static int flush_pending(worker *w, lad_error *err)
+{
+    if (!w->pend.any)
+        return 0;
+    w->pend.any = false;
+    return write_at(w->r, w->pend.shard, w->pend.bytes, w->pend.n, w->pend.off, w->pend.tensor,
+                    err);
+}
+
+/* An item's output bytes, at byte `at` of its tensor: written to the file
+ * (a memory output holds them already). Writes to one file are serialised
+ * by the kernel (the inode's lock), and a thread waiting there spins on
+ * the CPU: so each file has a lock of its own, and a worker that finds it
+ * taken while its bytes are in its own output buffer keeps them for later
+ * and goes on to the next item in its other buffer (one deferred write at
+ * a time; the next write, or the phase's end, flushes it). */
+static int put_at(worker *w, const lad_plan_tensor *pt, const void *bytes, uint64_t n,
+                  uint64_t at, lad_error *err)
+{
+    run *r = w->r;
+    if (r->mem) {
+        atomic_fetch_add(&r->done_bytes, n);
+        return 0;
+    }
+    if (flush_pending(w, err))
+        return -1;
+    size_t s = pt->shard;
+    uint64_t off = r->data_start[s] + pt->offset + at;
+    if (bytes == w->out_raw && pthread_mutex_trylock(&r->wlocks[s]) != 0) {
+        w->pend.any = true;
+        w->pend.shard = s;
+        w->pend.bytes = bytes;
+        w->pend.n = n;
+        w->pend.off = off;
+        w->pend.tensor = pt->name;
+        w->out_raw = w->out_raw == w->out_buf[0] ? w->out_buf[1] : w->out_buf[0];
+        return 0;
+    }
+    if (bytes == w->out_raw) { /* the lock is held: write under it */
+        int rc = lad_pwrite_full(r->fds[s], bytes, n, off, err);
+        pthread_mutex_unlock(&r->wlocks[s]);
+        if (rc)
+            return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output,
+                                   pt->name);
+        atomic_fetch_add(&r->done_bytes, n);
+        return 0;
+    }
+    return write_at(r, s, bytes, n, off, pt->name, err);
+}
+
+static int put(worker *w, const item *it, const void *bytes, uint64_t n, uint64_t at,
                lad_error *err)
 {
-    return put_at(r, &r->plan->t[it->tensor], bytes, n, at, err);
+    return put_at(w, &w->r->plan->t[it->tensor], bytes, n, at, err);
 }
 
 /* A quantised output's item (merged fp32 values in w->merged): its codes
@@ -276,7 +338,7 @@ static int put_quantised(worker *w, const item *it, lad_error *err)
     if (q->scheme == LAD_Q_GGML) { /* whole blocks, their scales inside */
         uint64_t bs = lad_ggml_block_size(q->ggml_type), ts = lad_ggml_type_size(q->ggml_type);
         lad_ggml_quantize(q->ggml_type, w->merged, w->out_raw, n);
-        return put(r, it, w->out_raw, n / bs * ts, it->start / bs * ts, err);
+        return put(w, it, w->out_raw, n / bs * ts, it->start / bs * ts, err);
     }
     if (q->scheme == LAD_Q_MXFP4) {
         lad_quant_encode_mxfp4(n, w->merged, w->out_raw, w->qscales);
@@ -303,8 +365,8 @@ static int put_quantised(worker *w, const item *it, lad_error *err)
     }
     const lad_plan_tensor scales = {.shard = pt->shard, .offset = pt->scale_offset,
                                     .name = q->scales->name};
-    if (put_at(r, pt, w->out_raw, code_bytes, code_at, err) ||
-        put_at(r, &scales, w->qscales, scale_bytes, scale_at, err))
+    if (put_at(w, pt, w->out_raw, code_bytes, code_at, err) ||
+        put_at(w, &scales, w->qscales, scale_bytes, scale_at, err))
         return -1;
     return 0;
 }
@@ -328,7 +390,7 @@ static int put_transposed(worker *w, const item *it, unsigned char *out, lad_err
                 col[i] = w->merged[(r0 + i) * C + c];
             lad_store_f32(pt->out_dtype, col, out + (c * R + r0) * oes, n);
         }
-    return put(r, it, out, it->count * oes, it->start * oes, err);
+    return put(w, it, out, it->count * oes, it->start * oes, err);
 }
 
 /* Input j's row for output row r of a vocabulary tensor (-1: it lacks it). */
@@ -596,7 +658,7 @@ static int do_merge(worker *w, const item *it, int pass, lad_error *err)
     uint64_t nonfinite = count_nonfinite(pt->out_dtype, out, it->count);
     if (nonfinite)
         atomic_fetch_add(&r->nonfinite[it->tensor], nonfinite);
-    return put(r, it, out, it->count * oes, it->start * oes, err);
+    return put(w, it, out, it->count * oes, it->start * oes, err);
 }
 
 static int do_copy(worker *w, const item *it, lad_error *err)
@@ -607,7 +669,7 @@ static int do_copy(worker *w, const item *it, lad_error *err)
     if (lad_file_read(t->file, out, it->count, t->offset + it->start, err))
         return lad_fail_prefix(err, "%s: tensor '%s': ", t->file->path, t->name);
     atomic_fetch_add(&r->read_bytes, it->count);
-    return put(r, it, out, it->count, it->start, err);
+    return put(w, it, out, it->count, it->start, err);
 }
 
 static void run_phase_items(worker *w)
@@ -617,12 +679,12 @@ static void run_phase_items(worker *w)
     for (;;) {
         size_t k = atomic_fetch_add(&r->next, 1);
         if (k >= r->phase_end || r->failed)
-            return;
+            break;
         if (lad_interrupted() || atomic_load(&r->stop)) {
             lad_fail(&err, "interrupted");
             err.interrupted = true;
             fail_run(r, &err);
-            return;
+            break;
         }
         const item *it = &r->items[k];
         if (r->stride > 1 && it->index % r->stride != 0)
@@ -633,9 +695,14 @@ static void run_phase_items(worker *w)
         int rc = merge ? do_merge(w, it, r->pass, &err) : do_copy(w, it, &err);
         if (rc) {
             fail_run(r, &err);
-            return;
+            break;
         }
     }
+    /* the phase ends with every byte of it written (a failed run writes
+     * nothing more: its output is removed) */
+    if (!r->failed && flush_pending(w, &err))
+        fail_run(r, &err);
+    w->pend.any = false;
 }
 
 static void *work(void *arg)
@@ -958,7 +1025,8 @@ static void free_worker(worker *w)
     }
     free(w->merged);
     free(w->qscales);
-    free(w->out_raw);
+    free(w->out_buf[0]);
+    free(w->out_buf[1]);
     free(w->comp_out);
     free(w->scratch);
     memset(w, 0, sizeof *w);
@@ -986,7 +1054,8 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
             qin |= derived(p->t[i].in[j]) || p->t[i].swapped;
     }
     size_t comp = (rows ? (size_t)CHUNK : BLOCK) * 8;
-    bool ok = (w->out_raw = malloc(item * 8 + 8)) && (w->comp_out = malloc(comp)) &&
+    bool ok = (w->out_buf[0] = malloc(item * 8 + 8)) && (w->out_buf[1] = malloc(item * 8 + 8)) &&
+              (w->comp_out = malloc(comp)) &&
               (w->scratch = malloc(LAD_SCRATCH_BYTES(nin, rows ? LAD_MAX_ROW : BLOCK)));
     if (ok && qout) /* merged values, and scales: at most one per value */
         ok = (w->merged = malloc(item * 4 + 4)) && (w->qscales = malloc(item * 4 + 64));
@@ -999,6 +1068,7 @@ static int init_worker(worker *w, run *r, int index, lad_error *err)
         free_worker(w);
         return lad_fail(err, "out of memory for work buffers");
     }
+    w->out_raw = w->out_buf[0];
     return 0;
 }
 
@@ -1212,10 +1282,14 @@ int lad_engine_execute(lad_plan *p, lad_writer *w, unsigned char *const *mem,
     pthread_cond_init(&r.go, NULL);
     pthread_cond_init(&r.idle, NULL);
     r.fds = calloc(p->nshards, sizeof *r.fds);
+    r.wlocks = calloc(p->nshards, sizeof *r.wlocks);
+    for (size_t s = 0; r.wlocks && s < p->nshards; s++)
+        pthread_mutex_init(&r.wlocks[s], NULL);
     r.data_start = calloc(p->nshards, sizeof *r.data_start);
     r.file_bytes = calloc(p->nshards + 1, sizeof *r.file_bytes);
     double t0 = now();
-    int rc = (!r.fds || !r.data_start || !r.file_bytes) ? lad_fail(err, "out of memory") : 0;
+    int rc = (!r.fds || !r.wlocks || !r.data_start || !r.file_bytes)
+                 ? lad_fail(err, "out of memory") : 0;
     if (rc == 0 && w)
         rc = open_outputs(&r, w, err);
     if (rc == 0)
@@ -1275,6 +1349,9 @@ int lad_engine_execute(lad_plan *p, lad_writer *w, unsigned char *const *mem,
     free(r.keys);
     free(r.nonfinite);
     free(r.fds);
+    for (size_t s = 0; r.wlocks && s < p->nshards; s++)
+        pthread_mutex_destroy(&r.wlocks[s]);
+    free(r.wlocks);
     free(r.data_start);
     free(r.file_bytes);
     pthread_cond_destroy(&r.go);
