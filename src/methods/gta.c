@@ -656,13 +656,28 @@ static void radix_digits(uint64_t *restrict v, uint64_t *restrict tmp, size_t n,
         memcpy(v0, v, n * sizeof *v);
 }
 
+/* Insertion sort of v[0..n), for short runs. */
+static void insertion_sort(uint64_t *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        uint64_t x = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
 /* Sorts n values (key << 32 | index) ascending: by key, ties in index
  * order (the index makes every value distinct). The keys of a bf16 model's
  * task vector are |d|'s fp32 bit patterns, and most have their low 16 bits
  * zero (d needs no more than bf16's 8 significant bits): so the values are
  * sorted by the key's high half, which leaves them in order but within
  * runs of equal high halves whose low halves differ, and only those runs
- * are sorted further. tmp: n of scratch. */
+ * are sorted further: a short one by insertion; a long one split, stably,
+ * into its keys with a zero low half (already in order, and first) and
+ * the others, sorted by insertion or by the low half's digits. tmp: n of
+ * scratch. */
 static void radix_sort(uint64_t *restrict v, uint64_t *restrict tmp, size_t n)
 {
     radix_digits(v, tmp, n, 2, 3);
@@ -676,18 +691,23 @@ static void radix_sort(uint64_t *restrict v, uint64_t *restrict tmp, size_t n)
             s--;
         while (end < n && v[end] >> 48 == high)
             end++;
-        if (end - s <= 32) { /* insertion sort */
-            for (size_t i = s + 1; i < end; i++) {
-                uint64_t x = v[i];
-                size_t j = i;
-                for (; j > s && v[j - 1] > x; j--)
-                    v[j] = v[j - 1];
-                v[j] = x;
-            }
-        } else {
-            radix_digits(v + s, tmp, end - s, 0, 1);
-        }
         e = end;
+        if (end - s <= 32) {
+            insertion_sort(v + s, end - s);
+            continue;
+        }
+        size_t zero = s, rest = 0;
+        for (size_t i = s; i < end; i++) {
+            if ((v[i] >> 32 & 0xffff) == 0)
+                v[zero++] = v[i]; /* (zero <= i: in place) */
+            else
+                tmp[rest++] = v[i];
+        }
+        if (rest <= 64)
+            insertion_sort(tmp, rest);
+        else /* the run's tail is free: the digit passes' scratch */
+            radix_digits(tmp, v + zero, rest, 0, 1);
+        memcpy(v + zero, tmp, rest * sizeof *v);
     }
 }
 

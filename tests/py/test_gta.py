@@ -520,9 +520,10 @@ def test_della_rank_spread_and_errors(tmp_path, rng):
 
 def test_della_ranks_every_sort_path(tmp_path, rng):
     """DELLA's row sort orders by the key's high half first and then sorts
-    only the runs whose low halves differ (by insertion up to 32 elements,
-    else by radix): rows built to take each path, with exact ties, against
-    the numpy ranks."""
+    only the runs whose low halves differ (by insertion up to 32 elements;
+    a longer one split into its zero low halves and the others, sorted by
+    insertion up to 64, else by radix): rows built to take each path, with
+    exact ties, against the numpy ranks."""
     w = 3000
     one = np.float32(1.0).view(np.uint32)
     rows = [
@@ -531,6 +532,12 @@ def test_della_ranks_every_sort_path(tmp_path, rng):
         # runs of about 12 and of about 47: high halves spread, low halves random
         (one + rng.integers(0, 1 << 24, w)).astype(np.uint32).view(F32),
         (one + rng.integers(0, 1 << 22, w)).astype(np.uint32).view(F32),
+        # one run whose low halves are mostly zero: the others (40, 400)
+        # sorted by insertion, by radix
+        (one + np.where(rng.permutation(w) < 40, rng.integers(1, 1 << 16, w), 0)).astype(
+            np.uint32).view(F32),
+        (one + np.where(rng.permutation(w) < 400, rng.integers(1, 1 << 16, w), 0)).astype(
+            np.uint32).view(F32),
         # bf16-like: low halves zero, so no run needs sorting
         (one + (rng.integers(0, 1 << 10, w) << 16)).astype(np.uint32).view(F32),
         # few distinct values: long runs of exact ties (index order)
