@@ -859,47 +859,60 @@ GTA_RANDOM(random_f64, double)
 #define GTA_COMBINE(NAME, T)                                                                    \
     LAD_KERNEL static void NAME(                                                                \
         const lad_op *op, const T *restrict wd, size_t m, size_t n, int cons, T wsum,           \
-        T *restrict sum, T *restrict mixed, T *restrict div, T *restrict elected)               \
+        T *restrict sum, T *restrict mixed, T *restrict div)                                    \
     {                                                                                           \
-        for (size_t e = 0; e < n; e++)                                                          \
-            mixed[e] = 0;                                                                       \
-        if (cons == GTA_NO_CONSENSUS) {                                                         \
+        if (cons == GTA_NO_CONSENSUS || m == 0) {                                               \
+            for (size_t e = 0; e < n; e++)                                                      \
+                mixed[e] = 0;                                                                   \
             for (size_t i = 0; i < m; i++)                                                      \
                 for (size_t e = 0; e < n; e++)                                                  \
                     mixed[e] += wd[i * n + e];                                                  \
             for (size_t e = 0; e < n; e++)                                                      \
                 div[e] = wsum;                                                                  \
-        } else {                                                                                \
-            for (size_t e = 0; e < n; e++)                                                      \
-                sum[e] = 0;                                                                     \
-            for (size_t i = 0; i < m; i++) {                                                    \
-                const T *restrict v = wd + i * n;                                               \
-                if (cons == GTA_SUM)                                                            \
-                    for (size_t e = 0; e < n; e++)                                              \
-                        sum[e] += v[e];                                                         \
-                else                                                                            \
-                    for (size_t e = 0; e < n; e++)                                              \
-                        sum[e] += (T)((v[e] > 0) - (v[e] < 0));                                 \
-            }                                                                                   \
-            for (size_t e = 0; e < n; e++) {                                                    \
-                elected[e] = sum[e] >= 0 ? (T)1 : (T)-1;                                        \
-                div[e] = 0;                                                                     \
-            }                                                                                   \
-            for (size_t i = 0; i < m; i++) {                                                    \
-                const T w = (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                \
-                const T *restrict v = wd + i * n;                                               \
+            if (op->param[GTA_NORMALIZE] != 0)                                                  \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    mixed[e] /= div[e];                                                         \
+            return;                                                                             \
+        }                                                                                       \
+        /* The passes of the definition, fewer: the first input's terms are    \
+         * assigned, not added to zeros (0 + x is x for each of them: a -0 sum  \
+         * elects + as 0 does, and a -0 term never agrees), and the elected     \
+         * sign is sum >= 0, not an array. */                                                   \
+        const bool by_sum = cons == GTA_SUM, normalize = op->param[GTA_NORMALIZE] != 0;         \
+        for (size_t i = 0; i < m; i++) {                                                        \
+            const T *restrict v = wd + i * n;                                                   \
+            if (i == 0 && by_sum)                                                               \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    sum[e] = v[e];                                                              \
+            else if (i == 0)                                                                    \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    sum[e] = (T)((v[e] > 0) - (v[e] < 0));                                      \
+            else if (by_sum)                                                                    \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    sum[e] += v[e];                                                             \
+            else                                                                                \
+                for (size_t e = 0; e < n; e++)                                                  \
+                    sum[e] += (T)((v[e] > 0) - (v[e] < 0));                                     \
+        }                                                                                       \
+        for (size_t i = 0; i < m; i++) {                                                        \
+            const T w = (T)op->param[GTA_TV(i, GTA_WEIGHT)];                                    \
+            const T *restrict v = wd + i * n;                                                   \
+            if (i == 0)                                                                         \
                 for (size_t e = 0; e < n; e++) {                                                \
-                    int agree = ((v[e] > 0) & (elected[e] > 0)) | ((v[e] < 0) & (elected[e] < 0)); \
+                    int agree = ((v[e] > 0) & (sum[e] >= 0)) | ((v[e] < 0) & !(sum[e] >= 0));   \
+                    mixed[e] = agree ? v[e] : (T)0;                                             \
+                    div[e] = agree ? w : (T)0;                                                  \
+                }                                                                               \
+            else                                                                                \
+                for (size_t e = 0; e < n; e++) {                                                \
+                    int agree = ((v[e] > 0) & (sum[e] >= 0)) | ((v[e] < 0) & !(sum[e] >= 0));   \
                     mixed[e] += agree ? v[e] : (T)0;                                            \
                     div[e] += agree ? w : (T)0;                                                 \
                 }                                                                               \
-            }                                                                                   \
-            for (size_t e = 0; e < n; e++)                                                      \
-                div[e] = div[e] == 0 ? (T)1 : div[e];                                           \
         }                                                                                       \
-        if (op->param[GTA_NORMALIZE] != 0)                                                      \
+        if (normalize)                                                                          \
             for (size_t e = 0; e < n; e++)                                                      \
-                mixed[e] /= div[e];                                                             \
+                mixed[e] /= div[e] == 0 ? (T)1 : div[e];                                        \
     }
 
 GTA_COMBINE(combine_f32, float)
@@ -1040,7 +1053,7 @@ GTA_SPARSIFY(sparsify_f64, double, key_f64, scale, l1r, false, magnitude_f64, ra
         if (fabs((double)wsum) < 1e-8)                                                          \
             wsum = 1;                                                                           \
         SPARSIFY(k, in, n, wd, fac, row, true);                                                 \
-        COMBINE(op, wd, m, n, cons, wsum, sum, mixed, div, elected);                            \
+        COMBINE(op, wd, m, n, cons, wsum, sum, mixed, div);                                     \
         const gta_stats *st = k->stats;                                                         \
         OUTPUT(op, in, st ? st->SCALE : NULL, m, n, lambda, mixed, sum, out);                   \
     }
