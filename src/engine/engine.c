@@ -254,16 +254,23 @@ static uint64_t count_nonfinite(lad_dtype t, const void *raw, size_t n)
     }
 }
 
-static int write_at(run *r, size_t shard, const void *bytes, uint64_t n, uint64_t off,
-                    const char *tensor, lad_error *err)
+/* Writes with the shard's lock held, and releases it. */
+static int write_locked(run *r, size_t shard, const void *bytes, uint64_t n, uint64_t off,
+                        const char *tensor, lad_error *err)
 {
-    pthread_mutex_lock(&r->wlocks[shard]);
     int rc = lad_pwrite_full(r->fds[shard], bytes, n, off, err);
     pthread_mutex_unlock(&r->wlocks[shard]);
     if (rc)
         return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output, tensor);
     atomic_fetch_add(&r->done_bytes, n);
     return 0;
+}
+
+static int write_at(run *r, size_t shard, const void *bytes, uint64_t n, uint64_t off,
+                    const char *tensor, lad_error *err)
+{
+    pthread_mutex_lock(&r->wlocks[shard]);
+    return write_locked(r, shard, bytes, n, off, tensor, err);
 }
 
 /* Writes the worker's deferred output bytes, if any. */
@@ -295,26 +302,18 @@ static int put_at(worker *w, const lad_plan_tensor *pt, const void *bytes, uint6
         return -1;
     size_t s = pt->shard;
     uint64_t off = r->data_start[s] + pt->offset + at;
-    if (bytes == w->out_raw && pthread_mutex_trylock(&r->wlocks[s]) != 0) {
-        w->pend.any = true;
-        w->pend.shard = s;
-        w->pend.bytes = bytes;
-        w->pend.n = n;
-        w->pend.off = off;
-        w->pend.tensor = pt->name;
-        w->out_raw = w->out_raw == w->out_buf[0] ? w->out_buf[1] : w->out_buf[0];
-        return 0;
-    }
-    if (bytes == w->out_raw) { /* the lock is held: write under it */
-        int rc = lad_pwrite_full(r->fds[s], bytes, n, off, err);
-        pthread_mutex_unlock(&r->wlocks[s]);
-        if (rc)
-            return lad_fail_prefix(err, "%s: writing tensor '%s': ", r->plan->req.output,
-                                   pt->name);
-        atomic_fetch_add(&r->done_bytes, n);
-        return 0;
-    }
-    return write_at(r, s, bytes, n, off, pt->name, err);
+    if (bytes != w->out_raw)
+        return write_at(r, s, bytes, n, off, pt->name, err);
+    if (pthread_mutex_trylock(&r->wlocks[s]) == 0)
+        return write_locked(r, s, bytes, n, off, pt->name, err);
+    w->pend.any = true;
+    w->pend.shard = s;
+    w->pend.bytes = bytes;
+    w->pend.n = n;
+    w->pend.off = off;
+    w->pend.tensor = pt->name;
+    w->out_raw = w->out_raw == w->out_buf[0] ? w->out_buf[1] : w->out_buf[0];
+    return 0;
 }
 
 static int put(worker *w, const item *it, const void *bytes, uint64_t n, uint64_t at,
