@@ -73,9 +73,10 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(REQ_CFLAGS) -c -o $@ $<
 
+# (the headers a test includes are prerequisites too, from its .d file)
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libladle.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(REQ_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(REQ_CFLAGS) -o $@ $(filter %.c %.a,$^) $(LDLIBS)
 
 $(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(BUILD)/libladle.a
 	@mkdir -p $(dir $@)
@@ -120,4 +121,4 @@ bench: all
 clean:
 	rm -rf build build-san build-gcc-werror build-clang-werror build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT:=.d)

@@ -16,7 +16,8 @@
  * exact quantiles of all of them (identical up to 10^6 elements), by an
  * exact streaming radix select (select.h) of the three ranks.
  *
- * Precision: softmax and KL in fp64 per row, rounded to the compute type
+ * Precision: softmax and KL in fp64 per row (exp and log within 1 ulp,
+ * vmath.h; sums in LAD_LANES lanes), rounded to the compute type
  * (fp32, fp64 for F64 tensors); importance = |p - b| * kl and threshold =
  * median + 1.5 * (q3 - q1) in it, as mergekit computes them in the
  * tensor's dtype; out = b + (p - b) (mergekit's fused = b + delta * mask).
@@ -25,6 +26,7 @@
  */
 #include "kernel.h"
 #include "select.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -107,34 +109,45 @@ static double value_f64(uint64_t key)
     return v;
 }
 
+/* A row's sum in LAD_LANES partial sums, folded in lane order. */
+static inline double fusion_sum(const double *x, size_t n)
+{
+    double lanes[LAD_LANES] = {0};
+    size_t e = 0;
+    for (; e + LAD_LANES <= n; e += LAD_LANES)
+        for (int l = 0; l < LAD_LANES; l++)
+            lanes[l] += x[e + l];
+    for (; e < n; e++)
+        lanes[0] += x[e];
+    return lad_fold(lanes);
+}
+
 /* KL(softmax(p) + eps || softmax(b) + eps) of one row, in fp64; ex: 2n
- * doubles of scratch (each exp is taken once). */
+ * doubles of scratch (each exp is taken once). lad_exp and lad_log, not
+ * libm's: the loops vectorise. */
 #define FUSION_KL(NAME, T)                                                                    \
-    static double NAME(const T *p, const T *b, size_t n, double *ex)                          \
+    LAD_KERNEL static double NAME(const T *p, const T *b, size_t n, double *ex)               \
     {                                                                                         \
-        double mp = -INFINITY, mb = -INFINITY, sp = 0, sb = 0, kl = 0;                        \
+        double mp = -INFINITY, mb = -INFINITY;                                                \
         double *ep = ex, *eb = ex + n;                                                        \
         for (size_t e = 0; e < n; e++) { /* fmax's result (NaN skipped), without its call */ \
             mp = (double)p[e] > mp ? (double)p[e] : mp;                                       \
             mb = (double)b[e] > mb ? (double)b[e] : mb;                                       \
         }                                                                                     \
         for (size_t e = 0; e < n; e++) {                                                      \
-            ep[e] = exp((double)p[e] - mp);                                                   \
-            eb[e] = exp((double)b[e] - mb);                                                   \
+            ep[e] = lad_exp((double)p[e] - mp);                                               \
+            eb[e] = lad_exp((double)b[e] - mb);                                               \
         }                                                                                     \
-        for (size_t e = 0; e < n; e++) {                                                      \
-            sp += ep[e];                                                                      \
-            sb += eb[e];                                                                      \
-        }                                                                                     \
+        const double sp = fusion_sum(ep, n), sb = fusion_sum(eb, n);                          \
         for (size_t e = 0; e < n; e++) {                                                      \
             double P = ep[e] / sp + EPS, Q = eb[e] / sb + EPS;                                \
-            kl += P * log(P / Q);                                                             \
+            ep[e] = P * lad_log(P / Q);                                                       \
         }                                                                                     \
-        return kl;                                                                            \
+        return fusion_sum(ep, n);                                                             \
     }
 
-FUSION_KL(kl_f32, float)
-FUSION_KL(kl_f64, double)
+FUSION_KL(fusion_kl_f32, float)
+FUSION_KL(fusion_kl_f64, double)
 
 #define FUSION_STATS(NAME, T, KL, KEY)                                                        \
     static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
@@ -151,18 +164,25 @@ FUSION_KL(kl_f64, double)
             keys[e] = KEY((d < 0 ? -d : d) * kl);                                             \
         }                                                                                     \
         const int shift = 16 * (st->digits - 1 - pass);                                       \
-        for (int q = 0; q < 3; q++) {                                                         \
-            const lad_select *s = &st->sel[q];                                                \
-            uint64_t *h = (uint64_t *)acc + (size_t)q * LAD_SELECT_BINS;                      \
-            const uint64_t want = pass ? s->prefix >> (shift + 16) : 0;                        \
+        uint64_t *h = acc;                                                                    \
+        if (pass == 0) { /* the first digit's histogram is the same for all three */         \
             for (size_t e = 0; e < n; e++)                                                    \
-                if (!pass || keys[e] >> (shift + 16) == want)                                 \
-                    h[(keys[e] >> shift) & 0xffff]++;                                         \
+                h[(keys[e] >> shift) & 0xffff]++;                                             \
+            return;                                                                           \
+        }                                                                                     \
+        uint64_t want[3];                                                                     \
+        for (int q = 0; q < 3; q++)                                                           \
+            want[q] = st->sel[q].prefix >> (shift + 16);                                      \
+        for (size_t e = 0; e < n; e++) {                                                      \
+            const uint64_t top = keys[e] >> (shift + 16), bin = (keys[e] >> shift) & 0xffff;  \
+            for (int q = 0; q < 3; q++) /* a few keys each: rarely taken */                  \
+                if (top == want[q])                                                           \
+                    h[(size_t)q * LAD_SELECT_BINS + bin]++;                                   \
         }                                                                                     \
     }
 
-FUSION_STATS(fusion_stats_f32, float, kl_f32, key_f32)
-FUSION_STATS(fusion_stats_f64, double, kl_f64, key_f64)
+FUSION_STATS(fusion_stats_f32, float, fusion_kl_f32, key_f32)
+FUSION_STATS(fusion_stats_f64, double, fusion_kl_f64, key_f64)
 
 static const char *fusion_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                                    size_t naccs)
@@ -170,9 +190,9 @@ static const char *fusion_pass_end(const lad_kctx *k, int pass, bool wide, void 
     fusion_stats *st = k->stats;
     if (k->nelem == 0)
         return NULL;
-    for (int q = 0; q < 3; q++) {
-        uint64_t *h0 = (uint64_t *)accs[0] + (size_t)q * LAD_SELECT_BINS;
-        for (size_t a = 1; a < naccs; a++) {
+    for (int q = 0; q < 3; q++) { /* pass 0 histograms once, in the first */
+        uint64_t *h0 = (uint64_t *)accs[0] + (size_t)(pass ? q : 0) * LAD_SELECT_BINS;
+        for (size_t a = 1; a < naccs && (pass || q == 0); a++) {
             const uint64_t *h = (const uint64_t *)accs[a] + (size_t)q * LAD_SELECT_BINS;
             for (size_t b = 0; b < LAD_SELECT_BINS; b++)
                 h0[b] += h[b];
