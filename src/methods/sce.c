@@ -17,8 +17,9 @@
  * The selection is exact and streaming (select.h): variances computed in
  * fp64 and keyed in the compute type, ties at the threshold to the lowest
  * index (mergekit's topk leaves them to the sort). K follows mergekit's
- * arithmetic (fp32 product, truncated). The weights' sums are fp64, per work
- * item, in item order; the element arithmetic is fp32 (fp64 for F64), in
+ * arithmetic (fp32 product, truncated). The weights' sums are fp64, in
+ * LAD_LANES lanes per kernel call, per work item, in item order; the
+ * element arithmetic is fp32 (fp64 for F64), in
  * mergekit's order. Passes: the nonzero count, 2 (F64: 4) digit passes and
  * the tie count when selecting, then the weights: the same for any -j.
  */
@@ -123,7 +124,8 @@ SCE_MASK(mask_f64, double, var_f64, lad_select_key_f64, double)
 
 /* Scratch: keep (n values of T). */
 #define SCE_STATS(NAME, T, VAR, KEY, VT, MASK)                                                \
-    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
+                                size_t n)                                                     \
     {                                                                                         \
         sce_stats *st = k->stats;                                                             \
         size_t m = nft(k->op);                                                                \
@@ -158,12 +160,19 @@ SCE_MASK(mask_f64, double, var_f64, lad_select_key_f64, double)
             MASK(k, in, n, keep);                                                             \
             double *sq = st->sq + k->item * m;                                                \
             for (size_t i = 0; i < m; i++) {                                                  \
-                double s = 0;                                                                 \
-                for (size_t e = 0; e < n; e++) {                                              \
-                    double d = keep[e] != 0 ? (double)(in[i + 1][e] - in[0][e]) : 0;          \
-                    s += d * d;                                                               \
+                double lanes[LAD_LANES] = {0};                                                \
+                const T *restrict x = in[i + 1], *restrict b = in[0];                         \
+                size_t e = 0;                                                                 \
+                for (; e + LAD_LANES <= n; e += LAD_LANES)                                    \
+                    for (int l = 0; l < LAD_LANES; l++) {                                     \
+                        double d = keep[e + l] != 0 ? (double)(x[e + l] - b[e + l]) : 0;      \
+                        lanes[l] += d * d;                                                    \
+                    }                                                                         \
+                for (; e < n; e++) {                                                          \
+                    double d = keep[e] != 0 ? (double)(x[e] - b[e]) : 0;                      \
+                    lanes[0] += d * d;                                                        \
                 }                                                                             \
-                sq[i] += s;                                                                   \
+                sq[i] += lad_fold(lanes);                                                     \
             }                                                                                 \
         }                                                                                     \
         }                                                                                     \
