@@ -20,8 +20,10 @@
  * arithmetic (fp32 product, truncated). The weights' sums are fp64, in
  * LAD_LANES lanes per kernel call, per work item, in item order; the
  * element arithmetic is fp32 (fp64 for F64), in
- * mergekit's order. Passes: the nonzero count, 2 (F64: 4) digit passes and
- * the tie count when selecting, then the weights: the same for any -j.
+ * mergekit's order. Passes: 2 (F64: 4) digit passes, the first of which
+ * also counts the nonzero variances (K is known at its end, before its
+ * histogram is read), and the tie count when selecting, then the weights:
+ * the same for any -j.
  */
 #include "kernel.h"
 #include "select.h"
@@ -49,7 +51,7 @@ static bool selects(const lad_op *op)
 
 static int sce_npasses(const lad_op *op, bool wide)
 {
-    return selects(op) ? 1 + (wide ? 4 : 2) + 1 + 1 : 1;
+    return selects(op) ? (wide ? 4 : 2) + 1 + 1 : 1;
 }
 
 static size_t sce_stats_size(const lad_kctx *k)
@@ -72,39 +74,57 @@ static void sce_stats_init(const lad_kctx *k, bool wide)
     st->sq = (double *)(st->nnz + k->nitems);
 }
 
-/* The pass's role: the count, a digit, the ties, or the weights. */
-enum { P_NNZ, P_DIGIT, P_TIES, P_WEIGHTS };
+/* The pass's role: a digit (the first with the nonzero count), the ties,
+ * or the weights. */
+enum { P_DIGIT, P_TIES, P_WEIGHTS };
 static int role(const sce_stats *st, int pass, int *digit)
 {
     if (!st->select)
         return P_WEIGHTS;
-    if (pass == 0)
-        return P_NNZ;
-    *digit = pass - 1;
-    return pass <= st->digits ? P_DIGIT : pass == st->digits + 1 ? P_TIES : P_WEIGHTS;
+    *digit = pass;
+    return pass < st->digits ? P_DIGIT : pass == st->digits ? P_TIES : P_WEIGHTS;
 }
 
-/* Variance of the N task vectors at element e (population), in fp64. */
-#define SCE_VAR(NAME, T)                                                                      \
-    static double NAME(const T *const *in, size_t m, size_t e)                                \
+/* Variances of the N task vectors (population), fp64, of the n elements
+ * of a block: var[0..n-1], with mean[0..n-1] as scratch. Each element gets
+ * the operations of the one-element form (mean = 0, += each d_i, /= N;
+ * v = 0, += each (d_i - mean)^2, / N) in the same order; the loops over
+ * the block vectorise. */
+#define SCE_VARS(NAME, T)                                                                     \
+    static inline void NAME(const T *const *in, size_t m, size_t n, double *restrict var,     \
+                            double *restrict mean)                                            \
     {                                                                                         \
-        double mean = 0, v = 0;                                                               \
-        for (size_t i = 0; i < m; i++)                                                        \
-            mean += (double)(in[i + 1][e] - in[0][e]);                                        \
-        mean /= (double)m;                                                                    \
+        const T *restrict b = in[0];                                                          \
+        for (size_t e = 0; e < n; e++)                                                        \
+            mean[e] = var[e] = 0;                                                             \
         for (size_t i = 0; i < m; i++) {                                                      \
-            double d = (double)(in[i + 1][e] - in[0][e]) - mean;                              \
-            v += d * d;                                                                       \
+            const T *restrict x = in[i + 1];                                                  \
+            for (size_t e = 0; e < n; e++)                                                    \
+                mean[e] += (double)(x[e] - b[e]);                                             \
         }                                                                                     \
-        return v / (double)m;                                                                 \
+        for (size_t e = 0; e < n; e++)                                                        \
+            mean[e] /= (double)m;                                                             \
+        for (size_t i = 0; i < m; i++) {                                                      \
+            const T *restrict x = in[i + 1];                                                  \
+            for (size_t e = 0; e < n; e++) {                                                  \
+                double d = (double)(x[e] - b[e]) - mean[e];                                   \
+                var[e] += d * d;                                                              \
+            }                                                                                 \
+        }                                                                                     \
+        for (size_t e = 0; e < n; e++)                                                        \
+            var[e] /= (double)m;                                                              \
     }
 
-SCE_VAR(var_f32, float)
-SCE_VAR(var_f64, double)
+SCE_VARS(vars_f32, float)
+SCE_VARS(vars_f64, double)
+
+/* A block's variances live in the kernel scratch after the merge kernel's
+ * four arrays of n values of T: 2n doubles. */
+#define SCE_VAR_SCRATCH(k, T, n) ((double *)(void *)((char *)(k)->scratch + 4 * (n) * sizeof(T)))
 
 /* The selection mask of a block of n elements: keep[e] 1 or 0. */
-#define SCE_MASK(NAME, T, VAR, KEY, VT)                                                       \
-    static void NAME(const lad_kctx *k, const T *const *in, size_t n, T *keep)                \
+#define SCE_MASK(NAME, T, VARS, KEY, VT)                                                      \
+    LAD_KERNEL static void NAME(const lad_kctx *k, const T *const *in, size_t n, T *keep)     \
     {                                                                                         \
         const sce_stats *st = k->stats;                                                       \
         size_t m = nft(k->op);                                                                \
@@ -113,34 +133,43 @@ SCE_VAR(var_f64, double)
                 keep[e] = k->op->param[SCE_TOPK] >= 1;                                        \
             return;                                                                           \
         }                                                                                     \
+        double *var = SCE_VAR_SCRATCH(k, T, n);                                               \
+        VARS(in, m, n, var, var + n);                                                         \
         uint64_t seen = st->sel.all || st->sel.none                                           \
                             ? 0 : st->sel.before[k->block_base + k->start / LAD_BLOCK];       \
         for (size_t e = 0; e < n; e++)                                                        \
-            keep[e] = lad_select_keep(&st->sel, KEY((VT)VAR(in, m, e)), &seen);               \
+            keep[e] = lad_select_keep(&st->sel, KEY((VT)var[e]), &seen);                      \
     }
 
-SCE_MASK(mask_f32, float, var_f32, lad_select_key_f32, float)
-SCE_MASK(mask_f64, double, var_f64, lad_select_key_f64, double)
+SCE_MASK(sce_mask_f32, float, vars_f32, lad_select_key_f32, float)
+SCE_MASK(sce_mask_f64, double, vars_f64, lad_select_key_f64, double)
 
 /* Scratch: keep (n values of T). */
-#define SCE_STATS(NAME, T, VAR, KEY, VT, MASK)                                                \
+#define SCE_STATS(NAME, T, VARS, KEY, VT, MASK)                                               \
     LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
                                 size_t n)                                                     \
     {                                                                                         \
         sce_stats *st = k->stats;                                                             \
         size_t m = nft(k->op);                                                                \
+        double *var = SCE_VAR_SCRATCH(k, T, n);                                               \
         int digit = 0;                                                                        \
         switch (role(st, pass, &digit)) {                                                     \
-        case P_NNZ:                                                                           \
-            for (size_t e = 0; e < n; e++)                                                    \
-                st->nnz[k->item] += VAR(in, m, e) != 0;                                       \
-            return;                                                                           \
         case P_DIGIT: {                                                                       \
             uint64_t *hist = acc;                                                             \
-            if (st->sel.all || st->sel.none)                                                  \
+            if (digit > 0 && (st->sel.all || st->sel.none))                                   \
                 return;                                                                       \
+            VARS(in, m, n, var, var + n);                                                     \
+            if (digit == 0) { /* K is not known yet: count, and histogram every key */       \
+                uint64_t nnz = 0;                                                             \
+                for (size_t e = 0; e < n; e++) {                                              \
+                    nnz += var[e] != 0;                                                       \
+                    hist[lad_select_bin(&st->sel, KEY((VT)var[e]), 0, st->digits)]++;         \
+                }                                                                             \
+                st->nnz[k->item] += nnz;                                                      \
+                return;                                                                       \
+            }                                                                                 \
             for (size_t e = 0; e < n; e++) {                                                  \
-                int bin = lad_select_bin(&st->sel, KEY((VT)VAR(in, m, e)), digit, st->digits); \
+                int bin = lad_select_bin(&st->sel, KEY((VT)var[e]), digit, st->digits);       \
                 if (bin >= 0)                                                                 \
                     hist[bin]++;                                                              \
             }                                                                                 \
@@ -150,8 +179,9 @@ SCE_MASK(mask_f64, double, var_f64, lad_select_key_f64, double)
             if (st->sel.all || st->sel.none)                                                  \
                 return;                                                                       \
             uint64_t c = 0;                                                                   \
+            VARS(in, m, n, var, var + n);                                                     \
             for (size_t e = 0; e < n; e++)                                                    \
-                c += KEY((VT)VAR(in, m, e)) == st->sel.thresh;                                \
+                c += KEY((VT)var[e]) == st->sel.thresh;                                       \
             st->sel.before[k->block_base + k->start / LAD_BLOCK] = c;                         \
             return;                                                                           \
         }                                                                                     \
@@ -178,8 +208,8 @@ SCE_MASK(mask_f64, double, var_f64, lad_select_key_f64, double)
         }                                                                                     \
     }
 
-SCE_STATS(sce_stats_f32, float, var_f32, lad_select_key_f32, float, mask_f32)
-SCE_STATS(sce_stats_f64, double, var_f64, lad_select_key_f64, double, mask_f64)
+SCE_STATS(sce_stats_f32, float, vars_f32, lad_select_key_f32, float, sce_mask_f32)
+SCE_STATS(sce_stats_f64, double, vars_f64, lad_select_key_f64, double, sce_mask_f64)
 
 static const char *sce_pass_end(const lad_kctx *k, int pass, bool wide, void *const *accs,
                                 size_t naccs)
@@ -189,16 +219,15 @@ static const char *sce_pass_end(const lad_kctx *k, int pass, bool wide, void *co
     size_t m = nft(k->op);
     int digit = 0;
     switch (role(st, pass, &digit)) {
-    case P_NNZ: {
-        uint64_t nnz = 0;
-        for (size_t it = 0; it < k->nitems; it++)
-            nnz += st->nnz[it];
-        /* mergekit: int(count_nonzero(var) * select_topk), an fp32 product */
-        float kf = (float)nnz * (float)k->op->param[SCE_TOPK];
-        lad_select_init(&st->sel, k->nelem, (uint64_t)kf, st->before);
-        return NULL;
-    }
     case P_DIGIT: {
+        if (digit == 0) {
+            uint64_t nnz = 0;
+            for (size_t it = 0; it < k->nitems; it++)
+                nnz += st->nnz[it];
+            /* mergekit: int(count_nonzero(var) * select_topk), an fp32 product */
+            float kf = (float)nnz * (float)k->op->param[SCE_TOPK];
+            lad_select_init(&st->sel, k->nelem, (uint64_t)kf, st->before);
+        }
         uint64_t *h0 = accs[0];
         for (size_t a = 1; a < naccs; a++)
             for (size_t b = 0; b < LAD_SELECT_BINS; b++)
@@ -258,8 +287,8 @@ static const char *sce_pass_end(const lad_kctx *k, int pass, bool wide, void *co
             out[e] = b[e] + num[e] / (den[e] > (T)1e-6 ? den[e] : (T)1e-6);                   \
     }
 
-SCE_KERNEL(sce_f32, float, st->wf, mask_f32)
-SCE_KERNEL(sce_f64, double, st->w, mask_f64)
+SCE_KERNEL(sce_f32, float, st->wf, sce_mask_f32)
+SCE_KERNEL(sce_f64, double, st->w, sce_mask_f64)
 
 const lad_method lad_method_sce = {
     .name = "sce",
