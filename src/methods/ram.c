@@ -53,23 +53,26 @@ static size_t ram_acc_size(const lad_op *op)
 /* Does a task-vector element count (|d| > epsilon)? */
 #define counts(d, eps) (((d) < 0 ? -(d) : (d)) > (eps)) /* |d| as a select: vectorises */
 
+/* Counts in 32-bit lanes (a call has at most LAD_BLOCK elements), the
+ * width of an fp32 compare's mask: the loops vectorise whole. */
 #define RAM_STATS(NAME, T)                                                                    \
-    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
+                                size_t n)                                                     \
     {                                                                                         \
         (void)pass;                                                                           \
         (void)acc;                                                                            \
         size_t m = nft(k->op);                                                                \
         const T eps = (T)k->op->param[RAM_EPS], *b = in[0];                                   \
         uint64_t *c = ((ram_stats *)k->stats)->counts + k->item * m * 2;                      \
-        unsigned char *cnt = k->scratch; /* how many count, per element */                    \
-        memset(cnt, 0, n);                                                                    \
+        uint32_t *cnt = k->scratch; /* how many count, per element */                         \
+        memset(cnt, 0, n * sizeof *cnt);                                                      \
         for (size_t i = 0; i < m; i++)                                                        \
             for (size_t e = 0; e < n; e++)                                                    \
                 cnt[e] += counts(in[i + 1][e] - b[e], eps);                                   \
         for (size_t i = 0; i < m; i++) { /* integer sums: any order gives the same */         \
-            uint64_t shared = 0, unique = 0;                                                  \
+            uint32_t shared = 0, unique = 0;                                                  \
             for (size_t e = 0; e < n; e++) {                                                  \
-                unsigned ci = counts(in[i + 1][e] - b[e], eps);                               \
+                uint32_t ci = counts(in[i + 1][e] - b[e], eps);                               \
                 unique += ci & (cnt[e] == 1);                                                 \
                 shared += ci & (cnt[e] != 1);                                                 \
             }                                                                                 \
