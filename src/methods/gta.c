@@ -333,6 +333,26 @@ static inline uint64_t map_add(uint32_t *map, uint64_t used, uint32_t d)
 }
 
 /* Selection s's histograms of every thread, added into the first. */
+/* The selection whose first-digit histogram (the sample's, or pass 0's of
+ * every key) is selection s's too: Breadcrumbs' two selections of a task
+ * vector share its keys, so the first of them still selecting histograms
+ * them for both. s itself when none before it does, and in later passes
+ * (each selection's own prefix filters them). */
+static int twin_of(const gta_stats *st, int s, int pass)
+{
+    if (pass > 0)
+        return s;
+    for (int t = s - s % st->targets; t < s; t++)
+        if (!st->sel[t].all && !st->sel[t].none)
+            return t;
+    return s;
+}
+
+static uint64_t *hist_of(void *const *accs, int s)
+{
+    return (uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
+}
+
 static uint64_t *fold(void *const *accs, size_t naccs, int s)
 {
     uint64_t *h0 = (uint64_t *)accs[0] + (size_t)s * LAD_SELECT_BINS;
@@ -432,6 +452,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                 const T *x = in[i + 1], *b = in[0], sc = (T)st->SCALE[i];                       \
                 if (pass < st->digits) {                                                        \
                     uint64_t *h = hist + sel * LAD_SELECT_BINS;                                 \
+                    const bool twin = twin_of(st, (int)sel, pass) != (int)sel;                  \
                     /* the keys first (a loop that vectorises), then the histogram */         \
                     KT *keys = k->scratch;                                                      \
                     if (!keyed)                                                                 \
@@ -442,9 +463,14 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                         uint32_t *c = (uint32_t *)(keys + n);                                   \
                         const uint32_t lo = s->wlo, span = s->whi - s->wlo;                     \
                         size_t nc = 0;                                                          \
-                        for (size_t e = 0; e < n; e++) {                                        \
+                        for (size_t e = 0; e < n && !twin; e++) {                               \
                             uint32_t key = (uint32_t)keys[e];                                   \
                             h[key >> 16]++;                                                     \
+                            c[nc] = key;                                                        \
+                            nc += (key >> 16) - lo <= span;                                     \
+                        }                                                                       \
+                        for (size_t e = 0; e < n && twin; e++) { /* its twin histograms */     \
+                            uint32_t key = (uint32_t)keys[e];                                   \
                             c[nc] = key;                                                        \
                             nc += (key >> 16) - lo <= span;                                     \
                         }                                                                       \
@@ -464,7 +490,7 @@ static bool settle_ties(gta_stats *st, void *const *accs)
                         continue;                                                               \
                     }                                                                           \
                     if (pass <= 0) { /* the first digit, of the sample or of every key */      \
-                        for (size_t e = 0; e < n; e++)                                          \
+                        for (size_t e = 0; e < n && !twin; e++)                                 \
                             h[keys[e] >> shift]++;                                              \
                     } else {                                                                    \
                         const KT want = (KT)(s->prefix >> (shift + 16));                        \
@@ -525,7 +551,8 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
         /* each selection's window, from the sample's first digits */
         size_t keys = 0;
         for (int s = 0; s < nsel; s++) {
-            const uint64_t *h0 = fold(accs, naccs, s);
+            int tw = twin_of(st, s, pass);
+            const uint64_t *h0 = tw == s ? fold(accs, naccs, s) : hist_of(accs, tw);
             uint64_t sn = 0;
             for (size_t b = 0; b < LAD_SELECT_BINS; b++)
                 sn += h0[b];
@@ -535,7 +562,6 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
             cand_alloc(st, keys + keys / 2);
         return NULL;
     }
-    bool all_won = true;
     for (int s = 0; s < nsel; s++) {
         lad_select *sel = &st->sel[s];
         if (st->won[s])
@@ -544,11 +570,19 @@ static const char *gta_pass_end(const lad_kctx *k, int pass, bool wide, void *co
             lad_select_ties_done(sel, st->nblocks);
             continue;
         }
-        uint64_t *h0 = fold(accs, naccs, s);
-        lad_select_digit_done(sel, h0, pass, st->digits);
-        if (pass == 0 && st->cand && !atomic_load(&st->cand_full))
+        int tw = twin_of(st, s, pass);
+        lad_select_digit_done(sel, tw == s ? fold(accs, naccs, s) : hist_of(accs, tw), pass,
+                              st->digits);
+    }
+    /* After every digit is read: a settle takes its selection's histogram as
+     * scratch (a twin's is unused). */
+    bool all_won = true;
+    for (int s = 0; s < nsel && pass == 0; s++) {
+        lad_select *sel = &st->sel[s];
+        if (!st->won[s] && st->cand && !atomic_load(&st->cand_full))
             st->won[s] = lad_select_settle(sel, (uint32_t)s, st->cand,
-                                           atomic_load(&st->cand_used), st->nblocks, h0);
+                                           atomic_load(&st->cand_used), st->nblocks,
+                                           hist_of(accs, s));
         all_won &= sel->all || sel->none || st->won[s];
     }
     if (pass == 0) {
