@@ -755,45 +755,94 @@ static int by_magnitude(const void *a, const void *b, void *ctx)
     return i < j ? -1 : i > j;
 }
 
-/* DELLA's factor of the element of each rank r (ascending |d|; its index
- * is the low half of sorted[r]): p = (density - eps) + 2 eps r / (n - 1);
- * kept when its draw is below p 2^32, then 1/p (or 1), else 0. out: n
- * doubles. */
-LAD_KERNEL static void della_ranked(const uint64_t *restrict sorted, size_t n, uint32_t tvkey,
+/* The ranks of n fp32 keys (ascending key, ties to the lower index) by
+ * counting, when the keys' high halves span few enough bins: rank[e] for
+ * each e; false (nothing usable written) when they span more than n bins
+ * or more than n / 4 keys have a nonzero low half. A bin is a high half
+ * (a zero key has one of its own, first); in index order each key with a
+ * zero low half takes its bin's next rank, which puts them first in the
+ * bin and in index order; the others, sorted by (key, index), then take
+ * the ranks left in their bins. The same ranks as sorting every key.
+ * work: 2n + 4 uint32 (the bins, then as uint64 the keys with a nonzero
+ * low half and their sort's scratch). */
+static bool della_count_ranks(const uint32_t *restrict key, size_t n, uint32_t *restrict rank,
+                              uint32_t *restrict work)
+{
+    uint32_t lo = UINT32_MAX, hi = 0, loose = 0;
+    for (size_t e = 0; e < n; e++) {
+        uint32_t h = key[e] >> 16;
+        lo = key[e] && h < lo ? h : lo;
+        hi = h > hi ? h : hi;
+        loose += (key[e] & 0xffff) != 0;
+    }
+    if (lo == UINT32_MAX)
+        lo = hi; /* every key is zero */
+    const size_t bins = (size_t)(hi - lo) + 2; /* bin 0: the zero keys */
+    if (bins > n + 1 || loose > n / 4)
+        return false;
+    uint32_t *next = work;
+    memset(next, 0, bins * sizeof *next);
+    for (size_t e = 0; e < n; e++)
+        next[key[e] ? (key[e] >> 16) - lo + 1 : 0]++;
+    for (size_t b = 0, sum = 0; b < bins; b++) {
+        uint32_t here = next[b];
+        next[b] = (uint32_t)sum;
+        sum += here;
+    }
+    uint64_t *rest = (uint64_t *)(void *)(work + ((bins + 1) & ~(size_t)1)), *tmp = rest + loose;
+    size_t nrest = 0;
+    for (size_t e = 0; e < n; e++) {
+        uint32_t x = key[e];
+        if (x & 0xffff)
+            rest[nrest++] = (uint64_t)x << 32 | e;
+        else
+            rank[e] = next[x ? (x >> 16) - lo + 1 : 0]++;
+    }
+    radix_sort(rest, tmp, nrest);
+    for (size_t j = 0; j < nrest; j++)
+        rank[(uint32_t)rest[j]] = next[(rest[j] >> 48) - lo + 1]++;
+    return true;
+}
+
+/* DELLA's factor of each element of a row from its rank r (ascending |d|):
+ * p = (density - eps) + 2 eps r / (n - 1); kept when its draw is below
+ * p 2^32, then 1/p (or 1), else 0. out: n doubles. */
+LAD_KERNEL static void della_ranked(const uint32_t *restrict rank, size_t n, uint32_t tvkey,
                                     uint64_t start, double density, double eps, bool rescale,
                                     double *restrict out)
 {
     const double lo = density - eps, q = 2 * eps, last = (double)(n - 1);
     if (n == 1) {
         double p = lo;
-        out[0] = (double)draw(tvkey, start + (uint32_t)sorted[0]) < p * 4294967296.0 ? (rescale ? 1 / p : 1)
-                                                                          : 0;
+        out[0] = (double)draw(tvkey, start) < p * 4294967296.0 ? (rescale ? 1 / p : 1) : 0;
         return;
     }
     if ((start >> 32) != ((start + n - 1) >> 32)) { /* the row crosses 2^32: rare */
-        for (size_t r = 0; r < n; r++) {
-            double p = lo + q * (double)r / last;
-            bool keep = (double)draw(tvkey, start + (uint32_t)sorted[r]) < p * 4294967296.0;
-            out[r] = keep ? (rescale ? 1 / p : 1) : 0;
+        for (size_t e = 0; e < n; e++) {
+            double p = lo + q * (double)rank[e] / last;
+            bool keep = (double)draw(tvkey, start + e) < p * 4294967296.0;
+            out[e] = keep ? (rescale ? 1 / p : 1) : 0;
         }
         return;
     }
     /* draw() with the index's high half fixed for the row */
     const uint32_t inner = mix32((uint32_t)(start >> 32) ^ tvkey), lo32 = (uint32_t)start;
-    for (size_t r = 0; r < n; r++) {
-        double p = lo + q * (double)(int32_t)r / last; /* rows are below 2^31 */
-        uint32_t u = mix32((lo32 + (uint32_t)sorted[r]) ^ inner);
+    for (size_t e = 0; e < n; e++) {
+        double p = lo + q * (double)(int32_t)rank[e] / last; /* rows are below 2^31 */
+        uint32_t u = mix32((lo32 + (uint32_t)e) ^ inner);
         /* (double)u exactly, through the signed conversion vectors have */
         double ud = (double)(int32_t)(u ^ 0x80000000u) + 2147483648.0;
         double f = rescale ? 1 / p : 1;
-        out[r] = ud < p * 4294967296.0 ? f : 0;
+        out[e] = ud < p * 4294967296.0 ? f : 0;
     }
 }
 
 /* DELLA: per task vector, the factor each element of this row is
  * multiplied by: 0 when dropped, 1/p (or 1) when kept. d: the row's task
  * vector (already scaled), in fp64; narrow: its values are fp32, so the
- * magnitudes' fp32 bit patterns order them. */
+ * magnitudes' fp32 bit patterns order them. work: 3n uint64 when narrow
+ * (the ranks and keys as uint32, then the counting's bins or the sort),
+ * else n (the ranks and the comparison sort's order). */
 static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n, bool narrow,
                           double *fac, void *work)
 {
@@ -806,15 +855,22 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
             fac[e] = density >= 1;
         return;
     }
-    /* work (4n words): the sorted values, then n of the sort's scratch or
-     * of the factors in rank order */
-    uint64_t *sorted = work, *tmp = sorted + n;
+    uint32_t *rank = work;
     if (narrow) {
+        uint32_t *key = rank + n;
         for (size_t e = 0; e < n; e++)
-            sorted[e] = key_f32((float)d[e]) << 32 | e;
-        radix_sort(sorted, tmp, n);
+            key[e] = (uint32_t)key_f32((float)d[e]);
+        if (!della_count_ranks(key, n, rank, key + n)) {
+            /* (key << 32 | index) sorted, after the keys */
+            uint64_t *sorted = (uint64_t *)(void *)(key + n), *tmp = sorted + n;
+            for (size_t e = 0; e < n; e++)
+                sorted[e] = (uint64_t)key[e] << 32 | e;
+            radix_sort(sorted, tmp, n);
+            for (size_t r = 0; r < n; r++)
+                rank[(uint32_t)sorted[r]] = (uint32_t)r;
+        }
     } else {
-        uint32_t *order = (uint32_t *)tmp;
+        uint32_t *order = rank + n;
         double *mag = fac; /* fac is free until filled below */
         for (size_t e = 0; e < n; e++) {
             order[e] = (uint32_t)e;
@@ -822,13 +878,9 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
         }
         qsort_r(order, n, sizeof *order, by_magnitude, mag);
         for (size_t r = 0; r < n; r++)
-            sorted[r] = order[r];
+            rank[order[r]] = (uint32_t)r;
     }
-    /* In rank order (a loop that vectorises), then put in place. */
-    double *ranked = (double *)tmp;
-    della_ranked(sorted, n, tv_key(k, i), k->start, density, eps, rescale, ranked);
-    for (size_t r = 0; r < n; r++)
-        fac[(uint32_t)sorted[r]] = ranked[r];
+    della_ranked(rank, n, tv_key(k, i), k->start, density, eps, rescale, fac);
 }
 
 /*
@@ -838,8 +890,9 @@ static void della_factors(const lad_kctx *k, size_t i, const double *d, size_t n
  * operations and their order are those of the scalar definition at the top.
  *
  * Scratch layout (n elements, m task vectors): wd (m x n), sum, mixed, div,
- * elected (n each); DELLA also: a row (n doubles), factors (m x n doubles),
- * four n-element index arrays.
+ * elected (n each); DELLA also: a row (n doubles), factors (m x n doubles)
+ * and della_factors' work (3n words for fp32 rows; n for fp64, which is
+ * what LAD_SCRATCH_BYTES leaves a LAD_MAX_ROW row of F64).
  */
 /* The magnitude selection's vector pass: wd for keys clearly above (or,
  * with outliers, between) the thresholds; returns how many keys equal a

@@ -519,11 +519,13 @@ def test_della_rank_spread_and_errors(tmp_path, rng):
 
 
 def test_della_ranks_every_sort_path(tmp_path, rng):
-    """DELLA's row sort orders by the key's high half first and then sorts
-    only the runs whose low halves differ (by insertion up to 32 elements;
-    a longer one split into its zero low halves and the others, sorted by
-    insertion up to 64, else by radix): rows built to take each path, with
-    exact ties, against the numpy ranks."""
+    """DELLA ranks a row by counting when its keys' high halves span at most
+    n bins and at most n / 4 keys have a nonzero low half (those sorted
+    apart); else its sort orders by the key's high half first and then
+    sorts only the runs whose low halves differ (by insertion up to 32
+    elements; a longer one split into its zero low halves and the others,
+    sorted by insertion up to 64, else by radix): rows built to take each
+    path, with exact ties, zeros and subnormals, against the numpy ranks."""
     w = 3000
     one = np.float32(1.0).view(np.uint32)
     rows = [
@@ -543,6 +545,15 @@ def test_della_ranks_every_sort_path(tmp_path, rng):
         # few distinct values: long runs of exact ties (index order)
         rng.choice(np.array([0.5, 0.25, 0.25 + 2 ** -20, 1e-3], F32), w),
         np.full(w, 0.125, F32),  # one value
+        # counted: bf16-like with a third exact zeros (a bin of their own)
+        np.where(rng.random(w) < 0.3, F32(0),
+                 (one + (rng.integers(0, 1 << 10, w) << 16)).astype(np.uint32).view(F32)),
+        # counted: zeros, subnormals (high half 0: the first bin after the
+        # zeros') and a tenth of low halves nonzero (sorted apart)
+        np.where(rng.random(w) < 0.2, 0, (rng.integers(0, 192, w) << 16) | np.where(
+            rng.random(w) < 0.1, rng.integers(1, 1 << 16, w), 0)).astype(np.uint32).view(F32),
+        # sorted: the high halves span far more than w bins
+        (rng.standard_normal(w) * 2.0 ** rng.integers(-60, 60, w)).astype(F32),
     ]
     d = np.stack(rows) * np.where(rng.random((len(rows), w)) < 0.5, F32(-1), F32(1))
     b = rng.standard_normal(d.shape).astype(F32) * F32(0)
@@ -564,6 +575,28 @@ def test_della_ranks_every_sort_path(tmp_path, rng):
         "--density", "0.5", "--epsilon", "0.3", "--seed", "3")
     want = d64 * della_factor("w", 0, 3, d64, 0.5, 0.3, True)
     assert np.array_equal(st.read(out)[0]["w"][1], want)
+
+
+def test_della_longest_row(tmp_path, rng):
+    """A row of ladle's longest (LAD_MAX_ROW, 2^17: a 1-D tensor is one row)
+    in F32 (ranked by counting) and F64 (a comparison sort): the ranks'
+    work fits the kernel scratch (an F64 row of this length overran it
+    once; the sanitizer build catches that) and the factors are numpy's."""
+    n = 1 << 17
+    for dt in (F32, np.float64):
+        name = "F32" if dt == F32 else "F64"
+        d = np.where(rng.random(n) < 0.2, 0, rng.standard_normal(n) * 1e-3).astype(dt)
+        b = np.zeros(n, dt)
+        st.write(tmp_path / "b.safetensors", [("w", name, b)])
+        st.write(tmp_path / "x.safetensors", [("w", name, d)])
+        out = tmp_path / f"o{name}.safetensors"
+        run("della", tmp_path / "b.safetensors", [tmp_path / "x.safetensors"], [1], out,
+            "--density", "0.4", "--epsilon", "0.2", "--seed", "5")
+        fac = della_factor("w", 0, 5, d, 0.4, 0.2, True)
+        # zero base, one task vector of weight 1: d times its factor, in
+        # the row's type (the factor rounded to fp32 for F32, as the kernel)
+        want = d * fac.astype(dt)
+        assert np.array_equal(st.read(out)[0]["w"][1], want), name
 
 
 @pytest.mark.parametrize("cmd,kind,extra,kw", [
