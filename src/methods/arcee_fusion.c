@@ -122,18 +122,38 @@ static inline double fusion_sum(const double *x, size_t n)
     return lad_fold(lanes);
 }
 
+/* A row's largest value as fmax finds it (NaN skipped; -inf for none),
+ * without its call: in LAD_LANES lanes, which vectorise (a maximum is
+ * exact, so in any order the same). */
+#define FUSION_MAX(NAME, T)                                                                   \
+    static inline double NAME(const T *x, size_t n)                                           \
+    {                                                                                         \
+        double lanes[LAD_LANES];                                                              \
+        for (int l = 0; l < LAD_LANES; l++)                                                   \
+            lanes[l] = -INFINITY;                                                             \
+        size_t e = 0;                                                                         \
+        for (; e + LAD_LANES <= n; e += LAD_LANES)                                            \
+            for (int l = 0; l < LAD_LANES; l++)                                               \
+                lanes[l] = (double)x[e + l] > lanes[l] ? (double)x[e + l] : lanes[l];         \
+        for (; e < n; e++)                                                                    \
+            lanes[0] = (double)x[e] > lanes[0] ? (double)x[e] : lanes[0];                     \
+        double m = lanes[0];                                                                  \
+        for (int l = 1; l < LAD_LANES; l++)                                                   \
+            m = lanes[l] > m ? lanes[l] : m;                                                  \
+        return m;                                                                             \
+    }
+
+FUSION_MAX(fusion_max_float, float)
+FUSION_MAX(fusion_max_double, double)
+
 /* KL(softmax(p) + eps || softmax(b) + eps) of one row, in fp64; ex: 2n
  * doubles of scratch (each exp is taken once). lad_exp and lad_log, not
  * libm's: the loops vectorise. */
 #define FUSION_KL(NAME, T)                                                                    \
     LAD_KERNEL static double NAME(const T *p, const T *b, size_t n, double *ex)               \
     {                                                                                         \
-        double mp = -INFINITY, mb = -INFINITY;                                                \
         double *ep = ex, *eb = ex + n;                                                        \
-        for (size_t e = 0; e < n; e++) { /* fmax's result (NaN skipped), without its call */ \
-            mp = (double)p[e] > mp ? (double)p[e] : mp;                                       \
-            mb = (double)b[e] > mb ? (double)b[e] : mb;                                       \
-        }                                                                                     \
+        const double mp = fusion_max_##T(p, n), mb = fusion_max_##T(b, n);                   \
         for (size_t e = 0; e < n; e++) {                                                      \
             ep[e] = lad_exp((double)p[e] - mp);                                               \
             eb[e] = lad_exp((double)b[e] - mb);                                               \
@@ -150,7 +170,8 @@ FUSION_KL(fusion_kl_f32, float)
 FUSION_KL(fusion_kl_f64, double)
 
 #define FUSION_STATS(NAME, T, KL, KEY)                                                        \
-    static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in, size_t n)    \
+    LAD_KERNEL static void NAME(const lad_kctx *k, int pass, void *acc, const T *const *in,   \
+                                size_t n)                                                     \
     {                                                                                         \
         fusion_stats *st = k->stats;                                                          \
         const T *b = in[0], *p = in[1];                                                       \
