@@ -10,7 +10,8 @@ evaluator, measured in this one run. Not a test: timings are noisy.
 The evaluator accepts or rejects by the candidate's newest ingredient (a
 pattern per scenario), so both runs make the same decisions: "all
 accepted" is the running sum's worst case (every step also extends the
-sum), "every other" a more typical search. With --cold the evaluator
+sum), "every other" and "first 3 kept" more typical searches (Wortsman et al.'s
+kept 5 of 72): a rejected step's successor is merged while it is evaluated. With --cold the evaluator
 drops the page cache (root), so every merge reads the ingredients from the
 disk, as for models larger than memory; the running sum stays on tmpfs.
 Peak RSS is /usr/bin/time's.
@@ -24,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-LADLE = os.path.join(ROOT, "build", "ladle")
+LADLE = os.environ.get("LADLE", os.path.join(ROOT, "build", "ladle"))  # (another build: before/after)
 PY = "/usr/bin/python3"
 
 # The evaluator: 1 (kept: the scores given are all 1) if the candidate's
@@ -107,7 +108,7 @@ def main():
         f.write(EVALUATOR)
     warm(models)
     names = [os.path.basename(m) for m in models]
-    scenarios = {"all accepted": names, "every other": names[::2]}
+    scenarios = {"all accepted": names, "every other": names[::2], "first 3 kept": names[:3]}
     print(f"{a.n} bf16 ingredients of {a.size}; {'cold' if a.cold else 'warm'} page cache; "
           f"{a.eval_seconds:g} s per evaluation; candidates and sums on {a.out_dir}\n")
     print("| scenario | kept | ladle soup --greedy s | peak RSS | from the ingredients s "

@@ -1006,6 +1006,10 @@ typedef struct lad_greedy {
     size_t n;              /* ingredients */
     const double *scores;  /* their own scores, or NULL: each is scored alone */
     bool strict, minimize;
+    /* Optional (NULL: not told): called before each step's candidate is
+     * scored, with the candidate the next step scores if this one is
+     * rejected, so a scorer may make it meanwhile. */
+    void (*next)(void *ctx, const size_t *set, size_t size);
     /* results, allocated by lad_greedy_run (lad_greedy_free) */
     size_t *rank;          /* rank[r]: the ingredient at rank r */
     double *own;           /* own[i]: ingredient i's own score */

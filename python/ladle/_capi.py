@@ -89,7 +89,8 @@ class RunStats(Structure):
 
 class Greedy(Structure):
     _fields_ = [("n", c_size_t), ("scores", POINTER(c_double)), ("strict", c_bool),
-                ("minimize", c_bool), ("rank", POINTER(c_size_t)), ("own", POINTER(c_double)),
+                ("minimize", c_bool), ("next", c_void_p),  # (not told: NULL)
+                ("rank", POINTER(c_size_t)), ("own", POINTER(c_double)),
                 ("soup_score", POINTER(c_double)), ("accepted", POINTER(c_bool)),
                 ("soup", POINTER(c_size_t)), ("nsoup", c_size_t), ("best", c_double)]
 

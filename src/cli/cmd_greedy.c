@@ -56,6 +56,16 @@ typedef struct greedy_args {
     size_t ahead_set[GREEDY_MAX], ahead_k;
     double sum_seconds, eval_seconds; /* the last sum made in the foreground (-1: none
                                        * yet), the last evaluation */
+    /* The candidate the next step scores if the newest is rejected (most
+     * are), told by the policy (next_k > 0) and merged while the newest is
+     * evaluated (spec): the next step takes it when its set is the same,
+     * else it is stopped and removed. */
+    size_t next_set[GREEDY_MAX], next_k;
+    bool spec;
+    lad_child spec_child;
+    char *spec_path;
+    char **spec_argv;
+    size_t spec_set[GREEDY_MAX], spec_k;
     size_t partial_from;         /* candidates of more ingredients read the sum */
     size_t loose_max;            /* ... and at most loose_max - 1 of the soup's beside it */
 } greedy_args;
@@ -261,24 +271,81 @@ static int running_sum(greedy_args *g, const size_t *idx, size_t n, lad_error *e
     return rc;
 }
 
+/* The speculative candidate, no longer wanted: stopped, removed. */
+static void spec_cancel(greedy_args *g)
+{
+    if (g->spec)
+        search_make_cancel(&g->s, &g->spec_child, g->spec_path);
+    g->spec = false;
+    free(g->spec_path);
+    g->spec_path = NULL;
+    argv_free(g->spec_argv);
+    g->spec_argv = NULL;
+}
+
+static void tell_next(void *ctx, const size_t *set, size_t size)
+{
+    greedy_args *g = ctx;
+    memcpy(g->next_set, set, size * sizeof *set);
+    g->next_k = size;
+}
+
+/* Is the log's score of the soup of idx[0..n-1] known? recipe: its key. */
+static bool logged(const greedy_args *g, const char *recipe)
+{
+    double score;
+    return recipe && g->s.has_log && lad_journal_find(&g->s.log, recipe, g->s.o.eval, &score);
+}
+
+/* Asks the search to merge the candidate told by the policy (next_set)
+ * once this step's is merged, from the running sum as it stands: nothing
+ * replaces that sum while the merge may read it (the step that takes the
+ * merge makes no sum in the foreground; any other step stops it first).
+ * Not for a soup whose score the log holds. */
+static int spec_plan(greedy_args *g, lad_error *err)
+{
+    size_t k = g->next_k;
+    g->next_k = 0;
+    if (k < 2)
+        return 0;
+    char **plain = soup_argv(g, g->next_set, k, 0, NULL, 0);
+    char *recipe = plain ? recipe_of(plain) : NULL;
+    argv_free(plain);
+    bool known = logged(g, recipe);
+    free(recipe);
+    if (known)
+        return 0;
+    size_t pk = g->running && k - 1 >= g->partial_from ? sum_covers(g, g->next_set, k - 1) : 0;
+    g->spec_path = search_work_file(&g->s, "next");
+    g->spec_argv = g->spec_path ? soup_argv(g, g->next_set, k, SOUP_RUN, pk ? g->sum : NULL, pk)
+                                : NULL;
+    if (!g->spec_argv) {
+        spec_cancel(g);
+        return lad_fail(err, "out of memory");
+    }
+    memcpy(g->spec_set, g->next_set, k * sizeof *g->spec_set);
+    g->spec_k = k;
+    search_after(&g->s, g->spec_argv, g->spec_path, &g->spec_child);
+    return 0;
+}
+
 /* A candidate made by soup_argv; its recipe (the log's key) leaves out what
- * changes no bit. */
+ * changes no bit. premade: merged ahead (the speculative candidate), so no
+ * sum is made for it. */
 static int soup_candidate(greedy_args *g, const size_t *idx, size_t n, candidate *c,
-                          const char *label, lad_error *err)
+                          const char *label, bool premade, lad_error *err)
 {
     memset(c, 0, sizeof *c);
     char **plain = soup_argv(g, idx, n, 0, NULL, 0);
     c->recipe = plain ? recipe_of(plain) : NULL;
     argv_free(plain);
-    double logged;
-    bool known = c->recipe && g->s.has_log &&
-                 lad_journal_find(&g->s.log, c->recipe, g->s.o.eval, &logged);
+    bool known = logged(g, c->recipe);
     /* Read from the running sum of a prefix of the soup, extended to all of
      * it once too many are left beside it (not for a score the log holds:
      * search_eval merges nothing then). */
     bool partial = g->running && n - 1 >= g->partial_from && !known;
     size_t pk = partial ? sum_covers(g, idx, n - 1) : 0;
-    if (c->recipe && partial && (n - 1) - pk >= g->loose_max) {
+    if (c->recipe && partial && !premade && (n - 1) - pk >= g->loose_max) {
         if (running_sum(g, idx, n - 1, err) != 0) {
             candidate_free(c);
             return -1;
@@ -316,6 +383,21 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
     greedy_args *g = ctx;
     candidate *c = calloc(n, sizeof *c);
     int rc = c ? 0 : lad_fail(err, "out of memory");
+    /* A step (one soup): the speculative candidate, if it is this one, is
+     * its merge (moved out of g: the next one goes there); else stopped. */
+    bool premade = n == 1 && g->spec && g->spec_k == sizes[0] &&
+                   !memcmp(g->spec_set, sets[0], sizes[0] * sizeof *sets[0]);
+    lad_child made = {0};
+    char *made_path = NULL, **made_argv = NULL;
+    if (premade) {
+        made = g->spec_child;
+        made_path = g->spec_path;
+        made_argv = g->spec_argv;
+        g->spec = false;
+        g->spec_path = NULL;
+        g->spec_argv = NULL;
+    }
+    spec_cancel(g);
     for (size_t k = 0; k < n && rc == 0; k++) {
         const char *last = g->models[sets[k][sizes[k] - 1]];
         if (sizes[k] > 1 || g->dtype) {
@@ -324,7 +406,11 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
                 snprintf(label, sizeof label, "soup of %zu (+ %.1000s)", sizes[k], last);
             else
                 snprintf(label, sizeof label, "%.1000s", last);
-            rc = soup_candidate(g, sets[k], sizes[k], &c[k], label, err);
+            rc = soup_candidate(g, sets[k], sizes[k], &c[k], label, premade, err);
+            if (rc == 0 && premade) {
+                c[k].made = &made;
+                c[k].made_path = made_path;
+            }
         } else {
             c[k].model = last;
             c[k].label = lad_strdup(last);
@@ -333,8 +419,19 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
                 rc = lad_fail(err, "out of memory");
         }
     }
+    if (rc == 0 && n == 1 && sizes[0] > 1)
+        rc = spec_plan(g, err);
     if (rc == 0)
         rc = search_eval(&g->s, c, n, err);
+    /* what search_eval started meanwhile is the next speculative candidate */
+    g->spec = g->s.after_started;
+    g->s.after_started = false;
+    if (!g->spec)
+        spec_cancel(g);
+    if (premade && !(c && c[0].made_taken)) /* (a failure before its merge was taken) */
+        search_make_cancel(&g->s, &made, made_path);
+    free(made_path);
+    argv_free(made_argv);
     for (size_t k = 0; rc == 0 && k < n; k++) {
         scores[k] = c[k].score;
         if (!c[k].from_log)
@@ -500,7 +597,7 @@ int cmd_greedy(int argc, char **argv)
 
     lad_error err = {0};
     lad_greedy r = {.n = g.nmodels, .scores = g.nscores >= 0 ? g.scores : NULL,
-                    .strict = g.strict, .minimize = g.search.minimize};
+                    .strict = g.strict, .minimize = g.search.minimize, .next = tell_next};
     char **final = NULL;
     rc = 1;
     if (search_open(&g.s, "soup", &g.search, g.quiet, search_suffix(g.out, NULL), g.out,
@@ -542,6 +639,7 @@ int cmd_greedy(int argc, char **argv)
         print_table(&g, &r);
     rc = 0;
 out:
+    spec_cancel(&g);
     settle_ahead(&g, NULL, 0, &err);
     if (g.sum)
         lad_remove_tree(g.sum);

@@ -343,6 +343,15 @@ static char **ladle_argv(const search *s, char *const *merge, const char *const 
 static int start_merge(pipeline *p, size_t i, lad_error *err)
 {
     search *s = p->s;
+    if (p->c[i].made) { /* made ahead by the caller: its child becomes ours */
+        if (!(p->path[i] = lad_strdup(p->c[i].made_path)))
+            return lad_fail(err, "out of memory");
+        p->merge = *p->c[i].made;
+        p->c[i].made_taken = true;
+        p->taken[i] = true;
+        p->merging = (long)i;
+        return 0;
+    }
     /* A run killed earlier may have left candidates: never reuse a name. */
     char *name = NULL;
     do {
@@ -464,6 +473,26 @@ static void eval_finished(pipeline *p, int slot, lad_error *err)
     lad_child_free(ch);
 }
 
+/* Is a candidate from next on still to be merged? */
+static bool merges_left(const pipeline *p, size_t next)
+{
+    for (size_t i = next; i < p->n; i++)
+        if (!p->taken[i] && p->c[i].merge)
+            return true;
+    return false;
+}
+
+static int start_child(search *s, char *const *merge, const char *out, bool force, bool summary,
+                       lad_child *ch, lad_error *err);
+
+void search_after(search *s, char *const *merge, const char *out, lad_child *ch)
+{
+    s->after = merge;
+    s->after_out = out;
+    s->after_child = ch;
+    s->after_started = false;
+}
+
 int search_eval(search *s, candidate *c, size_t n, lad_error *err)
 {
     pipeline p = {.s = s, .c = c, .n = n, .merging = -1, .ready = -1};
@@ -532,6 +561,14 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
                 fail_once(&p, err, &e);
             continue;
         }
+        if (!p.failed && p.merging < 0 && s->after && !merges_left(&p, next)) {
+            lad_error e = {0};
+            if (start_child(s, s->after, s->after_out, false, false, s->after_child, &e) != 0)
+                fail_once(&p, err, &e);
+            else
+                s->after_started = true;
+            s->after = NULL;
+        }
         lad_child *running[MAX_JOBS + 1];
         size_t nr = 0;
         if (p.merging >= 0)
@@ -548,6 +585,7 @@ int search_eval(search *s, candidate *c, size_t n, lad_error *err)
             if (p.slot_cand[k] >= 0 && p.eval[k].exited)
                 eval_finished(&p, k, err);
     }
+    s->after = NULL; /* (not started: a failure) */
     if (p.ready >= 0) /* merged, never evaluated (a failure elsewhere) */
         lad_remove_tree(p.path[p.ready]);
     for (size_t i = 0; i < n; i++)

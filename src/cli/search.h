@@ -13,6 +13,12 @@ typedef struct candidate {
     char *label;        /* in tables and messages: "alpha=0.3", "ft-2" */
     char **merge;       /* ladle arguments (command first, no -o), NULL-ended; */
     const char *model;  /* or, when merge is NULL, a model scored as it is */
+    /* A merge's output the caller made ahead (or is making): its child and
+     * path, which search_eval takes over instead of merging (made_taken);
+     * NULL: none. */
+    lad_child *made;
+    const char *made_path;
+    bool made_taken;
     char *recipe;       /* what the log knows it by (a command line) */
     const char *const *var_names, *const *var_values; /* {NAME} in the evaluator */
     size_t nvars;
@@ -69,6 +75,12 @@ typedef struct search {
     int seq;            /* candidate names */
     size_t done, total; /* progress */
     size_t planned;     /* evaluations the whole search will need, if known */
+    /* A merge for the caller to start in the background once search_eval's
+     * own are done, while its evaluations run (search_after). */
+    char *const *after;
+    const char *after_out;
+    lad_child *after_child;
+    bool after_started;
 } search;
 
 /* out: where the result goes (the default work folder is made beside it),
@@ -82,6 +94,11 @@ const char *search_suffix(const char *out, char *const *merge);
  * merging and evaluating it. Fails on the first failed merge or evaluation
  * (after letting the others running finish and be logged). */
 int search_eval(search *s, candidate *c, size_t n, lad_error *err);
+/* Asks the next search_eval to start `ladle MERGE... -o OUT` as ch once it
+ * has merged its own candidates (so that merge overlaps their evaluation);
+ * s->after_started then tells whether it did, and the caller waits for it
+ * (search_make_wait) or stops it (search_make_cancel). */
+void search_after(search *s, char *const *merge, const char *out, lad_child *ch);
 /* Runs `ladle MERGE... -o OUT` with the child's messages passed on. */
 int search_write(search *s, char *const *merge, const char *out, bool force, lad_error *err);
 /* A file the search makes for itself, without its report, in the

@@ -87,6 +87,11 @@ int lad_greedy_run(lad_greedy *g, lad_soup_scorer score, void *ctx, lad_error *e
         g->soup[g->nsoup] = g->rank[r];
         const size_t *set = g->soup;
         size_t size = g->nsoup + 1;
+        if (g->next && r + 1 < n) { /* if rank r is rejected: the soup with rank r + 1 */
+            memcpy(one, g->soup, g->nsoup * sizeof *one);
+            one[g->nsoup] = g->rank[r + 1];
+            g->next(ctx, one, g->nsoup + 1);
+        }
         double s;
         if ((rc = score(ctx, &set, &size, 1, &s, err)) != 0 || (rc = checked(&s, 1, err)) != 0)
             goto out;

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """A stand-in for a user's evaluator, for the greedy soup and sweep tests.
 
-    evaluator.py MODEL TARGET [--record FILE] [--sleep S] [--minimize]
+    evaluator.py MODEL TARGET [--record FILE] [--sleep S] [--list DIR] [--minimize]
 
 Its score is minus the mean squared distance of MODEL's float tensors to
 TARGET's (a loss with --minimize), computed in fp64 from the files: a
 deterministic function of exactly the bytes ladle wrote. --record appends
 one JSON line per run (model, slot, start and end times) so tests can count
-evaluations and see which ran at once."""
+evaluations and see which ran at once; --list adds the names in DIR after
+the sleep (what the search had made meanwhile)."""
 import json
 import os
 import sys
@@ -50,7 +51,9 @@ def main(argv):
         with open(opts["--record"], "a") as f:
             f.write(json.dumps({"model": model, "slot": os.environ.get("LADLE_SLOT"),
                                 "env_model": os.environ.get("LADLE_MODEL"),
-                                "start": start, "end": time.time()}) + "\n")
+                                "start": start, "end": time.time(),
+                                "listed": sorted(os.listdir(opts["--list"]))
+                                if "--list" in opts else None}) + "\n")
     print(f"evaluated {model}")
     print(f"score: {s!r}")
 

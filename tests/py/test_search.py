@@ -191,6 +191,40 @@ def test_greedy_reads_a_running_sum(tmp_path, rng):
     assert not [x for x in os.listdir(work) if "sum" in x]  # the running sum is removed
 
 
+def test_greedy_merges_the_next_candidate_while_one_is_evaluated(tmp_path, rng):
+    """While a step's candidate is evaluated, the next step's candidate if
+    it is rejected is merged (cand-next-*, which the evaluator sees in the
+    work folder before it scores); the next step evaluates that file when
+    the soup did not change and stops and removes it when it did; every
+    candidate is still the reference soup bit for bit, and none is left."""
+    target, models = ingredients(tmp_path, rng, "F32", n=6,
+                                 scales=[0.5, 0.52, 3.0, 0.54, 4.0, 5.0])
+    work = tmp_path / "work"
+    record = tmp_path / "record.jsonl"
+    out = tmp_path / "soup.safetensors"
+    r = ladle("soup", "--greedy", "--eval", evaluator(target, "--record", record, "--sleep",
+                                                     "0.6", "--list", work),
+              *models, "-o", out, "--json", "--work", work, "-q")
+    got = json.loads(r.out)
+    accepted = [x["accepted"] for x in got["ingredients"]]
+    assert True in accepted[1:] and False in accepted[1:]  # the test means something
+    log = [json.loads(line) for line in open(work / "ladle-log.jsonl")][len(models):]
+    runs = {e["model"]: e for e in map(json.loads, open(record))}
+    for step, e in enumerate(log, start=1):
+        name = os.path.basename(e["path"])
+        # made ahead exactly when the step before (not the first) was rejected
+        assert name.startswith("cand-next-") == (step > 1 and not accepted[step - 1]), name
+        if step + 1 < len(models):  # the next one was being made meanwhile
+            assert any(x.startswith("cand-next-") for x in runs[e["path"]]["listed"]), name
+    assert sorted(os.listdir(work)) == ["ladle-log.jsonl"]
+    # the candidates' bytes: each scored as the reference soup of its members
+    for e in log:
+        members = shlex.split(e["recipe"])[3:]
+        want = write_soup(tmp_path / "want.safetensors", members, "F32")
+        assert e["score"] == ref_score(str(want), str(target)), e["label"]
+    assert same_tensors(out, write_soup(tmp_path / "w.safetensors", got["soup"], "F32"))
+
+
 @pytest.mark.parametrize("in_dtype,out_dtype", [("F32", None), ("BF16", "F16"), ("BF16", None)])
 def test_greedy_matches_reference(tmp_path, rng, in_dtype, out_dtype):
     target, models = ingredients(tmp_path, rng, in_dtype)
