@@ -99,29 +99,30 @@ static size_t ms_acc_size(const lad_op *op)
             }                                                                                 \
             return;                                                                           \
         }                                                                                     \
-        if (pass == 0) { /* the Gram matrix: each d_i converted once per lane block */        \
-            double part[MS_GRAM * (MS_GRAM + 1) / 2][L], d[MS_GRAM][L];                       \
-            size_t np = nstats(m);                                                            \
-            memset(part, 0, np * sizeof *part);                                               \
-            size_t e = 0;                                                                     \
-            for (; e + L <= n; e += L) {                                                      \
-                for (size_t i = 0; i < m; i++)                                                \
-                    for (size_t l = 0; l < L; l++)                                            \
-                        d[i][l] = (double)(b ? in[i][e + l] - b[e + l] : in[i][e + l]);       \
-                for (size_t i = 0, q = 0; i < m; i++)                                         \
-                    for (size_t j = i; j < m; j++, q++)                                       \
+        if (pass == 0) { /* the Gram matrix: each d_i converted once, into the scratch */    \
+            double *d = k->scratch; /* m x n */                                               \
+            for (size_t i = 0; i < m; i++) {                                                  \
+                const T *restrict x = in[i];                                                  \
+                double *restrict di = d + i * n;                                              \
+                if (b)                                                                        \
+                    for (size_t e = 0; e < n; e++)                                            \
+                        di[e] = (double)(x[e] - b[e]);                                        \
+                else                                                                          \
+                    for (size_t e = 0; e < n; e++)                                            \
+                        di[e] = (double)x[e];                                                 \
+            }                                                                                 \
+            for (size_t i = 0, q = 0; i < m; i++)                                             \
+                for (size_t j = i; j < m; j++, q++) { /* a pair at a time: in registers */   \
+                    const double *restrict di = d + i * n, *restrict dj = d + j * n;          \
+                    double part[L] = {0};                                                     \
+                    size_t e = 0;                                                             \
+                    for (; e + L <= n; e += L)                                                \
                         for (size_t l = 0; l < L; l++)                                        \
-                            part[q][l] += d[i][l] * d[j][l];                                  \
-            }                                                                                 \
-            for (; e < n; e++) { /* the tail, in lane 0 */                                    \
-                for (size_t i = 0; i < m; i++)                                                \
-                    d[i][0] = (double)(b ? in[i][e] - b[e] : in[i][e]);                       \
-                for (size_t i = 0, q = 0; i < m; i++)                                         \
-                    for (size_t j = i; j < m; j++, q++)                                       \
-                        part[q][0] += d[i][0] * d[j][0];                                      \
-            }                                                                                 \
-            for (size_t q = 0; q < np; q++)                                                   \
-                s[q] += lad_fold(part[q]);                                                    \
+                            part[l] += di[e + l] * dj[e + l];                                 \
+                    for (; e < n; e++) /* the tail, in lane 0 */                              \
+                        part[0] += di[e] * dj[e];                                             \
+                    s[q] += lad_fold(part);                                                   \
+                }                                                                             \
             return;                                                                           \
         }                                                                                     \
         double part[L] = {0};                                                                 \
