@@ -765,13 +765,13 @@ static int by_magnitude(const void *a, const void *b, void *ctx)
  * the ranks left in their bins. The same ranks as sorting every key.
  * work: 2n + 4 uint32 (the bins, then as uint64 the keys with a nonzero
  * low half and their sort's scratch). */
-static bool della_count_ranks(const uint32_t *restrict key, size_t n, uint32_t *restrict rank,
-                              uint32_t *restrict work)
+LAD_KERNEL static bool della_count_ranks(const uint32_t *restrict key, size_t n,
+                                         uint32_t *restrict rank, uint32_t *restrict work)
 {
     uint32_t lo = UINT32_MAX, hi = 0, loose = 0;
-    for (size_t e = 0; e < n; e++) {
-        uint32_t h = key[e] >> 16;
-        lo = key[e] && h < lo ? h : lo;
+    for (size_t e = 0; e < n; e++) { /* (without branches: the loop vectorises) */
+        uint32_t h = key[e] >> 16, hz = h | (0u - (uint32_t)(key[e] == 0)); /* 0: above all */
+        lo = hz < lo ? hz : lo;
         hi = h > hi ? h : hi;
         loose += (key[e] & 0xffff) != 0;
     }
@@ -782,8 +782,8 @@ static bool della_count_ranks(const uint32_t *restrict key, size_t n, uint32_t *
         return false;
     uint32_t *next = work;
     memset(next, 0, bins * sizeof *next);
-    for (size_t e = 0; e < n; e++)
-        next[key[e] ? (key[e] >> 16) - lo + 1 : 0]++;
+    for (size_t e = 0; e < n; e++) /* (a zero key's bin is 0) */
+        next[((key[e] >> 16) - lo + 1) & (0u - (uint32_t)(key[e] != 0))]++;
     for (size_t b = 0, sum = 0; b < bins; b++) {
         uint32_t here = next[b];
         next[b] = (uint32_t)sum;
@@ -796,7 +796,7 @@ static bool della_count_ranks(const uint32_t *restrict key, size_t n, uint32_t *
         if (x & 0xffff)
             rest[nrest++] = (uint64_t)x << 32 | e;
         else
-            rank[e] = next[x ? (x >> 16) - lo + 1 : 0]++;
+            rank[e] = next[((x >> 16) - lo + 1) & (0u - (uint32_t)(x != 0))]++;
     }
     radix_sort(rest, tmp, nrest);
     for (size_t j = 0; j < nrest; j++)
