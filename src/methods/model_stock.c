@@ -61,40 +61,33 @@ static size_t stock_acc_size(const lad_op *op)
     return 0;
 }
 
-/* Adds the chunk's sums to s (N norms, then the pairs' dots). */
-/* In lanes (kernel.h). */
+/* Adds the chunk's sums to s (N norms, then the pairs' dots), in lanes
+ * (kernel.h): each task vector converted to fp64 once, into o (m x n
+ * doubles of scratch), then one sum at a time (its lanes in registers). */
 #define STOCK_SUMS(NAME, T)                                                                   \
-    LAD_KERNEL static void NAME(size_t m, const T *const *in, size_t n, double *s)            \
+    LAD_KERNEL static void NAME(size_t m, const T *const *in, size_t n, double *s,            \
+                                double *o)                                                    \
     {                                                                                         \
         enum { L = LAD_LANES };                                                               \
-        double acc[STOCK_MAX + STOCK_MAX * (STOCK_MAX - 1) / 2][L];                           \
-        size_t ns = m + m * (m - 1) / 2, e = 0;                                               \
-        memset(acc, 0, ns * sizeof *acc);                                                     \
-        for (; e + L <= n; e += L) {                                                          \
-            double o[STOCK_MAX][L];                                                           \
-            for (size_t i = 0; i < m; i++)                                                    \
-                for (size_t l = 0; l < L; l++)                                                \
-                    o[i][l] = (double)(in[i + 1][e + l] - in[0][e + l]);                      \
-            size_t p = m;                                                                     \
-            for (size_t i = 0; i < m; i++) {                                                  \
-                for (size_t l = 0; l < L; l++)                                                \
-                    acc[i][l] += o[i][l] * o[i][l];                                           \
-                for (size_t j = i + 1; j < m; j++, p++)                                       \
+        for (size_t i = 0; i < m; i++) {                                                      \
+            const T *restrict x = in[i + 1], *restrict b = in[0];                             \
+            double *restrict oi = o + i * n;                                                  \
+            for (size_t e = 0; e < n; e++)                                                    \
+                oi[e] = (double)(x[e] - b[e]);                                                \
+        }                                                                                     \
+        size_t p = m;                                                                         \
+        for (size_t i = 0; i < m; i++)                                                        \
+            for (size_t j = i; j < m; j++) { /* |o_i|^2 at s[i]; the pairs from s[m] on */    \
+                const double *restrict x = o + i * n, *restrict y = o + j * n;                \
+                double acc[L] = {0};                                                          \
+                size_t e = 0;                                                                 \
+                for (; e + L <= n; e += L)                                                    \
                     for (size_t l = 0; l < L; l++)                                            \
-                        acc[p][l] += o[i][l] * o[j][l];                                       \
+                        acc[l] += x[e + l] * y[e + l];                                        \
+                for (; e < n; e++) /* the tail, in lane 0 */                                  \
+                    acc[0] += x[e] * y[e];                                                    \
+                s[j == i ? i : p++] += lad_fold(acc);                                         \
             }                                                                                 \
-        }                                                                                     \
-        for (; e < n; e++) { /* the tail, in lane 0 */                                        \
-            size_t p = m;                                                                     \
-            for (size_t i = 0; i < m; i++) {                                                  \
-                double oi = (double)(in[i + 1][e] - in[0][e]);                                \
-                acc[i][0] += oi * oi;                                                         \
-                for (size_t j = i + 1; j < m; j++, p++)                                       \
-                    acc[p][0] += oi * (double)(in[j + 1][e] - in[0][e]);                      \
-            }                                                                                 \
-        }                                                                                     \
-        for (size_t q = 0; q < ns; q++)                                                       \
-            s[q] += lad_fold(acc[q]);                                                         \
     }
 
 STOCK_SUMS(stock_sums_f32, float)
@@ -106,7 +99,7 @@ STOCK_SUMS(stock_sums_f64, double)
         (void)pass;                                                                           \
         (void)acc;                                                                            \
         size_t m = nft(k->op);                                                                \
-        SUMS(m, in, n, ((stock_stats *)k->stats)->sums + k->item * nsums(m));                \
+        SUMS(m, in, n, ((stock_stats *)k->stats)->sums + k->item * nsums(m), k->scratch);    \
     }
 
 STOCK_STATS(stock_stats_f32, float, stock_sums_f32)
@@ -144,7 +137,7 @@ static const char *stock_pass_end(const lad_kctx *k, int pass, bool wide, void *
             omt = OMTCOEF;                                                                    \
         } else { /* by rows: this row's t */                                                  \
             double row[STOCK_MAX + STOCK_MAX * (STOCK_MAX - 1) / 2] = {0};                    \
-            SUMS(m, in, n, row);                                                              \
+            SUMS(m, in, n, row, k->scratch);                                                  \
             double tr = stock_t(m, row);                                                      \
             t = (T)tr;                                                                        \
             omt = (T)(1 - tr);                                                                \
