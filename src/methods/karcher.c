@@ -65,7 +65,6 @@ static size_t ka_acc_size(const lad_op *op)
     {                                                                                         \
         (void)pass;                                                                           \
         (void)acc;                                                                            \
-        enum { L = LAD_LANES };                                                               \
         size_t m = k->op->ninputs;                                                            \
         double *g = ((ka_stats *)k->stats)->gram + k->item * ngram(m);                        \
         double *d = k->scratch; /* each input converted once: m x n */                        \
@@ -73,17 +72,8 @@ static size_t ka_acc_size(const lad_op *op)
             for (size_t e = 0; e < n; e++)                                                    \
                 d[i * n + e] = (double)in[i][e];                                              \
         for (size_t i = 0; i < m; i++)                                                        \
-            for (size_t j = i; j < m; j++) { /* in lanes (kernel.h) */                        \
-                const double *restrict x = d + i * n, *restrict y = d + j * n;                \
-                double s[L] = {0};                                                            \
-                size_t e = 0;                                                                 \
-                for (; e + L <= n; e += L)                                                    \
-                    for (size_t l = 0; l < L; l++)                                            \
-                        s[l] += x[e + l] * y[e + l];                                          \
-                for (; e < n; e++)                                                            \
-                    s[0] += x[e] * y[e];                                                      \
-                *g++ += lad_fold(s);                                                          \
-            }                                                                                 \
+            for (size_t j = i; j < m; j++) /* in lanes (kernel.h) */                          \
+                *g++ += lad_dot(d + i * n, d + j * n, n);                                     \
     }
 
 KA_STATS(ka_stats_f32, float)

@@ -29,4 +29,18 @@ static inline double lad_fold(const double *lanes)
     return t;
 }
 
+/* sum x[e] y[e] of fp64 arrays in lanes, folded (inlined into a kernel's
+ * clones, so its loop vectorises with theirs). */
+static inline double lad_dot(const double *restrict x, const double *restrict y, size_t n)
+{
+    double lanes[LAD_LANES] = {0};
+    size_t e = 0;
+    for (; e + LAD_LANES <= n; e += LAD_LANES)
+        for (int l = 0; l < LAD_LANES; l++)
+            lanes[l] += x[e + l] * y[e + l];
+    for (; e < n; e++) /* the tail, in lane 0 */
+        lanes[0] += x[e] * y[e];
+    return lad_fold(lanes);
+}
+
 #endif

@@ -68,7 +68,6 @@ static size_t stock_acc_size(const lad_op *op)
     LAD_KERNEL static void NAME(size_t m, const T *const *in, size_t n, double *s,            \
                                 double *o)                                                    \
     {                                                                                         \
-        enum { L = LAD_LANES };                                                               \
         for (size_t i = 0; i < m; i++) {                                                      \
             const T *restrict x = in[i + 1], *restrict b = in[0];                             \
             double *restrict oi = o + i * n;                                                  \
@@ -77,17 +76,8 @@ static size_t stock_acc_size(const lad_op *op)
         }                                                                                     \
         size_t p = m;                                                                         \
         for (size_t i = 0; i < m; i++)                                                        \
-            for (size_t j = i; j < m; j++) { /* |o_i|^2 at s[i]; the pairs from s[m] on */    \
-                const double *restrict x = o + i * n, *restrict y = o + j * n;                \
-                double acc[L] = {0};                                                          \
-                size_t e = 0;                                                                 \
-                for (; e + L <= n; e += L)                                                    \
-                    for (size_t l = 0; l < L; l++)                                            \
-                        acc[l] += x[e + l] * y[e + l];                                        \
-                for (; e < n; e++) /* the tail, in lane 0 */                                  \
-                    acc[0] += x[e] * y[e];                                                    \
-                s[j == i ? i : p++] += lad_fold(acc);                                         \
-            }                                                                                 \
+            for (size_t j = i; j < m; j++) /* |o_i|^2 at s[i]; the pairs from s[m] on */      \
+                s[j == i ? i : p++] += lad_dot(o + i * n, o + j * n, n);                      \
     }
 
 STOCK_SUMS(stock_sums_f32, float)

@@ -112,17 +112,8 @@ static size_t ms_acc_size(const lad_op *op)
                         di[e] = (double)x[e];                                                 \
             }                                                                                 \
             for (size_t i = 0, q = 0; i < m; i++)                                             \
-                for (size_t j = i; j < m; j++, q++) { /* a pair at a time: in registers */   \
-                    const double *restrict di = d + i * n, *restrict dj = d + j * n;          \
-                    double part[L] = {0};                                                     \
-                    size_t e = 0;                                                             \
-                    for (; e + L <= n; e += L)                                                \
-                        for (size_t l = 0; l < L; l++)                                        \
-                            part[l] += di[e + l] * dj[e + l];                                 \
-                    for (; e < n; e++) /* the tail, in lane 0 */                              \
-                        part[0] += di[e] * dj[e];                                             \
-                    s[q] += lad_fold(part);                                                   \
-                }                                                                             \
+                for (size_t j = i; j < m; j++, q++) /* a pair at a time: in registers */     \
+                    s[q] += lad_dot(d + i * n, d + j * n, n);                                 \
             return;                                                                           \
         }                                                                                     \
         double part[L] = {0};                                                                 \
