@@ -14,6 +14,12 @@
  * search takes its scores from the log and merges nothing). The stored sum
  * continues the plain sum bit for bit, so a candidate, the same soup
  * merged from the ingredients themselves, and OUT are bit-identical.
+ *
+ * While a candidate is evaluated, two merges may run beside it: the sum
+ * with its ingredient (the next sum, if it is kept: sum_ahead) and the next
+ * step's candidate as it is if it is rejected (the policy tells it:
+ * tell_next, spec_plan); each is taken by the step that wants it, else
+ * stopped and removed.
  */
 #include "cli.h"
 #include "plot.h"
