@@ -755,6 +755,13 @@ static int by_magnitude(const void *a, const void *b, void *ctx)
     return i < j ? -1 : i > j;
 }
 
+/* A key's bin for della_count_ranks: 0 for a zero key, else its high half
+ * from the lowest nonzero key's (lo) on, from 1 (without a branch). */
+static inline uint32_t della_bin(uint32_t key, uint32_t lo)
+{
+    return ((key >> 16) - lo + 1) & (0u - (uint32_t)(key != 0));
+}
+
 /* The ranks of n fp32 keys (ascending key, ties to the lower index) by
  * counting, when the keys' high halves span few enough bins: rank[e] for
  * each e; false (nothing usable written) when they span more than n bins
@@ -782,8 +789,8 @@ LAD_KERNEL static bool della_count_ranks(const uint32_t *restrict key, size_t n,
         return false;
     uint32_t *next = work;
     memset(next, 0, bins * sizeof *next);
-    for (size_t e = 0; e < n; e++) /* (a zero key's bin is 0) */
-        next[((key[e] >> 16) - lo + 1) & (0u - (uint32_t)(key[e] != 0))]++;
+    for (size_t e = 0; e < n; e++)
+        next[della_bin(key[e], lo)]++;
     for (size_t b = 0, sum = 0; b < bins; b++) {
         uint32_t here = next[b];
         next[b] = (uint32_t)sum;
@@ -796,11 +803,11 @@ LAD_KERNEL static bool della_count_ranks(const uint32_t *restrict key, size_t n,
         if (x & 0xffff)
             rest[nrest++] = (uint64_t)x << 32 | e;
         else
-            rank[e] = next[((x >> 16) - lo + 1) & (0u - (uint32_t)(x != 0))]++;
+            rank[e] = next[della_bin(x, lo)]++;
     }
     radix_sort(rest, tmp, nrest);
     for (size_t j = 0; j < nrest; j++)
-        rank[(uint32_t)rest[j]] = next[(rest[j] >> 48) - lo + 1]++;
+        rank[(uint32_t)rest[j]] = next[della_bin((uint32_t)(rest[j] >> 32), lo)]++;
     return true;
 }
 
