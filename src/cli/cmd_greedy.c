@@ -70,7 +70,6 @@ typedef struct greedy_args {
     bool spec;
     lad_child spec_child;
     char *spec_path;
-    char **spec_argv;
     size_t spec_set[GREEDY_MAX], spec_k;
     size_t partial_from;         /* candidates of more ingredients read the sum */
     size_t loose_max;            /* ... and at most loose_max - 1 of the soup's beside it */
@@ -285,8 +284,6 @@ static void spec_cancel(greedy_args *g)
     g->spec = false;
     free(g->spec_path);
     g->spec_path = NULL;
-    argv_free(g->spec_argv);
-    g->spec_argv = NULL;
 }
 
 static void tell_next(void *ctx, const size_t *set, size_t size)
@@ -307,9 +304,11 @@ static bool logged(const greedy_args *g, const char *recipe)
  * once this step's is merged, from the running sum as it stands: nothing
  * replaces that sum while the merge may read it (the step that takes the
  * merge makes no sum in the foreground; any other step stops it first).
- * Not for a soup whose score the log holds. */
-static int spec_plan(greedy_args *g, lad_error *err)
+ * Not for a soup whose score the log holds. *argv: its arguments, the
+ * caller's to free once search_eval has run (NULL: none planned). */
+static int spec_plan(greedy_args *g, char ***argv, lad_error *err)
 {
+    *argv = NULL;
     size_t k = g->next_k;
     g->next_k = 0;
     if (k < 2)
@@ -323,15 +322,14 @@ static int spec_plan(greedy_args *g, lad_error *err)
         return 0;
     size_t pk = g->running && k - 1 >= g->partial_from ? sum_covers(g, g->next_set, k - 1) : 0;
     g->spec_path = search_work_file(&g->s, "next");
-    g->spec_argv = g->spec_path ? soup_argv(g, g->next_set, k, SOUP_RUN, pk ? g->sum : NULL, pk)
-                                : NULL;
-    if (!g->spec_argv) {
+    *argv = g->spec_path ? soup_argv(g, g->next_set, k, SOUP_RUN, pk ? g->sum : NULL, pk) : NULL;
+    if (!*argv) {
         spec_cancel(g);
         return lad_fail(err, "out of memory");
     }
     memcpy(g->spec_set, g->next_set, k * sizeof *g->spec_set);
     g->spec_k = k;
-    search_after(&g->s, g->spec_argv, g->spec_path, &g->spec_child);
+    search_after(&g->s, *argv, g->spec_path, &g->spec_child);
     return 0;
 }
 
@@ -394,14 +392,12 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
     bool premade = n == 1 && g->spec && g->spec_k == sizes[0] &&
                    !memcmp(g->spec_set, sets[0], sizes[0] * sizeof *sets[0]);
     lad_child made = {0};
-    char *made_path = NULL, **made_argv = NULL;
+    char *made_path = NULL, **spec_argv = NULL;
     if (premade) {
         made = g->spec_child;
         made_path = g->spec_path;
-        made_argv = g->spec_argv;
         g->spec = false;
         g->spec_path = NULL;
-        g->spec_argv = NULL;
     }
     spec_cancel(g);
     for (size_t k = 0; k < n && rc == 0; k++) {
@@ -426,7 +422,7 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
         }
     }
     if (rc == 0 && n == 1 && sizes[0] > 1)
-        rc = spec_plan(g, err);
+        rc = spec_plan(g, &spec_argv, err);
     if (rc == 0)
         rc = search_eval(&g->s, c, n, err);
     /* what search_eval started meanwhile is the next speculative candidate */
@@ -437,7 +433,7 @@ static int score(void *ctx, const size_t *const *sets, const size_t *sizes, size
     if (premade && !(c && c[0].made_taken)) /* (a failure before its merge was taken) */
         search_make_cancel(&g->s, &made, made_path);
     free(made_path);
-    argv_free(made_argv);
+    argv_free(spec_argv);
     for (size_t k = 0; rc == 0 && k < n; k++) {
         scores[k] = c[k].score;
         if (!c[k].from_log)
